@@ -1,0 +1,95 @@
+// One table answers every per-arch question (after virtme-ng's architectures.py):
+// nothing else in the code should branch on the arch name.
+
+export const ARCH_NAMES = ["x86_64", "arm64"] as const;
+export type ArchName = (typeof ARCH_NAMES)[number];
+
+export interface ArchSpec {
+  readonly name: ArchName;
+  /** Debian's name for the arch (apt, .deb file names). */
+  readonly debianArch: "amd64" | "arm64";
+  /** The kernel's ARCH= value. */
+  readonly kernelArch: "x86" | "arm64";
+  /** Prefix for cross tools, empty when the host builds natively. */
+  readonly crossCompile: string;
+  /** The host's Debian package providing that compiler (for `kho doctor`). */
+  readonly compilerPackage: string;
+  /** Boot image path inside a kernel build directory. */
+  readonly imagePath: string;
+  /** The make target that produces the boot image. */
+  readonly imageTarget: string;
+  readonly qemuBinary: string;
+  readonly qemuPackage: string;
+  readonly machine: string;
+  readonly cpu: string;
+  /** Kernel console device for the first serial port. */
+  readonly console: string;
+  /** ELF e_machine of vmlinux / user binaries for this arch. */
+  readonly elfMachine: number;
+  /** How KHO reaches the next kernel (informational; the kernel does it inside kexec_file_load). */
+  readonly handover: string;
+  /** The per-arch config fragment under images/config/. */
+  readonly configFragment: string;
+}
+
+const HOST_IS_ARM64 = process.arch === "arm64";
+
+const X86_64: ArchSpec = {
+  name: "x86_64",
+  debianArch: "amd64",
+  kernelArch: "x86",
+  crossCompile: HOST_IS_ARM64 ? "x86_64-linux-gnu-" : "",
+  compilerPackage: HOST_IS_ARM64 ? "gcc-x86-64-linux-gnu" : "gcc",
+  imagePath: "arch/x86/boot/bzImage",
+  imageTarget: "bzImage",
+  qemuBinary: "qemu-system-x86_64",
+  qemuPackage: "qemu-system-x86",
+  machine: "q35",
+  cpu: "max",
+  console: "ttyS0",
+  elfMachine: 62,
+  handover: "setup_data SETUP_KEXEC_KHO (type 0xa) in boot_params",
+  configFragment: "x86_64.config",
+};
+
+const ARM64: ArchSpec = {
+  name: "arm64",
+  debianArch: "arm64",
+  kernelArch: "arm64",
+  crossCompile: HOST_IS_ARM64 ? "" : "aarch64-linux-gnu-",
+  compilerPackage: HOST_IS_ARM64 ? "gcc" : "gcc-aarch64-linux-gnu",
+  imagePath: "arch/arm64/boot/Image",
+  imageTarget: "Image",
+  qemuBinary: "qemu-system-aarch64",
+  qemuPackage: "qemu-system-arm",
+  machine: "virt",
+  cpu: "max",
+  console: "ttyAMA0",
+  elfMachine: 183,
+  handover: "/chosen linux,kho-fdt and linux,kho-scratch in the device tree",
+  configFragment: "arm64.config",
+};
+
+const ARCHES: Record<ArchName, ArchSpec> = { x86_64: X86_64, arm64: ARM64 };
+
+export function isArchName(value: string): value is ArchName {
+  return (ARCH_NAMES as readonly string[]).includes(value);
+}
+
+export function archSpec(name: ArchName): ArchSpec {
+  return ARCHES[name];
+}
+
+/** Parse a user's --arch value: one arch, or `all`. Accepts the common aliases. */
+export function parseArchList(value: string): ArchName[] {
+  const aliases: Record<string, ArchName> = { amd64: "x86_64", x86: "x86_64", aarch64: "arm64" };
+  const out: ArchName[] = [];
+  for (const raw of value.split(",")) {
+    const word = raw.trim();
+    if (word === "all") return [...ARCH_NAMES];
+    const name = aliases[word] ?? word;
+    if (!isArchName(name)) throw new Error(`unknown arch "${word}" (expected x86_64, arm64 or all)`);
+    if (!out.includes(name)) out.push(name);
+  }
+  return out;
+}
