@@ -1,0 +1,38 @@
+// KTAP output (Documentation/dev-tools/ktap.rst), as the kernel's own selftests print it.
+import type { ScenarioResult } from "./verdict.js";
+
+export class KtapWriter {
+  private n = 0;
+  constructor(
+    private readonly write: (line: string) => void,
+    private readonly total: number,
+  ) {
+    write("KTAP version 1");
+    write(`1..${total}`);
+  }
+
+  diagnostic(line: string): void {
+    this.write(`# ${line}`);
+  }
+
+  result(r: ScenarioResult): void {
+    this.n++;
+    const name = `${r.id}.${r.arch}`;
+    const ok = r.verdict === "pass" || r.verdict === "xfail" || r.verdict === "skip";
+    const directive =
+      r.verdict === "skip"
+        ? ` # SKIP ${r.reason ?? ""}`
+        : r.verdict === "xfail"
+          ? ` # XFAIL ${r.reason ?? ""}`
+          : r.verdict === "xpass"
+            ? ` # XPASS (expected to fail, passed: update the expectation) ${r.reason ?? ""}`
+            : "";
+    for (const line of r.verdict === "fail" || r.verdict === "error" ? (r.evidence ?? []) : []) this.diagnostic(line);
+    if ((r.verdict === "fail" || r.verdict === "error") && r.reason) this.diagnostic(`${name}: ${r.reason}`);
+    this.write(`${ok ? "ok" : "not ok"} ${this.n} ${name}${directive.trimEnd()}`);
+  }
+
+  get written(): number {
+    return this.n;
+  }
+}

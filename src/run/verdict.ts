@@ -1,0 +1,31 @@
+// Verdicts as CI tools and kselftest understand them. An expected failure (xfail) names the
+// kernel behaviour it expects; if the kernel gets fixed the result turns into xpass, which is
+// reported loudly (and counts as a failure) so the expectation gets updated.
+
+export type Verdict = "pass" | "fail" | "skip" | "xfail" | "xpass" | "error";
+
+export interface ScenarioResult {
+  readonly id: string;
+  readonly arch: string;
+  readonly verdict: Verdict;
+  /** Why: the failed check, the skip reason, the expected-failure reason. */
+  readonly reason?: string;
+  /** Evidence lines (console excerpt, diff of expected vs actual). */
+  readonly evidence?: readonly string[];
+  /** Wall time of each phase in ms: boot, ssh, preserve, dump, kexec, checks... */
+  readonly phaseMs: Readonly<Record<string, number>>;
+  readonly totalMs: number;
+  /** Where this scenario's artifacts are. */
+  readonly artifactsDir?: string;
+}
+
+/** kselftest exit codes: 0 all passed, 1 a failure, 4 only skips. */
+export function exitCodeFor(results: readonly ScenarioResult[]): number {
+  if (results.some((r) => r.verdict === "fail" || r.verdict === "error" || r.verdict === "xpass")) return 1;
+  if (results.length > 0 && results.every((r) => r.verdict === "skip")) return 4;
+  return 0;
+}
+
+export function isSuccess(v: Verdict): boolean {
+  return v === "pass" || v === "xfail" || v === "skip";
+}
