@@ -1,0 +1,385 @@
+// Builds the guest agent for the host's arch and runs what works without /dev/liveupdate:
+// memfd fill, SHA-256 and pagemap (`preserve --no-luo`), plus preserve → restore against a
+// stand-in LUO compiled into a test build, so the JSON the host parses is exercised end to end.
+import { createHash } from "node:crypto";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { archSpec, type ArchName } from "../../src/arch.js";
+import { HarnessError } from "../../src/errors.js";
+import { AGENT_SOURCE, buildAgent, memfdPattern } from "../../src/guest/agent-build.js";
+
+const arch: ArchName = process.arch === "arm64" ? "arm64" : "x86_64";
+const cc = `${archSpec(arch).crossCompile}gcc`;
+const ccProbe = await execa(cc, ["--version"], { reject: false });
+const skipReason = ccProbe.failed
+  ? `${cc} is not installed`
+  : process.platform !== "linux"
+    ? "not Linux"
+    : "";
+if (skipReason) console.log(`agent tests skipped: ${skipReason}`);
+
+const PAGE = 4096;
+
+interface MemfdResult {
+  token: string;
+  size: number;
+  pos: number;
+  seals: number;
+  seal_names: string[];
+  sha256: string;
+  expected?: { size: number; sha256: string; match: boolean; first_mismatch: number | null };
+  pages: number;
+  pages_present: number;
+  pfns: [number | null, number][] | null;
+  freeze_probe?: Record<string, string>;
+}
+interface SessionResult {
+  name: string;
+  fd: number;
+  memfds: MemfdResult[];
+  finished?: boolean;
+  carry?: { fd: number; memfds: { token: string; pfns: unknown }[] } | null;
+}
+interface AgentResult {
+  ok: boolean;
+  command: string;
+  luo: boolean;
+  errname?: string | null;
+  step?: string;
+  sessions: SessionResult[];
+  ioctls: { ioctl: string; session?: string; token?: string; ret: number; errname?: string }[];
+}
+
+/** The agent's model of a memfd: pattern in written pages, zeros in holes and past a truncation. */
+function expectedContents(
+  size: number,
+  seed: bigint,
+  opts: { sparse?: number; truncate?: number } = {},
+): Uint8Array {
+  const out = new Uint8Array(size);
+  const live = opts.truncate !== undefined && opts.truncate < size ? opts.truncate : size;
+  for (let page = 0; page * PAGE < live; page++) {
+    if (opts.sparse && page % opts.sparse !== 0) continue;
+    const start = page * PAGE;
+    out.set(memfdPattern(seed, start, Math.min(PAGE, live - start)), start);
+  }
+  return out;
+}
+
+const sha = (d: Uint8Array) => createHash("sha256").update(d).digest("hex");
+
+async function runAgent(bin: string, args: string[], env: Record<string, string> = {}) {
+  const r = await execa(bin, args, { reject: false, env, input: "" });
+  const lines = r.stdout.split("\n").filter(Boolean);
+  return { exitCode: r.exitCode, lines, result: JSON.parse(lines[0] ?? "null") as AgentResult };
+}
+
+describe.skipIf(skipReason !== "")("kho-agent", () => {
+  let dir = "";
+  let bin = "";
+  const include = process.env.KHO_UAPI_INCLUDE ?? "";
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), "agent-test-"));
+    // without kernel headers the agent uses its own copy of the LUO uapi
+    const uapi = include || join(dir, "no-uapi");
+    await mkdir(uapi, { recursive: true });
+    bin = await buildAgent(arch, { uapiInclude: uapi, outDir: join(dir, "bin") });
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it("reuses the cached binary", async () => {
+    const before = await stat(bin);
+    const again = await buildAgent(arch, {
+      uapiInclude: include || join(dir, "no-uapi"),
+      outDir: join(dir, "bin"),
+    });
+    expect(again).toBe(bin);
+    expect((await stat(again)).mtimeMs).toBe(before.mtimeMs);
+  });
+
+  it("reports a compile failure with the compiler's lines", async () => {
+    const broken = join(dir, "broken-uapi");
+    await mkdir(join(broken, "linux"), { recursive: true });
+    await writeFile(join(broken, "linux/liveupdate.h"), "#error this header is broken on purpose\n");
+    const err = await buildAgent(arch, { uapiInclude: broken, outDir: join(dir, "bin") }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(HarnessError);
+    expect((err as HarnessError).evidence.join("\n")).toMatch(/broken on purpose/);
+  });
+
+  it("fills, hashes and maps memfds (preserve --no-luo)", async () => {
+    const { exitCode, result } = await runAgent(bin, [
+      "preserve",
+      "--no-luo",
+      "--session",
+      "s1",
+      "--memfd",
+      "26:40000",
+      "--memfd",
+      "7:64K:mmap,seed=99,sparse=3,truncate=20K,seal=shrink+grow,probe-freeze",
+      "--session",
+      "s2",
+      "--memfd",
+      "0x10:12K:truncate=40K,pos=5,rewrite=3",
+    ]);
+    expect(exitCode).toBe(0);
+    expect(result).toMatchObject({ ok: true, command: "preserve", luo: false, ioctls: [] });
+    const [a, b] = result.sessions[0]?.memfds ?? [];
+    const [c] = result.sessions[1]?.memfds ?? [];
+    expect(a).toMatchObject({ token: "26", size: 40000, pos: 40000, seals: 1, pages: 10 });
+    expect(a?.sha256).toBe(sha(expectedContents(40000, 26n)));
+    expect(b).toMatchObject({ token: "7", size: 65536, pos: 0, seal_names: ["shrink", "grow"] });
+    expect(b?.sha256).toBe(sha(expectedContents(65536, 99n, { sparse: 3, truncate: 20480 })));
+    expect(b?.freeze_probe).toMatchObject({ ftruncate_grow: "EPERM", write_inside: "ok" });
+    expect(c).toMatchObject({ token: "16", size: 12288, pos: 5 });
+    expect(c?.sha256).toBe(sha(expectedContents(12288, 3n)));
+    for (const m of [a, b, c]) expect(m?.expected).toMatchObject({ match: true, first_mismatch: null });
+    if (process.getuid?.() === 0) {
+      // runs of [pfn, count] cover every page
+      expect(a?.pfns?.reduce((n, [, count]) => n + count, 0)).toBe(10);
+      expect(a?.pfns?.every(([pfn]) => typeof pfn === "number" && pfn > 0)).toBe(true);
+    } else {
+      expect(a?.pfns).toBeNull();
+    }
+  });
+
+  it("answers errors with one JSON object and exit code 1", async () => {
+    const usage = await runAgent(bin, ["preserve", "--no-luo", "--session", "s", "--memfd", "1:4K:frob"]);
+    expect(usage.exitCode).toBe(1);
+    expect(usage.result).toMatchObject({ ok: false, step: "usage", errname: null });
+    if (!existsSync("/dev/liveupdate")) {
+      const r = await runAgent(bin, ["restore", "--session", "s"]);
+      expect(r.exitCode).toBe(1);
+      expect(r.result).toMatchObject({
+        ok: false,
+        command: "restore",
+        step: "open_liveupdate",
+        errname: "ENOENT",
+      });
+    }
+  });
+
+  it("holds its fds under --wait until abort or EOF", async () => {
+    const r = await execa(bin, ["preserve", "--no-luo", "--session", "s", "--memfd", "1:4K", "--wait"], {
+      input: "ping\nabort\n",
+    });
+    const lines = r.stdout.split("\n").map((l) => JSON.parse(l) as { ok: boolean; event?: string });
+    expect(lines.map((l) => l.event)).toEqual([undefined, "pong", "abort"]);
+  });
+
+  it("restores what it preserved (stand-in LUO)", async () => {
+    const fake = join(dir, "fake-agent");
+    await writeFile(join(dir, "fake-luo.h"), FAKE_LUO);
+    await execa(cc, [
+      "-O1",
+      "-include",
+      join(dir, "fake-luo.h"),
+      '-DLIVEUPDATE_DEV="/dev/null"',
+      "-o",
+      fake,
+      AGENT_SOURCE,
+    ]);
+    const env = { FAKE_LUO_DIR: join(dir, "luo-state") };
+    await mkdir(env.FAKE_LUO_DIR);
+
+    const pre = await runAgent(
+      fake,
+      [
+        "preserve",
+        "--session",
+        "a",
+        "--memfd",
+        "1:10000:seal=write",
+        "--memfd",
+        "2:8K:mmap,pos=9",
+        "--session",
+        "empty",
+      ],
+      env,
+    );
+    expect(pre.result.ok).toBe(true);
+    expect(pre.result.ioctls.map((i) => `${i.ioctl} ${i.session ?? ""} ${i.token ?? ""}`.trim())).toEqual([
+      "CREATE_SESSION a",
+      "GET_NAME a",
+      "PRESERVE_FD a 1",
+      "PRESERVE_FD a 2",
+      "CREATE_SESSION empty",
+      "GET_NAME empty",
+    ]);
+    const post = await runAgent(
+      fake,
+      [
+        "restore",
+        "--session",
+        "a",
+        "--memfd",
+        "1:10000:seal=write",
+        "--memfd",
+        "2",
+        "--session",
+        "empty",
+        "--carry",
+      ],
+      env,
+    );
+    expect(post.result.ok).toBe(true);
+    const [before, after] = [pre.result.sessions[0], post.result.sessions[0]];
+    for (const i of [0, 1]) {
+      const [p, q] = [before?.memfds[i], after?.memfds[i]];
+      expect([q?.token, q?.size, q?.pos, q?.seals, q?.sha256]).toEqual([
+        p?.token,
+        p?.size,
+        p?.pos,
+        p?.seals,
+        p?.sha256,
+      ]);
+    }
+    expect(after?.memfds[0]?.expected?.match).toBe(true);
+    expect(after?.memfds[1]?.expected).toBeUndefined();
+    expect(after).toMatchObject({ finished: true, carry: { memfds: [{ token: "1" }, { token: "2" }] } });
+    expect(post.result.ioctls.map((i) => i.ioctl)).toEqual([
+      "RETRIEVE_SESSION",
+      "GET_NAME",
+      "RETRIEVE_FD",
+      "RETRIEVE_FD",
+      "FINISH",
+      "CREATE_SESSION",
+      "PRESERVE_FD",
+      "PRESERVE_FD",
+      "RETRIEVE_SESSION",
+      "GET_NAME",
+      "FINISH",
+      "CREATE_SESSION",
+    ]);
+
+    const missing = await runAgent(fake, ["restore", "--session", "a", "--memfd", "99"], env);
+    expect(missing.exitCode).toBe(1);
+    expect(missing.result).toMatchObject({
+      ok: false,
+      step: "retrieve_fd",
+      errname: "ENOENT",
+      token: "99",
+      session: "a",
+    });
+  });
+});
+
+// A stand-in for /dev/liveupdate, compiled into a test build with `-include`: sessions are
+// directories under $FAKE_LUO_DIR and PRESERVE_FD copies the memfd's bytes, size, position and
+// seals, so a later process can RETRIEVE_FD them. Struct fields by offset, as in the uapi.
+const FAKE_LUO = String.raw`
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static struct { char name[65]; int outgoing; } fake_sessions[4096];
+
+static void fake_path(char *buf, size_t len, const char *session, uint64_t token, const char *ext)
+{
+	snprintf(buf, len, "%s/%s/%llu%s", getenv("FAKE_LUO_DIR"), session, (unsigned long long)token, ext);
+}
+
+static int fake_ioctl(int fd, unsigned long cmd, ...)
+{
+	va_list ap;
+	va_start(ap, cmd);
+	uint8_t *arg = va_arg(ap, uint8_t *);
+	va_end(ap);
+	int32_t *argfd = (int32_t *)(arg + 4);
+	uint64_t token = *(uint64_t *)(arg + 8);
+	char path[4096];
+	const char *session = fake_sessions[fd].name;
+	long long size, pos;
+	int seals;
+	FILE *meta;
+	switch (cmd & 0xff) {
+	case 0x00:
+	case 0x01: {
+		char name[65] = { 0 };
+		memcpy(name, arg + 8, 64);
+		if (!name[0] || strlen(name) > 63)
+			return errno = EINVAL, -1;
+		snprintf(path, sizeof(path), "%s/%s", getenv("FAKE_LUO_DIR"), name);
+		if ((cmd & 0xff) == 0x00 && mkdir(path, 0700) && errno != EEXIST)
+			return -1;
+		if ((cmd & 0xff) == 0x01 && access(path, F_OK))
+			return errno = ENOENT, -1;
+		int s = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		strcpy(fake_sessions[s].name, name);
+		fake_sessions[s].outgoing = (cmd & 0xff) == 0x00;
+		*argfd = s;
+		return 0;
+	}
+	case 0x40: {
+		if (!fake_sessions[fd].outgoing)
+			return errno = EINVAL, -1;
+		struct stat st;
+		fstat(*argfd, &st);
+		char *buf = malloc(st.st_size + 1);
+		if (pread(*argfd, buf, st.st_size, 0) != st.st_size)
+			return -1;
+		fake_path(path, sizeof(path), session, token, "");
+		int f = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		if (write(f, buf, st.st_size) != st.st_size)
+			return -1;
+		close(f);
+		free(buf);
+		fake_path(path, sizeof(path), session, token, ".meta");
+		meta = fopen(path, "w");
+		fprintf(meta, "%lld %lld %d\n", (long long)st.st_size, (long long)lseek(*argfd, 0, SEEK_CUR),
+			fcntl(*argfd, F_GET_SEALS));
+		fclose(meta);
+		return 0;
+	}
+	case 0x41: {
+		if (fake_sessions[fd].outgoing)
+			return errno = EINVAL, -1;
+		fake_path(path, sizeof(path), session, token, ".meta");
+		meta = fopen(path, "r");
+		if (!meta)
+			return errno = ENOENT, -1;
+		if (fscanf(meta, "%lld %lld %d", &size, &pos, &seals) != 3)
+			return errno = EIO, -1;
+		fclose(meta);
+		fake_path(path, sizeof(path), session, token, "");
+		int f = open(path, O_RDONLY);
+		char *buf = malloc(size + 1);
+		if (read(f, buf, size) != size)
+			return errno = EIO, -1;
+		close(f);
+		int mfd = memfd_create("", MFD_ALLOW_SEALING | MFD_CLOEXEC);
+		if (pwrite(mfd, buf, size, 0) != size)
+			return -1;
+		free(buf);
+		lseek(mfd, pos, SEEK_SET);
+		fcntl(mfd, F_ADD_SEALS, seals);
+		*argfd = mfd;
+		return 0;
+	}
+	case 0x42:
+		return fake_sessions[fd].outgoing ? (errno = EINVAL, -1) : 0;
+	case 0x43:
+		memcpy(arg + 8, fake_sessions[fd].name, 64);
+		return 0;
+	}
+	return errno = EINVAL, -1;
+}
+#define ioctl fake_ioctl
+`;
