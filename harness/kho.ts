@@ -1,7 +1,9 @@
 // The `kho` command: parse, call the library, print. Nothing else lives here.
 import { Command } from "commander";
 import { registerDoctor } from "./commands/doctor.js";
+import { registerInspectFdt } from "./commands/inspect-fdt.js";
 import { registerKernel } from "./commands/kernel.js";
+import { registerRun } from "./commands/run.js";
 
 const program = new Command("kho")
   .description("end-to-end tests for Kexec HandOver (KHO) and the Live Update Orchestrator (LUO) on QEMU guests")
@@ -10,5 +12,7 @@ const program = new Command("kho")
 
 registerDoctor(program);
 registerKernel(program);
+registerInspectFdt(program);
+registerRun(program);
 
 await program.parseAsync(process.argv);

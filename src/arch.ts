@@ -30,6 +30,12 @@ export interface ArchSpec {
   readonly handover: string;
   /** The per-arch config fragment under images/config/. */
   readonly configFragment: string;
+  /** Node's `process.arch` on hosts whose KVM can run this guest arch. */
+  readonly kvmHostArch: "x64" | "arm64";
+  /** Which stub firmware the KVM probe boots (built in src/vm/probe-stub.ts). */
+  readonly probeStub: "x86-reset-vector" | "arm64-pl011";
+  /** Guest-physical address where the machine's RAM starts (its size is the -m value). */
+  readonly ramBase: bigint;
 }
 
 const HOST_IS_ARM64 = process.arch === "arm64";
@@ -50,6 +56,9 @@ const X86_64: ArchSpec = {
   elfMachine: 62,
   handover: "setup_data SETUP_KEXEC_KHO (type 0xa) in boot_params",
   configFragment: "x86_64.config",
+  kvmHostArch: "x64",
+  probeStub: "x86-reset-vector",
+  ramBase: 0n,
 };
 
 const ARM64: ArchSpec = {
@@ -68,6 +77,9 @@ const ARM64: ArchSpec = {
   elfMachine: 183,
   handover: "/chosen linux,kho-fdt and linux,kho-scratch in the device tree",
   configFragment: "arm64.config",
+  kvmHostArch: "arm64",
+  probeStub: "arm64-pl011",
+  ramBase: 0x4000_0000n,
 };
 
 const ARCHES: Record<ArchName, ArchSpec> = { x86_64: X86_64, arm64: ARM64 };

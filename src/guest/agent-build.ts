@@ -113,3 +113,12 @@ export function memfdPattern(seed: bigint, offset: number, length: number): Uint
   }
   return out;
 }
+
+/** SHA-256 of a memfd of `size` bytes the agent filled with `seed` (no holes): what the host
+ *  expects, computed without asking the guest. */
+export function memfdPatternSha256(seed: bigint, size: number): string {
+  const hash = createHash("sha256");
+  const chunk = 1 << 20;
+  for (let off = 0; off < size; off += chunk) hash.update(memfdPattern(seed, off, Math.min(chunk, size - off)));
+  return hash.digest("hex");
+}

@@ -148,7 +148,7 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   return { kernel: { dir: out, manifest, imagePath: join(out, image), configPath: join(out, "config") }, cached: false, ms };
 }
 
-const OBJECT_LINE = /^\s+(CC|AS|LD|AR|HOSTCC|CC \[M\])\s+(\S+)/;
+const OBJECT_LINE = /^\s+(CC \[M\]|CC|AS|LD|AR|HOSTCC)\s+(\S+)/;
 
 /** Runs make with the full output in the log file, a heartbeat line on the terminal, and the
  *  log's last lines as evidence when it fails. */

@@ -1,0 +1,68 @@
+// The JSON the guest agent prints (guest/agent/README.md has the full grammar). Only the
+// fields the host checks are typed; the whole object is kept in the artifacts.
+
+export interface AgentError {
+  readonly ok: false;
+  readonly command: string;
+  readonly error: string;
+  readonly errno: number;
+  readonly errname: string | null;
+  readonly step: string;
+}
+
+/** Runs of physical frames: [startPfn, count], startPfn null for pages not present. */
+export type PfnRuns = readonly (readonly [number | null, number])[];
+
+export interface AgentMemfd {
+  readonly token: string;
+  readonly size: number;
+  readonly pos: number;
+  readonly seals: number;
+  readonly sha256: string;
+  readonly page_size: number;
+  readonly pages: number;
+  readonly pages_present: number;
+  readonly pfns: PfnRuns | null;
+  readonly expected?: { readonly size: number; readonly sha256: string; readonly match: boolean; readonly first_mismatch: number | null };
+}
+
+export interface AgentSession {
+  readonly name: string;
+  readonly memfds: readonly AgentMemfd[];
+  readonly finished?: boolean;
+}
+
+export interface AgentPreserveResult {
+  readonly ok: true;
+  readonly command: "preserve" | "restore";
+  readonly luo: boolean;
+  readonly boot_id: string | null;
+  readonly page_size: number;
+  readonly sessions: readonly AgentSession[];
+}
+
+export interface AgentInfo {
+  readonly ok: true;
+  readonly command: "info";
+  readonly boot_id: string;
+  readonly release: string;
+  readonly cmdline: string;
+  readonly liveupdate_dev: boolean;
+  readonly page_size: number;
+}
+
+export type AgentOutput<T> = T | AgentError;
+
+export function isAgentError(v: { ok: boolean }): v is AgentError {
+  return v.ok === false;
+}
+
+/** Expands pfn runs into a list of physical page addresses (present pages only). */
+export function pfnAddresses(runs: PfnRuns, pageSize: number): bigint[] {
+  const out: bigint[] = [];
+  for (const [start, count] of runs) {
+    if (start === null) continue;
+    for (let i = 0; i < count; i++) out.push(BigInt(start + i) * BigInt(pageSize));
+  }
+  return out;
+}

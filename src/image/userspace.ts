@@ -1,0 +1,78 @@
+// Guest userspace from Debian's packages of the guest's arch: busybox (static) and dropbear
+// with the shared libraries it needs, read out of the .debs in TypeScript. Debian is
+// merged-/usr, so everything lands under usr/ and the root gets the usual symlinks.
+import { join } from "node:path";
+import { DEBIAN_UNSTABLE, PrivateApt } from "../apt.js";
+import type { ArchSpec } from "../arch.js";
+import { HarnessError } from "../errors.js";
+import { cacheRoot } from "../paths.js";
+import type { Logger } from "../util/log.js";
+import { extractFiles, type DebEntry } from "./deb.js";
+
+/** Runtime closure of dropbear-bin in Debian sid (apt-cache depends, minus debconf and docs). */
+export const GUEST_PACKAGES = [
+  "busybox-static",
+  "dropbear-bin",
+  "libc6",
+  "libcrypt1",
+  "libtomcrypt1",
+  "libtommath1",
+  "libgmp10",
+  "zlib1g",
+  "libgcc-s1",
+] as const;
+
+export interface UserspaceFile {
+  readonly path: string;
+  readonly kind: "file" | "symlink";
+  readonly mode: number;
+  readonly data?: Uint8Array;
+  readonly target?: string;
+}
+
+export interface Userspace {
+  readonly files: readonly UserspaceFile[];
+  /** "busybox-static_1%3a1.38.0-3+b1_arm64.deb" ...: what the image cache key includes. */
+  readonly debs: readonly string[];
+}
+
+const WANTED = [
+  /^(usr\/)?bin\/busybox$/,
+  /^(usr\/)?sbin\/dropbear$/,
+  // Shared objects and the dynamic loader, but not gconv modules or audit/debug libraries.
+  /^(usr\/)?lib(64)?\/([a-z0-9_-]+-linux-gnu\/)?(ld-linux[^/]*|lib[^/]*\.so[0-9.]*)$/,
+];
+
+/** Maps a path from a (possibly not merged) .deb into the merged-/usr image layout. */
+export function toMergedUsr(path: string): string {
+  return /^(bin|sbin|lib|lib64)\//.test(path) ? `usr/${path}` : path;
+}
+
+export async function fetchUserspace(arch: ArchSpec, log: Logger): Promise<Userspace> {
+  const apt = new PrivateApt(DEBIAN_UNSTABLE, log);
+  const debs = await apt.download(
+    GUEST_PACKAGES.map((p) => `${p}:${arch.debianArch}`),
+    join(cacheRoot(), "debs", arch.debianArch),
+  );
+  const files = new Map<string, UserspaceFile>();
+  for (const deb of debs) {
+    const entries = await extractFiles(deb, (p) => WANTED.some((re) => re.test(p)));
+    for (const e of entries.values()) {
+      const file = toUserspaceFile(e);
+      if (file) files.set(file.path, file);
+    }
+  }
+  for (const needed of ["usr/bin/busybox", "usr/sbin/dropbear"]) {
+    if (!files.has(needed)) {
+      throw new HarnessError(`Debian's packages for ${arch.debianArch} no longer ship /${needed} where expected`, debs);
+    }
+  }
+  return { files: [...files.values()].sort((a, b) => a.path.localeCompare(b.path)), debs: debs.map((d) => d.split("/").pop() ?? d) };
+}
+
+function toUserspaceFile(e: DebEntry): UserspaceFile | undefined {
+  const path = toMergedUsr(e.path);
+  if (e.type === "symlink" && e.linkname) return { path, kind: "symlink", mode: 0o777, target: e.linkname };
+  if (e.type === "file" && e.data) return { path, kind: "file", mode: e.mode, data: e.data };
+  return undefined;
+}

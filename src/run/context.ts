@@ -1,0 +1,87 @@
+// What a scenario's steps get: the guest, timed phases, checks that fail with evidence, skips,
+// artifacts, and the guest agent with its JSON parsed.
+import { mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import type { ArchName } from "../arch.js";
+import { isAgentError, type AgentError } from "../guest/agent-protocol.js";
+import type { ConfigMap } from "../kernel/config.js";
+import type { Logger } from "../util/log.js";
+import type { Guest } from "./guest.js";
+import { CheckFailed, Skipped } from "./outcome.js";
+
+export interface KernelUnderTest {
+  readonly image: string;
+  readonly release: string;
+  readonly config: ConfigMap;
+  /** The kernel that the guest kexecs into (the same image unless --next-kernel). */
+  readonly nextImage: string;
+}
+
+export class ScenarioContext {
+  readonly phaseMs: Record<string, number> = {};
+  /** Facts worth a line in the report (frames compared, ranges decoded...). */
+  readonly notes: string[] = [];
+
+  constructor(
+    readonly arch: ArchName,
+    readonly guest: Guest,
+    readonly kernel: KernelUnderTest,
+    readonly artifactsDir: string,
+    readonly log: Logger,
+    readonly memoryMiB: number,
+  ) {}
+
+  async phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const start = performance.now();
+    try {
+      return await fn();
+    } finally {
+      this.phaseMs[name] = Math.round((this.phaseMs[name] ?? 0) + performance.now() - start);
+    }
+  }
+
+  check(condition: boolean, message: string, evidence: readonly string[] = []): void {
+    if (!condition) throw new CheckFailed(message, evidence);
+  }
+
+  skip(reason: string): never {
+    throw new Skipped(reason);
+  }
+
+  note(line: string): void {
+    this.notes.push(line);
+  }
+
+  async artifact(name: string, data: string | Uint8Array): Promise<string> {
+    await mkdir(this.artifactsDir, { recursive: true });
+    const path = join(this.artifactsDir, name);
+    await writeFile(path, data);
+    return path;
+  }
+
+  /** Runs kho-agent in the guest and returns its JSON; an agent error fails the scenario. */
+  async agent<T extends { ok: boolean }>(args: string, artifactName?: string): Promise<T> {
+    const r = await this.guest.exec(`kho-agent ${args}`);
+    const json = parseAgentLine<T>(r.stdout, `kho-agent ${args}`, r.stderr);
+    if (artifactName) await this.artifact(artifactName, JSON.stringify(json, null, 2) + "\n");
+    if (isAgentError(json)) throw agentFailure(json);
+    return json;
+  }
+}
+
+export function parseAgentLine<T>(line: string, command: string, stderr = ""): T {
+  try {
+    return JSON.parse(line) as T;
+  } catch {
+    throw new CheckFailed(`${command} did not print JSON`, [
+      ...line.trimEnd().split("\n").slice(-5),
+      ...stderr.trimEnd().split("\n").slice(-10),
+    ]);
+  }
+}
+
+export function agentFailure(e: AgentError): CheckFailed {
+  return new CheckFailed(`kho-agent ${e.command} failed at ${e.step}: ${e.error} (${e.errname ?? e.errno})`, [
+    JSON.stringify(e),
+  ]);
+}

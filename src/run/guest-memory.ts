@@ -1,0 +1,32 @@
+// Guest-physical memory read through QMP `pmemsave` while the guest is paused: only the pages
+// a decoder touches are read, instead of dumping all of RAM to disk.
+import { readFile, rm } from "node:fs/promises";
+import { join } from "node:path";
+import type { PhysMemory } from "../kho/abi.js";
+import type { QmpClient } from "../vm/qmp.js";
+
+export class QmpMemory implements PhysMemory {
+  private n = 0;
+  /** Pages read so far (for the report: the decode should touch few). */
+  bytesRead = 0;
+
+  constructor(
+    private readonly qmp: QmpClient,
+    private readonly scratchDir: string,
+    private readonly ram: { readonly base: bigint; readonly size: bigint },
+  ) {}
+
+  isRam = (paddr: bigint): boolean => paddr >= this.ram.base && paddr < this.ram.base + this.ram.size;
+
+  async readPhys(paddr: bigint, length: number): Promise<Uint8Array> {
+    const path = join(this.scratchDir, `pmem-${this.n++}.bin`);
+    await this.qmp.pmemsave(paddr, length, path);
+    try {
+      const data = await readFile(path);
+      this.bytesRead += data.length;
+      return data;
+    } finally {
+      await rm(path, { force: true });
+    }
+  }
+}

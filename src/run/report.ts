@@ -1,0 +1,37 @@
+// The run's JSON report and the closing summary table.
+import { writeFile } from "node:fs/promises";
+import { hostname } from "node:os";
+import { join } from "node:path";
+import { formatDuration } from "../util/log.js";
+import type { ArchSetup, RunReport } from "./runner.js";
+import { exitCodeFor } from "./verdict.js";
+
+export const REPORT_SCHEMA = "kho-harness/run-report@1";
+
+export async function writeJsonReport(outDir: string, report: RunReport, wallMs: number, argv: readonly string[]): Promise<string> {
+  const path = join(outDir, "report.json");
+  const json = {
+    schema: REPORT_SCHEMA,
+    host: hostname(),
+    startedFrom: argv.join(" "),
+    wallMs: Math.round(wallMs),
+    exitCode: exitCodeFor(report.results),
+    arches: report.setups.map((s: ArchSetup) => ({
+      arch: s.arch,
+      accel: s.accel,
+      kernel: { image: s.kernel.image, release: s.kernel.release, next: s.kernel.nextImage },
+      phaseMs: s.phaseMs,
+    })),
+    results: report.results,
+  };
+  await writeFile(path, JSON.stringify(json, null, 2) + "\n");
+  return path;
+}
+
+export function summaryTable(report: RunReport): string {
+  const rows = report.results.map((r) => [r.id, r.arch, r.verdict.toUpperCase(), formatDuration(r.totalMs), r.reason ?? ""]);
+  const header = ["scenario", "arch", "verdict", "time", "reason / notes"];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (i < 4 ? (r[i] ?? "").length : 0))));
+  const line = (cells: string[]) => cells.map((c, i) => (i < 4 ? c.padEnd(widths[i] ?? 0) : c)).join("  ").trimEnd();
+  return [line(header), ...rows.map(line)].join("\n");
+}

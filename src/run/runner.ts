@@ -1,0 +1,224 @@
+// `kho run`: for each arch, get the kernel (cache or build) and check it, build the guest image,
+// then boot a fresh guest per scenario, run it, and turn how it ended into a verdict.
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ArchName } from "../arch.js";
+import { HarnessError } from "../errors.js";
+import { buildGuestImage } from "../image/initramfs.js";
+import { keysOverlay, writeBootInitrd, writeNextKernelDisk } from "../image/overlay.js";
+import { buildKernel } from "../kernel/build.js";
+import type { CachedKernel } from "../kernel/cache.js";
+import { assertBootableKernel, type KernelReport } from "../kernel/inspect.js";
+import { debianKernelSource } from "../kernel/source.js";
+import { chooseAccel } from "../host/kvm.js";
+import { CAPABILITIES, type Scenario } from "../scenarios/types.js";
+import { formatDuration, type Logger } from "../util/log.js";
+import { GuestFault } from "../vm/fault.js";
+import { generateKeys } from "../vm/keys.js";
+import { SshFailure } from "../vm/ssh.js";
+import { ScenarioContext, type KernelUnderTest } from "./context.js";
+import { Guest } from "./guest.js";
+import { CheckFailed, Skipped } from "./outcome.js";
+import type { ScenarioResult } from "./verdict.js";
+
+export interface RunOptions {
+  readonly arches: readonly ArchName[];
+  readonly scenarios: readonly Scenario[];
+  /** A prebuilt image instead of the harness's build (one arch only). */
+  readonly kernel?: string;
+  /** What the guest kexecs into (default: the kernel it booted). */
+  readonly nextKernel?: string;
+  /** Artifacts root of this run. */
+  readonly outDir: string;
+  readonly log: Logger;
+  /** Called with every result as soon as it is known (KTAP line). */
+  readonly onResult: (r: ScenarioResult) => void;
+}
+
+export interface ArchSetup {
+  readonly arch: ArchName;
+  readonly kernel: KernelUnderTest;
+  readonly accel: "kvm" | "tcg";
+  readonly phaseMs: Record<string, number>;
+}
+
+export interface RunReport {
+  readonly results: ScenarioResult[];
+  readonly setups: ArchSetup[];
+}
+
+export async function runScenarios(opts: RunOptions): Promise<RunReport> {
+  const results: ScenarioResult[] = [];
+  const setups: ArchSetup[] = [];
+  const keys = generateKeys();
+  for (const arch of opts.arches) {
+    const scratch = await mkdtemp(join(tmpdir(), `kho-run-${arch}-`));
+    try {
+      const setup = await prepareArch(arch, opts, scratch, keys);
+      setups.push(setup.summary);
+      for (const scenario of opts.scenarios) {
+        const r = await runOne(scenario, setup, opts);
+        results.push(r);
+        opts.onResult(r);
+      }
+    } catch (err) {
+      // The arch could not be set up (kernel, image): every scenario is an error with the reason.
+      if (!(err instanceof HarnessError)) throw err;
+      for (const scenario of opts.scenarios) {
+        const r: ScenarioResult = {
+          id: scenario.id,
+          arch,
+          verdict: "error",
+          reason: err.message,
+          evidence: err.evidence,
+          phaseMs: {},
+          totalMs: 0,
+        };
+        results.push(r);
+        opts.onResult(r);
+      }
+    } finally {
+      await rm(scratch, { recursive: true, force: true });
+    }
+  }
+  return { results, setups };
+}
+
+interface PreparedArch {
+  readonly summary: ArchSetup;
+  readonly report: KernelReport;
+  readonly bootInitrd: string;
+  readonly nextDisk: string;
+  readonly keys: ReturnType<typeof generateKeys>;
+}
+
+async function prepareArch(
+  arch: ArchName,
+  opts: RunOptions,
+  scratch: string,
+  keys: ReturnType<typeof generateKeys>,
+): Promise<PreparedArch> {
+  const phaseMs: Record<string, number> = {};
+  const timed = async <T>(name: string, fn: () => Promise<T>): Promise<T> => {
+    const t = performance.now();
+    try {
+      return await fn();
+    } finally {
+      phaseMs[name] = Math.round(performance.now() - t);
+    }
+  };
+  // The harness's kernel (built or cached) also gives the headers the guest agent needs.
+  const built: CachedKernel | undefined = opts.kernel
+    ? undefined
+    : await timed("kernel", async () => {
+        const source = await debianKernelSource(undefined, opts.log);
+        return (await buildKernel({ arch, source, userFragments: [], log: opts.log })).kernel;
+      });
+  const image = opts.kernel ?? built?.imagePath;
+  if (!image) throw new HarnessError(`no kernel for ${arch}`);
+  const report = await timed("inspect", () => assertBootableKernel(image, arch));
+  const nextImage = opts.nextKernel ?? image;
+  if (opts.nextKernel) await assertBootableKernel(opts.nextKernel, arch);
+  const base = await timed("image", () => buildGuestImage(arch, built, opts.log));
+  const bootInitrd = join(scratch, "initrd.cpio");
+  const nextDisk = join(scratch, "next.tar");
+  await timed("boot-files", async () => {
+    await writeBootInitrd(base.path, keysOverlay(keys), bootInitrd);
+    await writeNextKernelDisk({ kernel: nextImage, initrd: bootInitrd }, nextDisk);
+  });
+  const { accel, why } = await chooseAccel(arch, opts.log);
+  opts.log(`# ${arch}: kernel ${report.release ?? "?"} (${image}), ${accel.toUpperCase()} (${why}), image ${formatDuration(phaseMs.image ?? 0)}`);
+  return {
+    summary: {
+      arch,
+      accel,
+      phaseMs,
+      kernel: { image, release: report.release ?? "unknown", config: report.config ?? new Map(), nextImage },
+    },
+    report,
+    bootInitrd,
+    nextDisk,
+    keys,
+  };
+}
+
+function missingCapabilities(scenario: Scenario, kernel: KernelUnderTest): string[] {
+  return scenario.needs
+    .filter((c) => (kernel.config.get(CAPABILITIES[c]) ?? "n") === "n")
+    .map((c) => `CONFIG_${CAPABILITIES[c]}`);
+}
+
+async function runOne(scenario: Scenario, prepared: PreparedArch, opts: RunOptions): Promise<ScenarioResult> {
+  const { arch, kernel, accel } = prepared.summary;
+  const started = performance.now();
+  const base = { id: scenario.id, arch };
+  const missing = missingCapabilities(scenario, kernel);
+  if (missing.length > 0) {
+    return { ...base, verdict: "skip", reason: `kernel lacks ${missing.join(", ")}`, phaseMs: {}, totalMs: 0 };
+  }
+  const artifactsDir = join(opts.outDir, arch, scenario.id);
+  await mkdir(artifactsDir, { recursive: true });
+  opts.log(`# ${scenario.id}.${arch}: ${scenario.description}`);
+  let guest: Guest | undefined;
+  let ctx: ScenarioContext | undefined;
+  const phaseMs: Record<string, number> = {};
+  try {
+    const bootStart = performance.now();
+    guest = await Guest.start({
+      arch,
+      kernel: kernel.image,
+      initrd: prepared.bootInitrd,
+      nextDisk: prepared.nextDisk,
+      boot: scenario.boot,
+      accel,
+      keys: prepared.keys,
+      logDir: artifactsDir,
+      name: `kho-${scenario.id}-${arch}`,
+      log: opts.log,
+    });
+    phaseMs.boot = Math.round(performance.now() - bootStart);
+    ctx = new ScenarioContext(arch, guest, kernel, artifactsDir, opts.log, scenario.boot.memoryMiB ?? 1024);
+    await scenario.run(ctx);
+    // Ends the scenario under the watchdog: a fault printed after the last step fails it too.
+    await ctx.artifact(`dmesg-boot${guest.boot}.txt`, await guest.run("dmesg"));
+    return finish(base, "pass", undefined, [], ctx, phaseMs, started, artifactsDir);
+  } catch (err) {
+    const [verdict, reason, evidence] = classify(err, guest);
+    return finish(base, verdict, reason, evidence, ctx, phaseMs, started, artifactsDir);
+  } finally {
+    await guest?.stop();
+  }
+}
+
+function classify(err: unknown, guest: Guest | undefined): [ScenarioResult["verdict"], string, readonly string[]] {
+  if (err instanceof Skipped) return ["skip", err.message, []];
+  if (err instanceof CheckFailed) return ["fail", err.message, err.evidence];
+  if (err instanceof GuestFault) return ["fail", err.message, err.excerpt];
+  if (err instanceof SshFailure) return ["fail", err.message, [...err.evidence, ...(guest?.vm.console.lastLines(15) ?? [])]];
+  if (err instanceof HarnessError) return ["error", err.message, err.evidence];
+  const e = err instanceof Error ? err : new Error(String(err));
+  return ["error", `harness bug: ${e.message}`, (e.stack ?? "").split("\n").slice(0, 8)];
+}
+
+function finish(
+  base: { id: string; arch: ArchName },
+  verdict: ScenarioResult["verdict"],
+  reason: string | undefined,
+  evidence: readonly string[],
+  ctx: ScenarioContext | undefined,
+  phaseMs: Record<string, number>,
+  started: number,
+  artifactsDir: string,
+): ScenarioResult {
+  const notes = ctx?.notes ?? [];
+  return {
+    ...base,
+    verdict,
+    ...(reason !== undefined ? { reason } : verdict === "pass" && notes.length ? { reason: notes.join("; ") } : {}),
+    evidence,
+    phaseMs: { ...phaseMs, ...(ctx?.phaseMs ?? {}) },
+    totalMs: Math.round(performance.now() - started),
+    artifactsDir,
+  };
+}

@@ -1,0 +1,38 @@
+import { isAgentError } from "../guest/agent-protocol.js";
+import { agentFailure, parseAgentLine } from "../run/context.js";
+import type { Scenario } from "./types.js";
+
+/** The kernel's own KHO self-test (lib/test_kho.c): preserves ~8 MiB of random-order folios in
+ *  the first kernel and checks their checksum in the second. */
+export const testKho: Scenario = {
+  id: "test-kho",
+  description: "the kernel's test_kho preserves random-order folios; the next kernel reports KHO restore succeeded",
+  needs: ["kho", "test-kho"],
+  boot: { kho: true },
+  async run(ctx) {
+    const since = ctx.guest.vm.console.mark();
+    const { blackoutMs } = await ctx.phase("kexec", () =>
+      ctx.guest.kexec(async () => {
+        // The agent loads the next kernel with KHO (kexec_file_load), prints its JSON line and
+        // reboots into it; the SSH channel dies with the old kernel.
+        const stream = await ctx.guest.stream(
+          "kho-agent kexec --kernel /boot/next-kernel --initrd /boot/next-initrd --reuse-cmdline",
+        );
+        const load = parseAgentLine<{ ok: boolean }>(await stream.readLine(60_000), "kho-agent kexec");
+        if (isAgentError(load)) throw agentFailure(load);
+      }),
+    );
+    ctx.note(`kexec blackout ${Math.round(blackoutMs)} ms`);
+    const verdict = await ctx.phase("checks", () =>
+      ctx.guest.vm.console.waitFor(/test_kho: KHO restore (succeeded|failed)|test_kho: failed to retrieve/, {
+        since,
+        deadlineMs: 30_000,
+        step: "test_kho restore",
+      }),
+    );
+    ctx.check(verdict.match[1] === "succeeded", `the second kernel said: ${verdict.line.text}`, [verdict.line.text]);
+    const exec = await ctx.guest.vm.console.waitFor(/KHO: exec from: (.*) \(count (\d+)\)/, { since, deadlineMs: 1_000 });
+    ctx.check(exec.match[2] === "1", `expected the first handover (count 1), got ${exec.line.text}`);
+    ctx.check(ctx.guest.boot === 2, `expected to be in boot 2, reached boot ${ctx.guest.boot}`);
+  },
+};

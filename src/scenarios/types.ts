@@ -1,0 +1,30 @@
+// What a scenario is: an id, a one-line description, the kernel capabilities it needs, how
+// its guest boots, and its steps. Nothing else: expectations live in expectations.ts, the
+// machinery (boot, SSH, kexec, checks, artifacts) in src/run/.
+import type { ScenarioContext } from "../run/context.js";
+
+/** Kernel capabilities a scenario can need, each answered by a config option of the kernel. */
+export const CAPABILITIES = {
+  kho: "KEXEC_HANDOVER",
+  "kho-debugfs": "KEXEC_HANDOVER_DEBUGFS",
+  luo: "LIVEUPDATE",
+  "luo-memfd": "LIVEUPDATE_MEMFD",
+  "test-kho": "TEST_KEXEC_HANDOVER",
+} as const;
+export type Capability = keyof typeof CAPABILITIES;
+
+export interface GuestBoot {
+  /** false boots with kho=off and without liveupdate=on. */
+  readonly kho: boolean;
+  /** Extra kernel parameters. */
+  readonly append?: string;
+  readonly memoryMiB?: number;
+}
+
+export interface Scenario {
+  readonly id: string;
+  readonly description: string;
+  readonly needs: readonly Capability[];
+  readonly boot: GuestBoot;
+  run(ctx: ScenarioContext): Promise<void>;
+}
