@@ -1,7 +1,7 @@
 // A private apt configuration: its own sources list, package lists and download cache in a
 // folder of ours, so the harness can fetch from any Debian suite (sid for linux-source-7.2,
 // arm64 packages for the guest) without touching the system's apt setup.
-import { mkdir, readdir, stat, writeFile } from "node:fs/promises";
+import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { HarnessError } from "./errors.js";
@@ -84,9 +84,31 @@ export class PrivateApt {
   /** The version apt would download for `pkg` (may carry an `:arch` suffix), or undefined. */
   async candidate(pkg: string): Promise<string | undefined> {
     await this.ensureLists();
-    const r = await execa("apt-cache", [...this.options(), "policy", pkg], { reject: false });
-    const match = /Candidate:\s*(\S+)/.exec(r.stdout);
-    return match?.[1] && match[1] !== "(none)" ? match[1] : undefined;
+    const version = await this.memo(`candidate ${pkg}`, async () => {
+      const r = await execa("apt-cache", [...this.options(), "policy", pkg], { reject: false });
+      const match = /Candidate:\s*(\S+)/.exec(r.stdout);
+      return match?.[1] && match[1] !== "(none)" ? match[1] : "";
+    });
+    return version || undefined;
+  }
+
+  /**
+   * apt-cache rebuilds its package cache on every call here (seconds for sid's lists), so
+   * answers are remembered until the lists are next refreshed: a warm run asks apt nothing.
+   */
+  private async memo(key: string, compute: () => Promise<string>): Promise<string> {
+    const path = join(this.dir, "lookups.json");
+    const stamp = await readFile(join(this.dir, "lists", ".updated"), "utf8").catch(() => "");
+    const saved = await readFile(path, "utf8")
+      .then((t) => JSON.parse(t) as { stamp: string; answers: Record<string, string> })
+      .catch(() => ({ stamp, answers: {} as Record<string, string> }));
+    const answers = saved.stamp === stamp ? saved.answers : {};
+    const known = answers[key];
+    if (known !== undefined) return known;
+    const value = await compute();
+    answers[key] = value;
+    await writeFile(path, JSON.stringify({ stamp, answers }, null, 1));
+    return value;
   }
 
   /** Package names matching an extended regex (apt-cache search --names-only). */
@@ -107,14 +129,8 @@ export class PrivateApt {
     await this.ensureLists();
     await mkdir(destDir, { recursive: true });
     const have = new Set(await readdir(destDir));
-    const paths: string[] = [];
-    const missing: string[] = [];
-    for (const pkg of packages) {
-      const expected = await this.debFileName(pkg);
-      if (!expected) throw new HarnessError(`Debian package ${pkg} is not in ${this.spec.suites.join("/")}`);
-      if (!have.has(expected)) missing.push(pkg);
-      paths.push(join(destDir, expected));
-    }
+    const names = await this.debFileNames(packages);
+    const missing = packages.filter((_, i) => !have.has(names[i] as string));
     if (missing.length > 0) {
       this.log(`# apt: downloading ${missing.join(" ")}`);
       const r = await execa("apt-get", [...this.options(), "-q", "download", ...missing], {
@@ -126,16 +142,34 @@ export class PrivateApt {
         throw new HarnessError(`apt could not download ${missing.join(" ")}`, lastLines(r.all ?? "", 15));
       }
     }
-    return paths;
+    return names.map((n) => join(destDir, n));
   }
 
-  /** The file name `apt-get download` writes: name_version_arch.deb, with the epoch colon as %3a. */
-  private async debFileName(pkg: string): Promise<string | undefined> {
-    const r = await execa("apt-cache", [...this.options(), "show", "--no-all-versions", pkg], { reject: false });
-    const field = (name: string) => new RegExp(`^${name}:\\s*(\\S+)$`, "m").exec(r.stdout)?.[1];
-    const [name, version, arch] = [field("Package"), field("Version"), field("Architecture")];
-    if (!name || !version || !arch) return undefined;
-    return `${name}_${version.replace(/:/g, "%3a")}_${arch}.deb`;
+  /**
+   * The file names `apt-get download` writes (name_version_arch.deb, the epoch colon as %3a),
+   * from one apt-cache call for all packages: each call loads the whole package cache.
+   */
+  private async debFileNames(packages: readonly string[]): Promise<string[]> {
+    const joined = await this.memo(`debs ${packages.join(" ")}`, async () => (await this.resolveDebFileNames(packages)).join(" "));
+    return joined.split(" ");
+  }
+
+  private async resolveDebFileNames(packages: readonly string[]): Promise<string[]> {
+    const r = await execa("apt-cache", [...this.options(), "show", "--no-all-versions", ...packages], { reject: false });
+    const records = r.stdout.split(/\n\n+/).filter((rec) => rec.trim());
+    const field = (rec: string, name: string) => new RegExp(`^${name}:\\s*(\\S+)$`, "m").exec(rec)?.[1];
+    return packages.map((pkg) => {
+      const [name, arch] = pkg.split(":") as [string, string | undefined];
+      const rec = records.find(
+        (x) => field(x, "Package") === name && (!arch || [arch, "all"].includes(field(x, "Architecture") ?? "")),
+      );
+      const version = rec && field(rec, "Version");
+      const debArch = rec && field(rec, "Architecture");
+      if (!version || !debArch) {
+        throw new HarnessError(`Debian package ${pkg} is not in ${this.spec.suites.join("/")}`);
+      }
+      return `${name}_${version.replace(/:/g, "%3a")}_${debArch}.deb`;
+    });
   }
 }
 

@@ -3,7 +3,7 @@
 // keys) are not in it: they travel in a small second archive appended at boot (see overlay.ts),
 // so the base image is cached by content and shared by every run.
 import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { archSpec, type ArchName } from "../arch.js";
 import { buildAgent } from "../guest/agent-build.js";
 import type { CachedKernel } from "../kernel/cache.js";
@@ -11,7 +11,7 @@ import { cacheRoot, imagesDir } from "../paths.js";
 import { cacheKey, sha256 } from "../util/hash.js";
 import type { Logger } from "../util/log.js";
 import { CpioWriter } from "./cpio.js";
-import { fetchUserspace } from "./userspace.js";
+import { extractUserspace, fetchGuestDebs } from "./userspace.js";
 
 /** Bump when the layout below changes in a way the inputs' hashes do not capture. */
 const LAYOUT_VERSION = "1";
@@ -42,7 +42,7 @@ export async function buildGuestImage(
   extras: readonly ExtraFile[] = [],
 ): Promise<GuestImage> {
   const spec = archSpec(arch);
-  const userspace = await fetchUserspace(spec, log);
+  const debs = await fetchGuestDebs(spec, log);
   const noHeaders = join(cacheRoot(), "no-uapi-headers");
   if (!kernel) await mkdir(noHeaders, { recursive: true });
   const agentPath = await buildAgent(arch, {
@@ -53,7 +53,7 @@ export async function buildGuestImage(
   const key = cacheKey({
     layout: LAYOUT_VERSION,
     arch,
-    debs: userspace.debs.join(","),
+    debs: debs.map((d) => basename(d)).join(","),
     agent: sha256(agent),
     init: sha256(init),
     extras: extras.map((e) => `${e.path}:${e.mode}:${sha256(e.data)}`).join(","),
@@ -62,6 +62,7 @@ export async function buildGuestImage(
   const path = join(dir, `initramfs-${arch}-${key}.cpio`);
   const existing = await stat(path).catch(() => undefined);
   if (existing) return { arch, path, size: existing.size, key, cached: true };
+  const userspace = await extractUserspace(spec, debs);
 
   const cpio = new CpioWriter();
   for (const d of ["dev", "proc", "sys", "tmp", "run", "root", "etc", "usr/bin", "usr/sbin", "usr/lib", "usr/lib64"]) {

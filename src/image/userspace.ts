@@ -48,12 +48,17 @@ export function toMergedUsr(path: string): string {
   return /^(bin|sbin|lib|lib64)\//.test(path) ? `usr/${path}` : path;
 }
 
-export async function fetchUserspace(arch: ArchSpec, log: Logger): Promise<Userspace> {
+/** Downloads (or finds in the cache) the guest's .debs; cheap when they are there. */
+export async function fetchGuestDebs(arch: ArchSpec, log: Logger): Promise<string[]> {
   const apt = new PrivateApt(DEBIAN_UNSTABLE, log);
-  const debs = await apt.download(
+  return apt.download(
     GUEST_PACKAGES.map((p) => `${p}:${arch.debianArch}`),
     join(cacheRoot(), "debs", arch.debianArch),
   );
+}
+
+/** Reads the wanted files out of the .debs (the slow part: only on an image cache miss). */
+export async function extractUserspace(arch: ArchSpec, debs: readonly string[]): Promise<Userspace> {
   const files = new Map<string, UserspaceFile>();
   for (const deb of debs) {
     const entries = await extractFiles(deb, (p) => WANTED.some((re) => re.test(p)));
