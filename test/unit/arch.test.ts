@@ -3,8 +3,18 @@ import { ARCH_NAMES, archSpec, parseArchList } from "../../src/arch.js";
 
 describe("arch table", () => {
   it("answers every per-arch question for both arches", () => {
-    expect(archSpec("x86_64")).toMatchObject({ machine: "q35", console: "ttyS0", imageTarget: "bzImage", debianArch: "amd64" });
-    expect(archSpec("arm64")).toMatchObject({ machine: "virt", console: "ttyAMA0", imageTarget: "Image", debianArch: "arm64" });
+    expect(archSpec("x86_64")).toMatchObject({
+      machine: "q35",
+      console: "ttyS0",
+      imageTarget: "bzImage",
+      debianArch: "amd64",
+    });
+    expect(archSpec("arm64")).toMatchObject({
+      machine: "virt",
+      console: "ttyAMA0",
+      imageTarget: "Image",
+      debianArch: "arm64",
+    });
     for (const a of ARCH_NAMES) expect(archSpec(a).name).toBe(a);
   });
 

@@ -2,7 +2,15 @@ import { mkdtemp, mkdir, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { commitManifest, entryDir, listKernels, lookupKernel, MANIFEST_SCHEMA, newestKernel, type KernelManifest } from "../../src/kernel/cache.js";
+import {
+  commitManifest,
+  entryDir,
+  listKernels,
+  lookupKernel,
+  MANIFEST_SCHEMA,
+  newestKernel,
+  type KernelManifest,
+} from "../../src/kernel/cache.js";
 import { sha256 } from "../../src/util/hash.js";
 
 const saved = process.env.KHO_CACHE_DIR;
@@ -55,7 +63,10 @@ describe("kernel cache", () => {
     await truncate(join(entryDir("cccc"), "Image"), 100);
     expect(await lookupKernel("cccc")).toEqual({ state: "corrupt", reason: "image size 100 != 4096" });
     await mkdir(entryDir("dddd"), { recursive: true });
-    expect(await lookupKernel("dddd")).toEqual({ state: "corrupt", reason: "no manifest (build interrupted)" });
+    expect(await lookupKernel("dddd")).toEqual({
+      state: "corrupt",
+      reason: "no manifest (build interrupted)",
+    });
     expect(await lookupKernel("eeee")).toEqual({ state: "miss" });
     expect((await listKernels()).map((e) => [e.key, e.lookup.state])).toEqual([
       ["aaaa", "hit"],

@@ -3,12 +3,26 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { archSpec } from "../../src/arch.js";
-import { explainMissing, findMissing, loadFragments, parseConfig, requiredOptions } from "../../src/kernel/config.js";
+import {
+  explainMissing,
+  findMissing,
+  loadFragments,
+  parseConfig,
+  requiredOptions,
+} from "../../src/kernel/config.js";
 
 describe("parseConfig", () => {
   it("reads set, unset and string options; later lines win", () => {
     const map = parseConfig(
-      ["CONFIG_A=y", "# CONFIG_B is not set", 'CONFIG_C="ttyS0"', "CONFIG_D=m", "CONFIG_A=n", "# comment", ""].join("\n"),
+      [
+        "CONFIG_A=y",
+        "# CONFIG_B is not set",
+        'CONFIG_C="ttyS0"',
+        "CONFIG_D=m",
+        "CONFIG_A=n",
+        "# comment",
+        "",
+      ].join("\n"),
     );
     expect(Object.fromEntries(map)).toEqual({ A: "n", B: "n", C: "ttyS0", D: "m" });
   });
@@ -18,7 +32,14 @@ describe("fragments", () => {
   it("require what the checked fragments ask for, and not the trims", async () => {
     const fragments = await loadFragments(archSpec("arm64"), []);
     const required = requiredOptions(fragments);
-    for (const opt of ["KEXEC_HANDOVER", "LIVEUPDATE", "LIVEUPDATE_MEMFD", "TEST_KEXEC_HANDOVER", "IKCONFIG", "SERIAL_AMBA_PL011_CONSOLE"]) {
+    for (const opt of [
+      "KEXEC_HANDOVER",
+      "LIVEUPDATE",
+      "LIVEUPDATE_MEMFD",
+      "TEST_KEXEC_HANDOVER",
+      "IKCONFIG",
+      "SERIAL_AMBA_PL011_CONSOLE",
+    ]) {
       expect(required.get(opt), opt).toBe("y");
     }
     expect(required.has("DRM")).toBe(false);
@@ -34,7 +55,10 @@ describe("fragments", () => {
   });
 
   it("find what olddefconfig dropped", () => {
-    const missing = findMissing(parseConfig("CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set"), parseConfig("CONFIG_A=y\nCONFIG_C=y"));
+    const missing = findMissing(
+      parseConfig("CONFIG_A=y\nCONFIG_B=y\n# CONFIG_C is not set"),
+      parseConfig("CONFIG_A=y\nCONFIG_C=y"),
+    );
     expect(missing).toEqual([
       { name: "B", wanted: "y", actual: "n" },
       { name: "C", wanted: "n", actual: "y" },
@@ -50,7 +74,7 @@ describe("explainMissing", () => {
       join(tree, "lib", "Kconfig.debug"),
       [
         "menuconfig RUNTIME_TESTING_MENU",
-        "\tbool \"Runtime testing\"",
+        '\tbool "Runtime testing"',
         "if RUNTIME_TESTING_MENU",
         "config OTHER",
         "\tbool",

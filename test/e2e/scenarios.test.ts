@@ -1,0 +1,79 @@
+// Issue "Boot, SSH and kexec": the first scenarios on real QEMU guests of both arches, each
+// booting the harness's kernel, kexecing with KHO and checking over SSH.
+import { mkdtemp, readdir, readFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { execa } from "execa";
+import { describe, expect, it } from "vitest";
+import { ARCH_NAMES } from "../../src/arch.js";
+import { runScenarios } from "../../src/run/runner.js";
+import type { ScenarioResult } from "../../src/run/verdict.js";
+import { selectScenarios } from "../../src/scenarios/index.js";
+import { stderrLogger } from "../../src/util/log.js";
+import { defaultKernel, HOUR } from "./helpers.js";
+
+async function runOne(arch: (typeof ARCH_NAMES)[number], id: string): Promise<ScenarioResult> {
+  await defaultKernel(arch);
+  const outDir = await mkdtemp(join(tmpdir(), `kho-e2e-${id}-`));
+  const { results } = await runScenarios({
+    arches: [arch],
+    scenarios: selectScenarios(id),
+    outDir,
+    log: stderrLogger,
+    onResult: () => undefined,
+  });
+  const [r] = results;
+  if (!r) throw new Error("no result");
+  return r;
+}
+
+const explain = (r: ScenarioResult) => [r.reason ?? "", ...(r.evidence ?? [])].join("\n");
+
+describe.each(ARCH_NAMES)("scenarios on %s", (arch) => {
+  it("test-kho: the second kernel reports KHO restore succeeded", { timeout: HOUR }, async () => {
+    const r = await runOne(arch, "test-kho");
+    expect(r.verdict, explain(r)).toBe("pass");
+    expect(r.phaseMs.kexec).toBeGreaterThan(0);
+    const logs = await readdir(r.artifactsDir ?? "");
+    expect(logs).toEqual(expect.arrayContaining(["boot-1.log", "boot-2.log"]));
+    expect(await readFile(join(r.artifactsDir ?? "", "boot-2.log"), "utf8")).toMatch(/KHO restore succeeded/);
+  });
+
+  it("memfd-basic: 4 MiB survives kexec in place and is in the decoded KHO map", { timeout: HOUR }, async () => {
+    const r = await runOne(arch, "memfd-basic");
+    expect(r.verdict, explain(r)).toBe("pass");
+    expect(r.reason).toMatch(/frames identical before and after/);
+    expect(r.reason).toMatch(/all 1024 memfd frames found/);
+    const files = await readdir(r.artifactsDir ?? "");
+    expect(files).toEqual(expect.arrayContaining(["agent-preserve.json", "agent-restore.json", "handover.json", "preserved-map.txt", "kho-in.dtb"]));
+    expect(files).not.toContain("memory-before-kexec.elf"); // dumps are dropped after a pass
+  });
+
+  it("no-kho: with kho=off there is no handover machinery, and that is a pass", { timeout: HOUR }, async () => {
+    const r = await runOne(arch, "no-kho");
+    expect(r.verdict, explain(r)).toBe("pass");
+  });
+});
+
+describe("kho run", () => {
+  it("prints KTAP, a summary and follows kselftest exit codes", { timeout: HOUR }, async () => {
+    await defaultKernel("x86_64");
+    const out = await mkdtemp(join(tmpdir(), "kho-e2e-cli-"));
+    const r = await execa("node", ["bin/kho", "run", "--arch", "x86_64", "--scenario", "no-kho", "--out", out], {
+      reject: false,
+    });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout.split("\n").slice(0, 2)).toEqual(["KTAP version 1", "1..1"]);
+    expect(r.stdout).toMatch(/^ok 1 no-kho\.x86_64$/m);
+    expect(r.stderr).toMatch(/no-kho\s+x86_64\s+PASS/);
+    const report = JSON.parse(await readFile(join(out, "report.json"), "utf8")) as { exitCode: number; results: unknown[] };
+    expect(report.exitCode).toBe(0);
+    expect(report.results).toHaveLength(1);
+  });
+
+  it("refuses an unknown scenario in one sentence", async () => {
+    const r = await execa("node", ["bin/kho", "run", "--scenario", "nope"], { reject: false });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/^kho: no scenario matches "nope" \(known: test-kho, memfd-basic, no-kho\)$/m);
+  });
+});
