@@ -1,10 +1,10 @@
-import { mkdir } from "node:fs/promises";
+import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { ARCH_NAMES, type ArchName } from "../../src/arch.js";
 import { HarnessError } from "../../src/errors.js";
 import { KtapWriter } from "../../src/run/ktap.js";
-import { summaryTable, writeJsonReport } from "../../src/run/report.js";
+import { junitXml, summaryTable, writeJsonReport } from "../../src/run/report.js";
 import { runScenarios } from "../../src/run/runner.js";
 import { exitCodeFor } from "../../src/run/verdict.js";
 import { SCENARIOS, selectScenarios } from "../../src/scenarios/index.js";
@@ -49,6 +49,7 @@ export function registerRun(program: Command): void {
         });
         const wall = performance.now() - started;
         const jsonPath = await writeJsonReport(outDir, report, wall, process.argv.slice(1));
+        await writeFile(join(outDir, "junit.xml"), junitXml(report));
         const counts = (v: string) => report.results.filter((r) => r.verdict === v).length;
         ktap.diagnostic(
           `Totals: pass:${counts("pass")} fail:${counts("fail")} xfail:${counts("xfail")} xpass:${counts("xpass")} skip:${counts("skip")} error:${counts("error")}`,

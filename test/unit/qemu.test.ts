@@ -1,0 +1,139 @@
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { archSpec } from "../../src/arch.js";
+import { probeStub } from "../../src/vm/probe-stub.js";
+import { kernelCmdline, launchVm, parseHostfwdPort, probeKvm, qemuArgs } from "../../src/vm/qemu.js";
+
+const paths = { qmpSocket: "/w/qmp.sock", consoleLog: "/l/console.log" };
+
+describe("qemuArgs", () => {
+  it("builds an x86_64 kernel boot from the arch table", () => {
+    const args = qemuArgs(
+      {
+        arch: "x86_64",
+        boot: { kind: "kernel", kernel: "/k/bzImage", initrd: "/k/initrd", append: "quiet" },
+        ssh: true,
+      },
+      paths,
+    );
+    const after = (flag: string) => args[args.indexOf(flag) + 1];
+    expect(after("-M")).toBe("q35");
+    expect(after("-accel")).toBe("tcg");
+    expect(after("-append")).toBe("console=ttyS0 kho=on liveupdate=on panic=-1 quiet");
+    expect(after("-initrd")).toBe("/k/initrd");
+    expect(after("-netdev")).toBe("user,id=n0,hostfwd=tcp:127.0.0.1:0-:22");
+    expect(args).toEqual(expect.arrayContaining(["-nographic", "-nodefaults", "-no-reboot"]));
+    expect(after("-qmp")).toBe("unix:/w/qmp.sock,server=on,wait=off");
+  });
+
+  it("boots arm64 on virt with ttyAMA0, KVM when asked, and kho left out on request", () => {
+    const args = qemuArgs(
+      { arch: "arm64", boot: { kind: "kernel", kernel: "/k/Image", kho: false }, accel: "kvm" },
+      paths,
+    );
+    expect(args.slice(0, 6)).toEqual(["-M", "virt", "-cpu", "max", "-accel", "kvm"]);
+    expect(kernelCmdline("arm64", { kind: "kernel", kernel: "/k/Image", kho: false })).toBe(
+      "console=ttyAMA0 panic=-1",
+    );
+    expect(args).not.toContain("-netdev");
+  });
+
+  it("escapes commas in option values", () => {
+    const args = qemuArgs(
+      { arch: "x86_64", boot: { kind: "firmware", firmware: "/f" } },
+      { ...paths, consoleLog: "/a,b/log" },
+    );
+    expect(args).toContain("stdio,id=con0,signal=off,logfile=/a,,b/log");
+  });
+});
+
+describe("parseHostfwdPort", () => {
+  it("reads the port QEMU bound from info usernet", () => {
+    const info = [
+      "Hub -1 (n0):",
+      "  Protocol[State]    FD  Source Address  Port   Dest. Address  Port RecvQ SendQ",
+      "  TCP[HOST_FORWARD]   8       127.0.0.1 35283       10.0.2.15    22     0     0",
+    ].join("\r\n");
+    expect(parseHostfwdPort(info)).toBe(35283);
+    expect(parseHostfwdPort(info, 80)).toBeUndefined();
+  });
+});
+
+describe("probeKvm", () => {
+  it("knows an arm64 guest cannot use an x86_64 host's KVM (and the reverse)", async () => {
+    const foreign = process.arch === "arm64" ? "x86_64" : "arm64";
+    await expect(probeKvm(foreign, 1_000)).resolves.toEqual({
+      usable: false,
+      reason: `KVM cannot run ${foreign} guests on a ${process.arch} host`,
+    });
+  });
+});
+
+function qemuMissing(): string | undefined {
+  try {
+    execFileSync("qemu-system-x86_64", ["--version"], { stdio: "ignore" });
+    return undefined;
+  } catch {
+    return "qemu-system-x86_64 is not installed";
+  }
+}
+const missing = qemuMissing();
+if (missing) console.log(`skipping QEMU launch tests: ${missing}`);
+
+describe.skipIf(missing)("launchVm with the probe stub under TCG", () => {
+  let dir: string;
+  let firmware: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), "qemu-test-"));
+    firmware = join(dir, "stub.bin");
+    writeFileSync(firmware, probeStub(archSpec("x86_64")));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("runs two guests at once, each with its own sockets, port and console", async () => {
+    const launch = (n: number) =>
+      launchVm({
+        arch: "x86_64",
+        boot: { kind: "firmware", firmware },
+        memoryMiB: 16,
+        smp: 1,
+        ssh: true,
+        logDir: join(dir, `vm${n}`),
+      });
+    const vms = await Promise.all([launch(1), launch(2)]);
+    try {
+      expect(vms[0]?.sshPort).not.toBe(vms[1]?.sshPort);
+      expect(vms[0]?.workDir).not.toBe(vms[1]?.workDir);
+      for (const vm of vms) {
+        await vm.console.waitFor(/kho-kvm-probe-ok/, { deadlineMs: 10_000 });
+        expect((await vm.qmp.queryStatus()).status).toBe("running");
+      }
+    } finally {
+      const exits = await Promise.all(vms.map((vm) => vm.stop()));
+      expect(exits.map((e) => e.code)).toEqual([0, 0]);
+    }
+    for (const vm of vms) {
+      expect(existsSync(vm.workDir)).toBe(false); // logs live elsewhere, so the work dir goes
+      expect(readFileSync(join(vm.logDir, "boot-1.log"), "utf8")).toBe("kho-kvm-probe-ok\n");
+      expect(readFileSync(join(vm.logDir, "console.log"), "utf8")).toBe("kho-kvm-probe-ok\r\n");
+      expect(readFileSync(join(vm.logDir, "qemu.cmd"), "utf8")).toMatch(/^qemu-system-x86_64 -M q35 /);
+    }
+  });
+
+  it("fails a waiting step as qemu-exited when QEMU goes away", async () => {
+    const vm = await launchVm({
+      arch: "x86_64",
+      boot: { kind: "firmware", firmware },
+      memoryMiB: 16,
+      smp: 1,
+      logDir: join(dir, "vm3"),
+    });
+    const waiting = vm.console.waitFor(/never printed/, { deadlineMs: 10_000, step: "boot" });
+    await vm.qmp.quit();
+    await expect(waiting).rejects.toMatchObject({ kind: "qemu-exited", detail: "QEMU exited with code 0" });
+    await vm.stop();
+  });
+});
