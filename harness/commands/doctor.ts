@@ -27,10 +27,10 @@ export function registerDoctor(program: Command): void {
         } else {
           for (const s of status) {
             const state = s.version ?? (s.tool.optional ? "missing (optional)" : "MISSING");
-            process.stdout.write(`${s.tool.id.padEnd(28)} ${s.tool.purpose.padEnd(13)} ${state}\n`);
+            process.stdout.write(`${s.tool.id.padEnd(32)} ${s.tool.purpose.padEnd(13)} ${state}\n`);
           }
           for (const [arch, v] of Object.entries(kvm)) {
-            process.stdout.write(`${`kvm (${arch})`.padEnd(28)} ${"boot".padEnd(13)} ${v?.usable ? "usable" : `unusable: ${v?.reason ?? "?"} (TCG will be used)`}\n`);
+            process.stdout.write(`${`kvm (${arch})`.padEnd(32)} ${"boot".padEnd(13)} ${v?.usable ? "usable" : `unusable: ${v?.reason ?? "?"} (TCG will be used)`}\n`);
           }
           if (missing.length > 0) {
             process.stdout.write(`\nmissing: ${missing.map((t) => t.id).join(", ")}\nto install, run 'kho doctor --install' as root, or:\n`);

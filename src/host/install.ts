@@ -26,8 +26,11 @@ async function osRelease(): Promise<Record<string, string>> {
   );
 }
 
-export async function planInstall(missing: readonly HostTool[]): Promise<InstallPlan> {
-  const os = await osRelease();
+export async function planInstall(
+  missing: readonly HostTool[],
+  osInfo?: Record<string, string | undefined>,
+): Promise<InstallPlan> {
+  const os = osInfo ?? (await osRelease());
   const codename = os.VERSION_CODENAME;
   const backportsSuite = os.ID === "debian" && codename && codename !== "sid" ? `${codename}-backports` : undefined;
   const pkgs = (pred: (t: HostTool) => boolean) => [...new Set(missing.filter(pred).map((t) => t.pkg))];
