@@ -15,6 +15,10 @@ export default defineConfig({
         },
       },
     ],
-    reporters: ["default", ["json", { outputFile: "out/test-results.json" }], ["junit", { outputFile: "out/junit.xml" }]],
+    reporters: [
+      "default",
+      ["json", { outputFile: "out/test-results.json" }],
+      ["junit", { outputFile: "out/junit.xml" }],
+    ],
   },
 });

@@ -14,7 +14,8 @@ export function archOption(value: string): ArchName[] {
 
 export function intOption(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive whole number, got "${value}"`);
+  if (!Number.isInteger(n) || n < 1)
+    throw new InvalidArgumentError(`expected a positive whole number, got "${value}"`);
   return n;
 }
 
@@ -23,7 +24,9 @@ export function collect(value: string, previous: string[]): string[] {
 }
 
 /** Runs a command body and turns its failure into the process exit code. */
-export function action<A extends unknown[]>(body: (...args: A) => Promise<number | void>): (...args: A) => Promise<void> {
+export function action<A extends unknown[]>(
+  body: (...args: A) => Promise<number | void>,
+): (...args: A) => Promise<void> {
   return async (...args: A) => {
     try {
       process.exitCode = (await body(...args)) ?? 0;
@@ -44,6 +47,8 @@ export function reportError(e: unknown): number {
     return 1;
   }
   const err = e instanceof Error ? e : new Error(String(e));
-  process.stderr.write(`kho: internal error (a bug in the harness, please report it): ${err.message}\n${err.stack ?? ""}\n`);
+  process.stderr.write(
+    `kho: internal error (a bug in the harness, please report it): ${err.message}\n${err.stack ?? ""}\n`,
+  );
   return 2;
 }

@@ -6,7 +6,9 @@ import { registerKernel } from "./commands/kernel.js";
 import { registerRun } from "./commands/run.js";
 
 const program = new Command("kho")
-  .description("end-to-end tests for Kexec HandOver (KHO) and the Live Update Orchestrator (LUO) on QEMU guests")
+  .description(
+    "end-to-end tests for Kexec HandOver (KHO) and the Live Update Orchestrator (LUO) on QEMU guests",
+  )
   .showHelpAfterError()
   .configureOutput({ outputError: (text, write) => write(`kho: ${text.replace(/^error: /, "")}`) });
 

@@ -70,7 +70,9 @@ export class PrivateApt {
       () => Infinity,
     );
     if (age < LISTS_MAX_AGE_MS) return;
-    this.log(`# apt: fetching package lists for ${this.spec.suites.join(", ")} (private config in ${this.dir})`);
+    this.log(
+      `# apt: fetching package lists for ${this.spec.suites.join(", ")} (private config in ${this.dir})`,
+    );
     const result = await execa("apt-get", [...this.options(), "-q", "update"], { reject: false, all: true });
     if (result.exitCode !== 0 || /^(W|E): Failed to fetch/m.test(result.all ?? "")) {
       throw new HarnessError(
@@ -101,7 +103,7 @@ export class PrivateApt {
     const stamp = await readFile(join(this.dir, "lists", ".updated"), "utf8").catch(() => "");
     const saved = await readFile(path, "utf8")
       .then((t) => JSON.parse(t) as { stamp: string; answers: Record<string, string> })
-      .catch(() => ({ stamp, answers: {} as Record<string, string> }));
+      .catch((): { stamp: string; answers: Record<string, string> } => ({ stamp, answers: {} }));
     const answers = saved.stamp === stamp ? saved.answers : {};
     const known = answers[key];
     if (known !== undefined) return known;
@@ -114,7 +116,9 @@ export class PrivateApt {
   /** Package names matching an extended regex (apt-cache search --names-only). */
   async searchNames(regex: string): Promise<string[]> {
     await this.ensureLists();
-    const r = await execa("apt-cache", [...this.options(), "search", "--names-only", regex], { reject: false });
+    const r = await execa("apt-cache", [...this.options(), "search", "--names-only", regex], {
+      reject: false,
+    });
     return r.stdout
       .split("\n")
       .map((l) => l.split(" - ")[0]?.trim() ?? "")
@@ -150,18 +154,23 @@ export class PrivateApt {
    * from one apt-cache call for all packages: each call loads the whole package cache.
    */
   private async debFileNames(packages: readonly string[]): Promise<string[]> {
-    const joined = await this.memo(`debs ${packages.join(" ")}`, async () => (await this.resolveDebFileNames(packages)).join(" "));
+    const joined = await this.memo(`debs ${packages.join(" ")}`, async () =>
+      (await this.resolveDebFileNames(packages)).join(" "),
+    );
     return joined.split(" ");
   }
 
   private async resolveDebFileNames(packages: readonly string[]): Promise<string[]> {
-    const r = await execa("apt-cache", [...this.options(), "show", "--no-all-versions", ...packages], { reject: false });
+    const r = await execa("apt-cache", [...this.options(), "show", "--no-all-versions", ...packages], {
+      reject: false,
+    });
     const records = r.stdout.split(/\n\n+/).filter((rec) => rec.trim());
     const field = (rec: string, name: string) => new RegExp(`^${name}:\\s*(\\S+)$`, "m").exec(rec)?.[1];
     return packages.map((pkg) => {
       const [name, arch] = pkg.split(":") as [string, string | undefined];
       const rec = records.find(
-        (x) => field(x, "Package") === name && (!arch || [arch, "all"].includes(field(x, "Architecture") ?? "")),
+        (x) =>
+          field(x, "Package") === name && (!arch || [arch, "all"].includes(field(x, "Architecture") ?? "")),
       );
       const version = rec && field(rec, "Version");
       const debArch = rec && field(rec, "Architecture");

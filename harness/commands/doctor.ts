@@ -22,7 +22,12 @@ export function registerDoctor(program: Command): void {
         }
         const kvm = await probeAndRememberKvm(stderrLogger);
         if (opts.json) {
-          const tools = status.map((s) => ({ id: s.tool.id, package: s.tool.pkg, purpose: s.tool.purpose, version: s.version ?? null }));
+          const tools = status.map((s) => ({
+            id: s.tool.id,
+            package: s.tool.pkg,
+            purpose: s.tool.purpose,
+            version: s.version ?? null,
+          }));
           process.stdout.write(JSON.stringify({ tools, kvm }, null, 2) + "\n");
         } else {
           for (const s of status) {
@@ -30,10 +35,14 @@ export function registerDoctor(program: Command): void {
             process.stdout.write(`${s.tool.id.padEnd(32)} ${s.tool.purpose.padEnd(13)} ${state}\n`);
           }
           for (const [arch, v] of Object.entries(kvm)) {
-            process.stdout.write(`${`kvm (${arch})`.padEnd(32)} ${"boot".padEnd(13)} ${v?.usable ? "usable" : `unusable: ${v?.reason ?? "?"} (TCG will be used)`}\n`);
+            process.stdout.write(
+              `${`kvm (${arch})`.padEnd(32)} ${"boot".padEnd(13)} ${v?.usable ? "usable" : `unusable: ${v?.reason ?? "?"} (TCG will be used)`}\n`,
+            );
           }
           if (missing.length > 0) {
-            process.stdout.write(`\nmissing: ${missing.map((t) => t.id).join(", ")}\nto install, run 'kho doctor --install' as root, or:\n`);
+            process.stdout.write(
+              `\nmissing: ${missing.map((t) => t.id).join(", ")}\nto install, run 'kho doctor --install' as root, or:\n`,
+            );
             for (const c of installCommands(await planInstall(missing))) process.stdout.write(`  ${c}\n`);
           }
         }

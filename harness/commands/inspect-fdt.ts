@@ -8,7 +8,9 @@ import { action } from "../cli-support.js";
 export function registerInspectFdt(program: Command): void {
   program
     .command("inspect-fdt <fdt>")
-    .description("decode a KHO root FDT (debugfs kho/in/fdt); with --vmcore also the radix tree and sub-blobs")
+    .description(
+      "decode a KHO root FDT (debugfs kho/in/fdt); with --vmcore also the radix tree and sub-blobs",
+    )
     .option("--vmcore <dump>", "QEMU dump-guest-memory ELF taken before the kexec")
     .option("--json", "machine-readable output")
     .action(
@@ -19,7 +21,9 @@ export function registerInspectFdt(program: Command): void {
         const elf = opts.vmcore ? await ElfReader.open(opts.vmcore) : undefined;
         try {
           const decoded = await decodeKho(blob, elf ? { memory: elf, isRam: (p) => elf.isMapped(p) } : {});
-          process.stdout.write(opts.json ? JSON.stringify(toJson(decoded), null, 2) + "\n" : formatKhoTree(decoded) + "\n");
+          process.stdout.write(
+            opts.json ? JSON.stringify(toJson(decoded), null, 2) + "\n" : formatKhoTree(decoded) + "\n",
+          );
         } finally {
           await elf?.close();
         }

@@ -12,7 +12,9 @@ export function registerInspect(kernel: Command): void {
     .action(
       action(async (file: string, opts: { arch?: ArchName[]; json?: boolean }) => {
         const report = await inspectKernel(file, { expectArch: opts.arch?.[0] });
-        process.stdout.write(opts.json ? JSON.stringify(reportToJson(report), null, 2) + "\n" : formatReport(report) + "\n");
+        process.stdout.write(
+          opts.json ? JSON.stringify(reportToJson(report), null, 2) + "\n" : formatReport(report) + "\n",
+        );
         return report.ready ? 0 : 1;
       }),
     );

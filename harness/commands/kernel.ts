@@ -3,7 +3,12 @@ import { ARCH_NAMES, type ArchName } from "../../src/arch.js";
 import { HarnessError } from "../../src/errors.js";
 import { buildKernel, defaultJobs } from "../../src/kernel/build.js";
 import { cleanKernels, listKernels } from "../../src/kernel/cache.js";
-import { debianKernelSource, DEFAULT_SERIES, userKernelSource, type KernelSource } from "../../src/kernel/source.js";
+import {
+  debianKernelSource,
+  DEFAULT_SERIES,
+  userKernelSource,
+  type KernelSource,
+} from "../../src/kernel/source.js";
 import { formatDuration, stderrLogger } from "../../src/util/log.js";
 import { action, archOption, collect, intOption } from "../cli-support.js";
 import { registerInspect } from "./kernel-inspect.js";
@@ -17,7 +22,8 @@ interface BuildOptions {
 }
 
 export async function resolveSource(opts: { src?: string; series?: string }): Promise<KernelSource> {
-  if (opts.src && opts.series) throw new HarnessError("--src and --series exclude each other: a tree has its own version");
+  if (opts.src && opts.series)
+    throw new HarnessError("--src and --series exclude each other: a tree has its own version");
   return opts.src ? userKernelSource(opts.src) : debianKernelSource(opts.series, stderrLogger);
 }
 
@@ -37,10 +43,18 @@ export function registerKernel(program: Command): void {
         const source = await resolveSource(opts);
         const rows: string[] = [];
         for (const arch of opts.arch) {
-          const r = await buildKernel({ arch, source, userFragments: opts.fragment, jobs: opts.jobs, log: stderrLogger });
+          const r = await buildKernel({
+            arch,
+            source,
+            userFragments: opts.fragment,
+            jobs: opts.jobs,
+            log: stderrLogger,
+          });
           const m = r.kernel.manifest;
           const how = r.cached ? `cache hit (${formatDuration(r.ms)})` : `built in ${formatDuration(r.ms)}`;
-          rows.push(`${arch.padEnd(7)} ${m.kernelRelease.padEnd(14)} ${how.padEnd(22)} ${r.kernel.imagePath}`);
+          rows.push(
+            `${arch.padEnd(7)} ${m.kernelRelease.padEnd(14)} ${how.padEnd(22)} ${r.kernel.imagePath}`,
+          );
         }
         process.stdout.write(rows.join("\n") + "\n");
       }),
@@ -63,7 +77,9 @@ export function registerKernel(program: Command): void {
         }
         for (const { key, lookup } of entries) {
           if (lookup.state !== "hit") {
-            process.stdout.write(`${key}  (${lookup.state === "corrupt" ? `incomplete: ${lookup.reason}` : "missing"})\n`);
+            process.stdout.write(
+              `${key}  (${lookup.state === "corrupt" ? `incomplete: ${lookup.reason}` : "missing"})\n`,
+            );
             continue;
           }
           const m = lookup.kernel.manifest;

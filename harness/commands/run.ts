@@ -31,12 +31,19 @@ export function registerRun(program: Command): void {
     .action(
       action(async (opts: RunOptions) => {
         if (opts.kernel && opts.arch.length !== 1) {
-          throw new HarnessError("--kernel names one image: give its arch with --arch x86_64 or --arch arm64");
+          throw new HarnessError(
+            "--kernel names one image: give its arch with --arch x86_64 or --arch arm64",
+          );
         }
         const scenarios = selectScenarios(opts.scenario);
-        const outDir = resolve(opts.out ?? join("out", "runs", new Date().toISOString().replace(/[:.]/g, "-")));
+        const outDir = resolve(
+          opts.out ?? join("out", "runs", new Date().toISOString().replace(/[:.]/g, "-")),
+        );
         await mkdir(outDir, { recursive: true });
-        const ktap = new KtapWriter((l) => process.stdout.write(`${l}\n`), scenarios.length * opts.arch.length);
+        const ktap = new KtapWriter(
+          (l) => process.stdout.write(`${l}\n`),
+          scenarios.length * opts.arch.length,
+        );
         const started = performance.now();
         const report = await runScenarios({
           arches: opts.arch,
@@ -54,7 +61,9 @@ export function registerRun(program: Command): void {
         ktap.diagnostic(
           `Totals: pass:${counts("pass")} fail:${counts("fail")} xfail:${counts("xfail")} xpass:${counts("xpass")} skip:${counts("skip")} error:${counts("error")}`,
         );
-        process.stderr.write(`\n${summaryTable(report)}\n\nwall time ${formatDuration(wall)}; report ${jsonPath}\n`);
+        process.stderr.write(
+          `\n${summaryTable(report)}\n\nwall time ${formatDuration(wall)}; report ${jsonPath}\n`,
+        );
         return exitCodeFor(report.results);
       }),
     );

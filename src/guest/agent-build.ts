@@ -119,6 +119,7 @@ export function memfdPattern(seed: bigint, offset: number, length: number): Uint
 export function memfdPatternSha256(seed: bigint, size: number): string {
   const hash = createHash("sha256");
   const chunk = 1 << 20;
-  for (let off = 0; off < size; off += chunk) hash.update(memfdPattern(seed, off, Math.min(chunk, size - off)));
+  for (let off = 0; off < size; off += chunk)
+    hash.update(memfdPattern(seed, off, Math.min(chunk, size - off)));
   return hash.digest("hex");
 }

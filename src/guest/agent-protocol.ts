@@ -23,7 +23,12 @@ export interface AgentMemfd {
   readonly pages: number;
   readonly pages_present: number;
   readonly pfns: PfnRuns | null;
-  readonly expected?: { readonly size: number; readonly sha256: string; readonly match: boolean; readonly first_mismatch: number | null };
+  readonly expected?: {
+    readonly size: number;
+    readonly sha256: string;
+    readonly match: boolean;
+    readonly first_mismatch: number | null;
+  };
 }
 
 export interface AgentSession {

@@ -32,7 +32,8 @@ export async function planInstall(
 ): Promise<InstallPlan> {
   const os = osInfo ?? (await osRelease());
   const codename = os.VERSION_CODENAME;
-  const backportsSuite = os.ID === "debian" && codename && codename !== "sid" ? `${codename}-backports` : undefined;
+  const backportsSuite =
+    os.ID === "debian" && codename && codename !== "sid" ? `${codename}-backports` : undefined;
   const pkgs = (pred: (t: HostTool) => boolean) => [...new Set(missing.filter(pred).map((t) => t.pkg))];
   return {
     plain: pkgs((t) => !(t.preferBackports && backportsSuite)),
@@ -61,13 +62,19 @@ async function aptGet(args: string[], log: Logger): Promise<void> {
     env: { DEBIAN_FRONTEND: "noninteractive" },
   });
   if (r.exitCode !== 0) {
-    throw new HarnessError(`apt-get ${args.join(" ")} failed`, (r.all ?? "").trimEnd().split("\n").slice(-15));
+    throw new HarnessError(
+      `apt-get ${args.join(" ")} failed`,
+      (r.all ?? "").trimEnd().split("\n").slice(-15),
+    );
   }
 }
 
 export async function runInstall(plan: InstallPlan, log: Logger): Promise<void> {
   if (process.getuid?.() !== 0) {
-    throw new HarnessError("installing host packages needs root; run as root, or run these commands:", installCommands(plan));
+    throw new HarnessError(
+      "installing host packages needs root; run as root, or run these commands:",
+      installCommands(plan),
+    );
   }
   if (plan.plain.length) {
     await aptGet(["-q", "update"], log);

@@ -15,14 +15,21 @@ export async function probeAndRememberKvm(log: Logger): Promise<Record<ArchName,
   for (const arch of ARCH_NAMES) {
     log(`# probing KVM for ${arch} (deadline ${PROBE_DEADLINE_MS / 1000}s)`);
     const r = await probeKvm(arch, PROBE_DEADLINE_MS);
-    out[arch] = { usable: r.usable, ...(r.usable ? {} : { reason: r.reason }), probedAt: new Date().toISOString() };
+    out[arch] = {
+      usable: r.usable,
+      ...(r.usable ? {} : { reason: r.reason }),
+      probedAt: new Date().toISOString(),
+    };
   }
   await writeHostFacts({ ...facts, kvm: out });
   return out;
 }
 
 /** The accelerator to boot `arch` with: KVM only after a successful probe. KHO_ACCEL overrides. */
-export async function chooseAccel(arch: ArchName, log: Logger): Promise<{ accel: "kvm" | "tcg"; why: string }> {
+export async function chooseAccel(
+  arch: ArchName,
+  log: Logger,
+): Promise<{ accel: "kvm" | "tcg"; why: string }> {
   const forced = process.env.KHO_ACCEL;
   if (forced === "kvm" || forced === "tcg") return { accel: forced, why: "KHO_ACCEL" };
   const facts = await readHostFacts();

@@ -21,40 +21,49 @@ export interface HostTool {
 const cmd = (name: string, ...args: string[]) => ({ cmd: name, args: args.length ? args : ["--version"] });
 
 export const HOST_TOOLS: readonly HostTool[] = [
-  ...ARCH_NAMES.map(
-    (a): HostTool => ({
-      id: archSpec(a).qemuBinary,
-      purpose: "boot",
-      pkg: archSpec(a).qemuPackage,
-      probe: cmd(archSpec(a).qemuBinary),
-      preferBackports: true,
-    }),
-  ),
+  ...ARCH_NAMES.map((a): HostTool => ({
+    id: archSpec(a).qemuBinary,
+    purpose: "boot",
+    pkg: archSpec(a).qemuPackage,
+    probe: cmd(archSpec(a).qemuBinary),
+    preferBackports: true,
+  })),
   { id: "gcc", purpose: "kernel build", pkg: "gcc", probe: cmd("gcc") },
-  ...ARCH_NAMES.filter((a) => archSpec(a).crossCompile !== "").map(
-    (a): HostTool => ({
-      id: `${archSpec(a).crossCompile}gcc`,
-      purpose: "kernel build",
-      pkg: archSpec(a).compilerPackage,
-      probe: cmd(`${archSpec(a).crossCompile}gcc`),
-    }),
-  ),
-  ...ARCH_NAMES.filter((a) => archSpec(a).crossCompile !== "").map(
-    (a): HostTool => ({
-      id: `${archSpec(a).crossCompile}libc (static)`,
-      purpose: "guest image",
-      pkg: `libc6-dev-${archSpec(a).debianArch}-cross`,
-      probe: { file: `/usr/${archSpec(a).crossCompile.slice(0, -1)}/lib/libc.a` },
-    }),
-  ),
-  { id: "libc (static)", purpose: "guest image", pkg: "libc6-dev", probe: { file: "/usr/lib/x86_64-linux-gnu/libc.a" } },
+  ...ARCH_NAMES.filter((a) => archSpec(a).crossCompile !== "").map((a): HostTool => ({
+    id: `${archSpec(a).crossCompile}gcc`,
+    purpose: "kernel build",
+    pkg: archSpec(a).compilerPackage,
+    probe: cmd(`${archSpec(a).crossCompile}gcc`),
+  })),
+  ...ARCH_NAMES.filter((a) => archSpec(a).crossCompile !== "").map((a): HostTool => ({
+    id: `${archSpec(a).crossCompile}libc (static)`,
+    purpose: "guest image",
+    pkg: `libc6-dev-${archSpec(a).debianArch}-cross`,
+    probe: { file: `/usr/${archSpec(a).crossCompile.slice(0, -1)}/lib/libc.a` },
+  })),
+  {
+    id: "libc (static)",
+    purpose: "guest image",
+    pkg: "libc6-dev",
+    probe: { file: "/usr/lib/x86_64-linux-gnu/libc.a" },
+  },
   { id: "make", purpose: "kernel build", pkg: "make", probe: cmd("make") },
   { id: "flex", purpose: "kernel build", pkg: "flex", probe: cmd("flex") },
   { id: "bison", purpose: "kernel build", pkg: "bison", probe: cmd("bison") },
   { id: "bc", purpose: "kernel build", pkg: "bc", probe: cmd("bc") },
   { id: "perl", purpose: "kernel build", pkg: "perl", probe: cmd("perl", "-e", "print $^V") },
-  { id: "libelf headers", purpose: "kernel build", pkg: "libelf-dev", probe: { file: "/usr/include/gelf.h" } },
-  { id: "libssl headers", purpose: "kernel build", pkg: "libssl-dev", probe: { file: "/usr/include/openssl/ssl.h" } },
+  {
+    id: "libelf headers",
+    purpose: "kernel build",
+    pkg: "libelf-dev",
+    probe: { file: "/usr/include/gelf.h" },
+  },
+  {
+    id: "libssl headers",
+    purpose: "kernel build",
+    pkg: "libssl-dev",
+    probe: { file: "/usr/include/openssl/ssl.h" },
+  },
   { id: "rsync", purpose: "kernel build", pkg: "rsync", probe: cmd("rsync") },
   { id: "xz", purpose: "kernel build", pkg: "xz-utils", probe: cmd("xz") },
   { id: "cpio", purpose: "kernel build", pkg: "cpio", probe: cmd("cpio") },

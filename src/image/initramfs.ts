@@ -65,7 +65,19 @@ export async function buildGuestImage(
   const userspace = await extractUserspace(spec, debs);
 
   const cpio = new CpioWriter();
-  for (const d of ["dev", "proc", "sys", "tmp", "run", "root", "etc", "usr/bin", "usr/sbin", "usr/lib", "usr/lib64"]) {
+  for (const d of [
+    "dev",
+    "proc",
+    "sys",
+    "tmp",
+    "run",
+    "root",
+    "etc",
+    "usr/bin",
+    "usr/sbin",
+    "usr/lib",
+    "usr/lib64",
+  ]) {
     cpio.dir(d, d === "tmp" ? 0o1777 : d === "root" ? 0o700 : 0o755);
   }
   for (const l of ["bin", "sbin", "lib", "lib64"]) cpio.symlink(l, `usr/${l}`);

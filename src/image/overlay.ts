@@ -37,7 +37,9 @@ export async function writeNextKernelDisk(
   ] as const) {
     const size = (await stat(path)).size;
     await new Promise<void>((resolve, reject) => {
-      const entry = pack.entry({ name, size, mode: 0o644, mtime: new Date(0) }, (err) => (err ? reject(err) : resolve()));
+      const entry = pack.entry({ name, size, mode: 0o644, mtime: new Date(0) }, (err) =>
+        err ? reject(err) : resolve(),
+      );
       createReadStream(path).on("error", reject).pipe(entry);
     });
   }

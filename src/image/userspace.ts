@@ -69,10 +69,16 @@ export async function extractUserspace(arch: ArchSpec, debs: readonly string[]):
   }
   for (const needed of ["usr/bin/busybox", "usr/sbin/dropbear"]) {
     if (!files.has(needed)) {
-      throw new HarnessError(`Debian's packages for ${arch.debianArch} no longer ship /${needed} where expected`, debs);
+      throw new HarnessError(
+        `Debian's packages for ${arch.debianArch} no longer ship /${needed} where expected`,
+        debs,
+      );
     }
   }
-  return { files: [...files.values()].sort((a, b) => a.path.localeCompare(b.path)), debs: debs.map((d) => d.split("/").pop() ?? d) };
+  return {
+    files: [...files.values()].sort((a, b) => a.path.localeCompare(b.path)),
+    debs: debs.map((d) => d.split("/").pop() ?? d),
+  };
 }
 
 function toUserspaceFile(e: DebEntry): UserspaceFile | undefined {

@@ -13,8 +13,22 @@ import { requireTools } from "../host/tools.js";
 import { cachePaths } from "../paths.js";
 import { cacheKey, sha256, sha256File } from "../util/hash.js";
 import { formatDuration, heartbeat, type Logger } from "../util/log.js";
-import { commitManifest, entryDir, lookupKernel, MANIFEST_SCHEMA, type CachedKernel, type KernelManifest } from "./cache.js";
-import { describeFragments, explainMissing, findMissing, loadFragments, parseConfig, requiredOptions } from "./config.js";
+import {
+  commitManifest,
+  entryDir,
+  lookupKernel,
+  MANIFEST_SCHEMA,
+  type CachedKernel,
+  type KernelManifest,
+} from "./cache.js";
+import {
+  describeFragments,
+  explainMissing,
+  findMissing,
+  loadFragments,
+  parseConfig,
+  requiredOptions,
+} from "./config.js";
 import type { KernelSource } from "./source.js";
 
 /** Bump when the build recipe changes in a way the key's other parts do not capture. */
@@ -48,7 +62,17 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const spec = archSpec(req.arch);
   const { log } = req;
   await requireTools(
-    ["make", "flex", "bison", "bc", "perl", "libelf headers", "libssl headers", "rsync", `${spec.crossCompile}gcc`],
+    [
+      "make",
+      "flex",
+      "bison",
+      "bc",
+      "perl",
+      "libelf headers",
+      "libssl headers",
+      "rsync",
+      `${spec.crossCompile}gcc`,
+    ],
     `building the ${spec.name} kernel`,
   );
   const fragments = await loadFragments(spec, req.userFragments);
@@ -84,11 +108,16 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
     phaseMs[name] = Math.round(performance.now() - t);
   };
 
-  log(`# ${spec.name}: building ${req.source.identity} with ${describeFragments(fragments)}, -j${jobs}, log ${logPath}`);
+  log(
+    `# ${spec.name}: building ${req.source.identity} with ${describeFragments(fragments)}, -j${jobs}, log ${logPath}`,
+  );
   await phase("configure", async () => {
     await make.run(["defconfig"], "defconfig");
     const dotConfig = join(buildDir, ".config");
-    await appendFile(dotConfig, "\n" + fragments.map((f) => `# --- ${basename(f.path)}\n${f.text}`).join("\n"));
+    await appendFile(
+      dotConfig,
+      "\n" + fragments.map((f) => `# --- ${basename(f.path)}\n${f.text}`).join("\n"),
+    );
     await make.run(["olddefconfig"], "olddefconfig");
     const actual = parseConfig(await readFile(dotConfig, "utf8"));
     const missing = findMissing(requiredOptions(fragments), actual);
@@ -145,7 +174,11 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   await recordObjectCount(buildDir, Math.max(make.objects(), previousObjects ?? 0));
   const ms = performance.now() - started;
   log(`# ${spec.name}: built ${release} in ${formatDuration(ms)}`);
-  return { kernel: { dir: out, manifest, imagePath: join(out, image), configPath: join(out, "config") }, cached: false, ms };
+  return {
+    kernel: { dir: out, manifest, imagePath: join(out, image), configPath: join(out, "config") },
+    cached: false,
+    ms,
+  };
 }
 
 const OBJECT_LINE = /^\s+(CC \[M\]|CC|AS|LD|AR|HOSTCC)\s+(\S+)/;
@@ -163,7 +196,9 @@ function makeRunner(tree: string, buildDir: string, spec: ArchSpec, logPath: str
       const logFile = createWriteStream(logPath, { flags: "a" });
       logFile.write(`\n$ make ${args.join(" ")}\n`);
       const stop = heartbeat(log, `${spec.name}: ${label}`, () => {
-        const pct = expectedObjects ? ` (~${Math.min(99, Math.round((objects / expectedObjects) * 100))}%)` : "";
+        const pct = expectedObjects
+          ? ` (~${Math.min(99, Math.round((objects / expectedObjects) * 100))}%)`
+          : "";
         return `${objects} objects${pct}${last ? `, last ${last}` : ""}`;
       });
       try {

@@ -68,14 +68,18 @@ export async function lookupKernel(key: string): Promise<CacheLookup> {
   } catch {
     return { state: "corrupt", reason: "manifest is not valid JSON" };
   }
-  if (manifest.schema !== MANIFEST_SCHEMA) return { state: "corrupt", reason: `manifest schema ${manifest.schema}` };
+  if (manifest.schema !== MANIFEST_SCHEMA) {
+    return { state: "corrupt", reason: `manifest schema ${String(manifest.schema)}` };
+  }
   const imagePath = join(dir, manifest.image);
   const size = await stat(imagePath).then(
     (s) => s.size,
     () => -1,
   );
-  if (size !== manifest.imageSize) return { state: "corrupt", reason: `image size ${size} != ${manifest.imageSize}` };
-  if ((await sha256File(imagePath)) !== manifest.imageSha256) return { state: "corrupt", reason: "image hash mismatch" };
+  if (size !== manifest.imageSize)
+    return { state: "corrupt", reason: `image size ${size} != ${manifest.imageSize}` };
+  if ((await sha256File(imagePath)) !== manifest.imageSha256)
+    return { state: "corrupt", reason: "image hash mismatch" };
   return { state: "hit", kernel: { dir, manifest, imagePath, configPath: join(dir, "config") } };
 }
 
@@ -95,7 +99,10 @@ export async function listKernels(): Promise<{ key: string; lookup: CacheLookup 
 export async function newestKernel(arch: ArchName): Promise<CachedKernel | undefined> {
   const hits = (await listKernels())
     .map((e) => e.lookup)
-    .filter((l): l is { state: "hit"; kernel: CachedKernel } => l.state === "hit" && l.kernel.manifest.arch === arch)
+    .filter(
+      (l): l is { state: "hit"; kernel: CachedKernel } =>
+        l.state === "hit" && l.kernel.manifest.arch === arch,
+    )
     .map((l) => l.kernel)
     .sort((a, b) => b.manifest.builtAt.localeCompare(a.manifest.builtAt));
   return hits[0];

@@ -75,7 +75,10 @@ export interface MissingOption {
   readonly explanation: string;
 }
 
-export function findMissing(required: ConfigMap, actual: ConfigMap): { name: string; wanted: string; actual: string }[] {
+export function findMissing(
+  required: ConfigMap,
+  actual: ConfigMap,
+): { name: string; wanted: string; actual: string }[] {
   const out: { name: string; wanted: string; actual: string }[] = [];
   for (const [name, wanted] of required) {
     const have = actual.get(name) ?? "n";
@@ -95,7 +98,8 @@ export async function explainMissing(tree: string, name: string, actual: ConfigM
     { reject: false },
   );
   const first = found.stdout.split("\n").find(Boolean);
-  if (!first) return `no Kconfig in this tree defines ${name} (wrong kernel version, or a typo in a fragment)`;
+  if (!first)
+    return `no Kconfig in this tree defines ${name} (wrong kernel version, or a typo in a fragment)`;
   const [file, lineNo] = first.split(":") as [string, string];
   const lines = (await readFile(file, "utf8")).split("\n");
   const defLine = Number(lineNo) - 1;
@@ -117,7 +121,8 @@ export async function explainMissing(tree: string, name: string, actual: ConfigM
     }
   }
   const where = `${file.slice(tree.length + 1)}:${lineNo}`;
-  if (conditions.length === 0) return `defined at ${where} with no dependencies; something selects it off or a choice excludes it`;
+  if (conditions.length === 0)
+    return `defined at ${where} with no dependencies; something selects it off or a choice excludes it`;
   const symbols = [...new Set(conditions.join(" ").match(/\b[A-Z][A-Z0-9_]+\b/g) ?? [])];
   const values = symbols.map((s) => `${s}=${actual.get(s) ?? "n"}`).join(", ");
   return `depends on ${conditions.join(" && ")} (${values}) [${where}]`;

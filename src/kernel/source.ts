@@ -43,7 +43,9 @@ function parseSeries(series: string): [number, number] | undefined {
 function hasLuo(series: string): boolean {
   const v = parseSeries(series);
   if (!v) return false;
-  return v[0] > FIRST_SERIES_WITH_LUO[0] || (v[0] === FIRST_SERIES_WITH_LUO[0] && v[1] >= FIRST_SERIES_WITH_LUO[1]);
+  return (
+    v[0] > FIRST_SERIES_WITH_LUO[0] || (v[0] === FIRST_SERIES_WITH_LUO[0] && v[1] >= FIRST_SERIES_WITH_LUO[1])
+  );
 }
 
 /**
@@ -69,17 +71,26 @@ export async function debianKernelSource(
       );
     }
     const newest = available[0] as string;
-    log(`# linux-source-${series} has left Debian's archive; using the newest series with KHO and LUO: ${newest}`);
+    log(
+      `# linux-source-${series} has left Debian's archive; using the newest series with KHO and LUO: ${newest}`,
+    );
     series = newest;
     version = await apt.candidate(`linux-source-${series}`);
-    if (!version) throw new HarnessError(`Debian lists linux-source-${series} but has no candidate version for it`);
+    if (!version)
+      throw new HarnessError(`Debian lists linux-source-${series} but has no candidate version for it`);
   }
   const tree = join(cachePaths.sources(), `linux-source-${series}_${version}`);
   if (!(await exists(join(tree, ".kho-unpacked")))) {
     const [deb] = await apt.download([`linux-source-${series}`], join(apt.dir, "debs"));
     await unpackDebianSource(deb as string, series, tree, log);
   }
-  return { kind: "debian", tree, identity: `linux-source-${series} ${version}`, series, packageVersion: version };
+  return {
+    kind: "debian",
+    tree,
+    identity: `linux-source-${series} ${version}`,
+    series,
+    packageVersion: version,
+  };
 }
 
 function compareSeries(a: string, b: string): number {
@@ -97,12 +108,22 @@ async function unpackDebianSource(deb: string, series: string, tree: string, log
   const tarball = `./usr/src/linux-source-${series}.tar.xz`;
   const r = await execa(
     "sh",
-    ["-c", `dpkg-deb --fsys-tarfile "$1" | tar -xO "$2" | tar -xJ --strip-components=1 -C "$3"`, "sh", deb, tarball, partial],
+    [
+      "-c",
+      `dpkg-deb --fsys-tarfile "$1" | tar -xO "$2" | tar -xJ --strip-components=1 -C "$3"`,
+      "sh",
+      deb,
+      tarball,
+      partial,
+    ],
     { reject: false, all: true },
   );
   if (r.exitCode !== 0 || !(await exists(join(partial, "Makefile")))) {
     await rm(partial, { recursive: true, force: true });
-    throw new HarnessError(`could not unpack the kernel source from ${deb}`, (r.all ?? "").split("\n").slice(-10));
+    throw new HarnessError(
+      `could not unpack the kernel source from ${deb}`,
+      (r.all ?? "").split("\n").slice(-10),
+    );
   }
   await writeFile(join(partial, ".kho-unpacked"), new Date().toISOString());
   await rm(tree, { recursive: true, force: true });
@@ -114,7 +135,9 @@ export async function userKernelSource(dir: string): Promise<KernelSource & { ki
   const tree = resolve(dir);
   const makefile = await readFile(join(tree, "Makefile"), "utf8").catch(() => "");
   if (!/^VERSION = \d+/m.test(makefile) || !(await exists(join(tree, "Kconfig")))) {
-    throw new HarnessError(`${dir} is not a Linux kernel source tree (no top-level Makefile with VERSION and Kconfig)`);
+    throw new HarnessError(
+      `${dir} is not a Linux kernel source tree (no top-level Makefile with VERSION and Kconfig)`,
+    );
   }
   // Kbuild refuses O= builds from a tree that was configured in place.
   for (const leftover of [".config", "include/config"]) {
@@ -128,7 +151,8 @@ export async function userKernelSource(dir: string): Promise<KernelSource & { ki
 }
 
 async function treeIdentity(tree: string): Promise<string> {
-  const git = (args: string[]) => execa("git", ["-C", tree, ...args], { reject: false, stripFinalNewline: true });
+  const git = (args: string[]) =>
+    execa("git", ["-C", tree, ...args], { reject: false, stripFinalNewline: true });
   const head = await git(["rev-parse", "HEAD"]);
   if (head.exitCode === 0) {
     const diff = await git(["diff", "HEAD", "--binary"]);
@@ -139,7 +163,8 @@ async function treeIdentity(tree: string): Promise<string> {
         .filter(Boolean)
         .map(async (f) => `${f}:${(await stat(join(tree, f)).catch(() => undefined))?.mtimeMs ?? 0}`),
     );
-    const dirty = diff.stdout || extra.length ? `+dirty-${sha256(diff.stdout + extra.join("\n")).slice(0, 12)}` : "";
+    const dirty =
+      diff.stdout || extra.length ? `+dirty-${sha256(diff.stdout + extra.join("\n")).slice(0, 12)}` : "";
     return `git ${head.stdout}${dirty}`;
   }
   // No git: every file's path, size and mtime (about a second for a kernel tree).

@@ -43,6 +43,10 @@ export async function fetchStockKernel(arch: ArchName, log: Logger): Promise<Sto
   if (!(await pick(binDeb as string, /^usr\/lib\/modules\/[^/]+\/vmlinuz|^boot\/vmlinuz-/, image))) {
     throw new HarnessError(`${pkg} holds no kernel image where Debian puts it (usr/lib/modules/*/vmlinuz*)`);
   }
-  const hasConfig = await pick(baseDeb as string, /^usr\/lib\/modules\/[^/]+\/config$|^boot\/config-/, config);
+  const hasConfig = await pick(
+    baseDeb as string,
+    /^usr\/lib\/modules\/[^/]+\/config$|^boot\/config-/,
+    config,
+  );
   return { image, config: hasConfig ? config : undefined, pkg };
 }

@@ -68,10 +68,19 @@ export class Guest {
       ],
     });
     try {
-      await vm.console.waitFor(READY, { deadlineMs: DEADLINES.bootMs, silenceMs: DEADLINES.silenceMs, step: "boot" });
+      await vm.console.waitFor(READY, {
+        deadlineMs: DEADLINES.bootMs,
+        silenceMs: DEADLINES.silenceMs,
+        step: "boot",
+      });
       const port = vm.sshPort;
       if (port === undefined) throw new HarnessError("QEMU reported no SSH port forward");
-      const boots = new GuestBoots({ host: "127.0.0.1", port, privateKey: opts.keys.client.private, hostKey: opts.keys.host.public });
+      const boots = new GuestBoots({
+        host: "127.0.0.1",
+        port,
+        privateKey: opts.keys.client.private,
+        hostKey: opts.keys.host.public,
+      });
       const first = await vm.console.watch(boots.connect(DEADLINES.sshMs), { step: "ssh" });
       return new Guest(vm, boots, first.link, first.boot);
     } catch (err) {
@@ -91,7 +100,9 @@ export class Guest {
 
   /** Runs a shell command in the guest, watched by the console (a panic fails it at once). */
   exec(command: string, deadlineMs: number = DEADLINES.commandMs): Promise<ExecResult> {
-    return this.vm.console.watch(this.current.exec(command, { deadlineMs }), { step: command.split(" ")[0] ?? command });
+    return this.vm.console.watch(this.current.exec(command, { deadlineMs }), {
+      step: command.split(" ")[0] ?? command,
+    });
   }
 
   /** Runs a command that must succeed; returns its stdout. */
@@ -130,7 +141,9 @@ export class Guest {
       step,
     });
     await this.current.close().catch(() => undefined);
-    const next = await this.vm.console.watch(this.boots.reconnect(DEADLINES.sshMs), { step: `${step}: reconnect` });
+    const next = await this.vm.console.watch(this.boots.reconnect(DEADLINES.sshMs), {
+      step: `${step}: reconnect`,
+    });
     this.current = next.link;
     this.bootNo = next.boot;
     return { blackoutMs: performance.now() - started };

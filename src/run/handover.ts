@@ -66,7 +66,10 @@ export async function checkHandover(
   await ctx.artifact("handover.json", JSON.stringify(toJson(decoded), null, 2) + "\n");
   if (decoded.preservedMemoryError) {
     await ctx.artifact("handover.txt", formatKhoTree(decoded) + "\n");
-    ctx.check(false, `the preserved-memory radix tree does not decode: ${decoded.preservedMemoryError.message}`);
+    ctx.check(
+      false,
+      `the preserved-memory radix tree does not decode: ${decoded.preservedMemoryError.message}`,
+    );
   }
   const chunks = decoded.preservedMemory ?? [];
   const owners: ClaimedRange[] = [
@@ -78,8 +81,14 @@ export async function checkHandover(
     })),
   ];
   const ownerOf = (start: bigint, end: bigint) =>
-    owners.find((o) => o.start < end && start < o.end)?.owner ?? "unclaimed (KHO/LUO metadata or another client)";
-  const table = chunks.map((c) => ({ start: c.phys, end: chunkEnd(c), order: c.order, owner: ownerOf(c.phys, chunkEnd(c)) }));
+    owners.find((o) => o.start < end && start < o.end)?.owner ??
+    "unclaimed (KHO/LUO metadata or another client)";
+  const table = chunks.map((c) => ({
+    start: c.phys,
+    end: chunkEnd(c),
+    order: c.order,
+    owner: ownerOf(c.phys, chunkEnd(c)),
+  }));
   const covered = (addr: bigint) => chunks.some((c) => c.phys <= addr && addr < chunkEnd(c));
   const missing: bigint[] = [];
   for (const claim of claims) {

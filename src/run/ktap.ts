@@ -27,7 +27,8 @@ export class KtapWriter {
           : r.verdict === "xpass"
             ? ` # XPASS (expected to fail, passed: update the expectation) ${r.reason ?? ""}`
             : "";
-    for (const line of r.verdict === "fail" || r.verdict === "error" ? (r.evidence ?? []) : []) this.diagnostic(line);
+    for (const line of r.verdict === "fail" || r.verdict === "error" ? (r.evidence ?? []) : [])
+      this.diagnostic(line);
     if ((r.verdict === "fail" || r.verdict === "error") && r.reason) this.diagnostic(`${name}: ${r.reason}`);
     this.write(`${ok ? "ok" : "not ok"} ${this.n} ${name}${directive.trimEnd()}`);
   }

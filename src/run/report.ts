@@ -8,7 +8,12 @@ import { exitCodeFor } from "./verdict.js";
 
 export const REPORT_SCHEMA = "kho-harness/run-report@1";
 
-export async function writeJsonReport(outDir: string, report: RunReport, wallMs: number, argv: readonly string[]): Promise<string> {
+export async function writeJsonReport(
+  outDir: string,
+  report: RunReport,
+  wallMs: number,
+  argv: readonly string[],
+): Promise<string> {
   const path = join(outDir, "report.json");
   const json = {
     schema: REPORT_SCHEMA,
@@ -29,15 +34,30 @@ export async function writeJsonReport(outDir: string, report: RunReport, wallMs:
 }
 
 export function summaryTable(report: RunReport): string {
-  const rows = report.results.map((r) => [r.id, r.arch, r.verdict.toUpperCase(), formatDuration(r.totalMs), r.reason ?? ""]);
+  const rows = report.results.map((r) => [
+    r.id,
+    r.arch,
+    r.verdict.toUpperCase(),
+    formatDuration(r.totalMs),
+    r.reason ?? "",
+  ]);
   const header = ["scenario", "arch", "verdict", "time", "reason / notes"];
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (i < 4 ? (r[i] ?? "").length : 0))));
-  const line = (cells: string[]) => cells.map((c, i) => (i < 4 ? c.padEnd(widths[i] ?? 0) : c)).join("  ").trimEnd();
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...rows.map((r) => (i < 4 ? (r[i] ?? "").length : 0))),
+  );
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => (i < 4 ? c.padEnd(widths[i] ?? 0) : c))
+      .join("  ")
+      .trimEnd();
   return [line(header), ...rows.map(line)].join("\n");
 }
 
 const xml = (s: string) =>
-  s.replace(/[<>&"']/g, (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[c] ?? c);
+  s.replace(
+    /[<>&"']/g,
+    (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[c] ?? c,
+  );
 
 /** JUnit XML for CI systems: one testsuite per arch, one testcase per scenario. */
 export function junitXml(report: RunReport): string {
@@ -65,5 +85,7 @@ export function junitXml(report: RunReport): string {
       "  </testsuite>",
     ].join("\n");
   });
-  return ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>", ...suites, "</testsuites>", ""].join("\n");
+  return ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>", ...suites, "</testsuites>", ""].join(
+    "\n",
+  );
 }

@@ -128,13 +128,20 @@ async function prepareArch(
     await writeNextKernelDisk({ kernel: nextImage, initrd: bootInitrd }, nextDisk);
   });
   const { accel, why } = await chooseAccel(arch, opts.log);
-  opts.log(`# ${arch}: kernel ${report.release ?? "?"} (${image}), ${accel.toUpperCase()} (${why}), image ${formatDuration(phaseMs.image ?? 0)}`);
+  opts.log(
+    `# ${arch}: kernel ${report.release ?? "?"} (${image}), ${accel.toUpperCase()} (${why}), image ${formatDuration(phaseMs.image ?? 0)}`,
+  );
   return {
     summary: {
       arch,
       accel,
       phaseMs,
-      kernel: { image, release: report.release ?? "unknown", config: report.config ?? new Map(), nextImage },
+      kernel: {
+        image,
+        release: report.release ?? "unknown",
+        config: report.config ?? new Map<string, string>(),
+        nextImage,
+      },
     },
     report,
     bootInitrd,
@@ -155,7 +162,13 @@ async function runOne(scenario: Scenario, prepared: PreparedArch, opts: RunOptio
   const base = { id: scenario.id, arch };
   const missing = missingCapabilities(scenario, kernel);
   if (missing.length > 0) {
-    return { ...base, verdict: "skip", reason: `kernel lacks ${missing.join(", ")}`, phaseMs: {}, totalMs: 0 };
+    return {
+      ...base,
+      verdict: "skip",
+      reason: `kernel lacks ${missing.join(", ")}`,
+      phaseMs: {},
+      totalMs: 0,
+    };
   }
   const artifactsDir = join(opts.outDir, arch, scenario.id);
   await mkdir(artifactsDir, { recursive: true });
@@ -191,11 +204,15 @@ async function runOne(scenario: Scenario, prepared: PreparedArch, opts: RunOptio
   }
 }
 
-function classify(err: unknown, guest: Guest | undefined): [ScenarioResult["verdict"], string, readonly string[]] {
+function classify(
+  err: unknown,
+  guest: Guest | undefined,
+): [ScenarioResult["verdict"], string, readonly string[]] {
   if (err instanceof Skipped) return ["skip", err.message, []];
   if (err instanceof CheckFailed) return ["fail", err.message, err.evidence];
   if (err instanceof GuestFault) return ["fail", err.message, err.excerpt];
-  if (err instanceof SshFailure) return ["fail", err.message, [...err.evidence, ...(guest?.vm.console.lastLines(15) ?? [])]];
+  if (err instanceof SshFailure)
+    return ["fail", err.message, [...err.evidence, ...(guest?.vm.console.lastLines(15) ?? [])]];
   if (err instanceof HarnessError) return ["error", err.message, err.evidence];
   const e = err instanceof Error ? err : new Error(String(err));
   return ["error", `harness bug: ${e.message}`, (e.stack ?? "").split("\n").slice(0, 8)];
@@ -215,7 +232,11 @@ function finish(
   return {
     ...base,
     verdict,
-    ...(reason !== undefined ? { reason } : verdict === "pass" && notes.length ? { reason: notes.join("; ") } : {}),
+    ...(reason !== undefined
+      ? { reason }
+      : verdict === "pass" && notes.length
+        ? { reason: notes.join("; ") }
+        : {}),
     evidence,
     phaseMs: { ...phaseMs, ...(ctx?.phaseMs ?? {}) },
     totalMs: Math.round(performance.now() - started),

@@ -8,14 +8,20 @@ import type { Scenario } from "./types.js";
 export const SCENARIOS: readonly Scenario[] = [testKho, memfdBasic, noKho];
 
 function globToRegExp(glob: string): RegExp {
-  const body = glob.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  const body = glob
+    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
+    .replace(/\*/g, ".*")
+    .replace(/\?/g, ".");
   return new RegExp(`^${body}$`);
 }
 
 /** Scenarios matching any of the comma-separated ids or globs ("memfd-*"), in suite order. */
 export function selectScenarios(patterns: string | undefined): Scenario[] {
   if (!patterns) return [...SCENARIOS];
-  const wanted = patterns.split(",").map((p) => p.trim()).filter(Boolean);
+  const wanted = patterns
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean);
   const unknown = wanted.filter((p) => !SCENARIOS.some((s) => globToRegExp(p).test(s.id)));
   if (unknown.length > 0) {
     throw new HarnessError(

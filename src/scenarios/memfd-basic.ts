@@ -1,5 +1,10 @@
 import { randomInt } from "node:crypto";
-import { isAgentError, pfnAddresses, type AgentMemfd, type AgentPreserveResult } from "../guest/agent-protocol.js";
+import {
+  isAgentError,
+  pfnAddresses,
+  type AgentMemfd,
+  type AgentPreserveResult,
+} from "../guest/agent-protocol.js";
 import { memfdPatternSha256 } from "../guest/agent-build.js";
 import { agentFailure, parseAgentLine } from "../run/context.js";
 import { checkHandover, dropDump, dumpBeforeKexec } from "../run/handover.js";
@@ -17,7 +22,8 @@ function runsText(m: AgentMemfd): string {
  *  frame in the preserved-memory map it decodes itself. */
 export const memfdBasic: Scenario = {
   id: "memfd-basic",
-  description: "a LUO session with a 4 MiB memfd survives kexec: same SHA-256, same frames, in the decoded KHO map",
+  description:
+    "a LUO session with a 4 MiB memfd survives kexec: same SHA-256, same frames, in the decoded KHO map",
   needs: ["kho", "kho-debugfs", "luo", "luo-memfd"],
   boot: { kho: true },
   async run(ctx) {
@@ -29,7 +35,11 @@ export const memfdBasic: Scenario = {
       `kho-agent preserve ${spec} --kexec-kernel /boot/next-kernel --kexec-initrd /boot/next-initrd --reuse-cmdline --wait`,
     );
     const before = await ctx.phase("preserve", async () => {
-      const r = parseAgentLine<AgentPreserveResult>(await stream.readLine(120_000), "kho-agent preserve", stream.stderr());
+      const r = parseAgentLine<AgentPreserveResult>(
+        await stream.readLine(120_000),
+        "kho-agent preserve",
+        stream.stderr(),
+      );
       await ctx.artifact("agent-preserve.json", JSON.stringify(r, null, 2) + "\n");
       if (isAgentError(r)) throw agentFailure(r);
       return r;
@@ -37,13 +47,16 @@ export const memfdBasic: Scenario = {
     const pre = before.sessions[0]?.memfds[0];
     ctx.check(pre !== undefined, "the agent reported no preserved memfd");
     if (!pre) return;
-    ctx.check(pre.sha256 === expectedSha, `the guest filled the memfd with other bytes than the host computed`, [
-      `guest ${pre.sha256}`,
-      `host  ${expectedSha}`,
-    ]);
-    ctx.check(pre.pfns !== null && pre.pages_present === SIZE / pre.page_size, "the agent could not read every frame", [
-      runsText(pre),
-    ]);
+    ctx.check(
+      pre.sha256 === expectedSha,
+      `the guest filled the memfd with other bytes than the host computed`,
+      [`guest ${pre.sha256}`, `host  ${expectedSha}`],
+    );
+    ctx.check(
+      pre.pfns !== null && pre.pages_present === SIZE / pre.page_size,
+      "the agent could not read every frame",
+      [runsText(pre)],
+    );
 
     const dump = await ctx.phase("dump", () => dumpBeforeKexec(ctx));
     const { blackoutMs } = await ctx.phase("kexec", () =>
@@ -55,7 +68,10 @@ export const memfdBasic: Scenario = {
     ctx.note(`kexec blackout ${Math.round(blackoutMs)} ms`);
 
     const after = await ctx.phase("restore", () =>
-      ctx.agent<AgentPreserveResult>(`restore --session ${SESSION} --memfd 1:${SIZE}:seed=${seed} --finish`, "agent-restore.json"),
+      ctx.agent<AgentPreserveResult>(
+        `restore --session ${SESSION} --memfd 1:${SIZE}:seed=${seed} --finish`,
+        "agent-restore.json",
+      ),
     );
     const post = after.sessions[0]?.memfds[0];
     ctx.check(post !== undefined, "the restored session has no memfd");
@@ -67,11 +83,14 @@ export const memfdBasic: Scenario = {
         `after  ${post.sha256}`,
       ]);
       ctx.check(after.sessions[0]?.finished === true, "the session could not be finished after retrieval");
-      ctx.check(runsText(post) === runsText(pre), "the memfd came back on other physical frames (in-place preservation broken)", [
-        `before ${runsText(pre)}`,
-        `after  ${runsText(post)}`,
-      ]);
-      ctx.note(`4 MiB, sha256 ${post.sha256.slice(0, 16)}..., ${pre.pages_present} frames identical before and after`);
+      ctx.check(
+        runsText(post) === runsText(pre),
+        "the memfd came back on other physical frames (in-place preservation broken)",
+        [`before ${runsText(pre)}`, `after  ${runsText(post)}`],
+      );
+      ctx.note(
+        `4 MiB, sha256 ${post.sha256.slice(0, 16)}..., ${pre.pages_present} frames identical before and after`,
+      );
 
       const inFdt = await ctx.guest.readFile("/sys/kernel/debug/kho/in/fdt");
       const frames = pfnAddresses(pre.pfns ?? [], pre.page_size).map((start) => ({
@@ -80,10 +99,14 @@ export const memfdBasic: Scenario = {
         end: start + BigInt(pre.page_size),
       }));
       const report = await checkHandover(ctx, inFdt, dump, frames);
-      ctx.check(report.missing.length === 0, `${report.missing.length} preserved frames are missing from the decoded KHO map`, [
-        ...report.missing.slice(0, 10).map((a) => `0x${a.toString(16)}`),
-      ]);
-      ctx.note(`decoded KHO map: ${report.chunks.length} chunks, all ${frames.length} memfd frames found (${report.decodeMs.toFixed(0)} ms)`);
+      ctx.check(
+        report.missing.length === 0,
+        `${report.missing.length} preserved frames are missing from the decoded KHO map`,
+        [...report.missing.slice(0, 10).map((a) => `0x${a.toString(16)}`)],
+      );
+      ctx.note(
+        `decoded KHO map: ${report.chunks.length} chunks, all ${frames.length} memfd frames found (${report.decodeMs.toFixed(0)} ms)`,
+      );
     });
     await dropDump(dump);
   },

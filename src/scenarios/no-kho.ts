@@ -15,7 +15,10 @@ export const noKho: Scenario = {
     ctx.check(kho.code !== 0, "/sys/kernel/debug/kho exists although KHO is off", [kho.stdout]);
     const dmesg = await ctx.guest.run("dmesg");
     await ctx.artifact("dmesg-boot1.txt", dmesg);
-    ctx.check(!/KHO: found kexec handover data/.test(dmesg), "a cold boot claims to have found handover data");
+    ctx.check(
+      !/KHO: found kexec handover data/.test(dmesg),
+      "a cold boot claims to have found handover data",
+    );
     ctx.note("no handover data and no /dev/liveupdate, as expected with kho=off");
   },
 };

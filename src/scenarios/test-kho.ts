@@ -6,7 +6,8 @@ import type { Scenario } from "./types.js";
  *  the first kernel and checks their checksum in the second. */
 export const testKho: Scenario = {
   id: "test-kho",
-  description: "the kernel's test_kho preserves random-order folios; the next kernel reports KHO restore succeeded",
+  description:
+    "the kernel's test_kho preserves random-order folios; the next kernel reports KHO restore succeeded",
   needs: ["kho", "test-kho"],
   boot: { kho: true },
   async run(ctx) {
@@ -30,8 +31,13 @@ export const testKho: Scenario = {
         step: "test_kho restore",
       }),
     );
-    ctx.check(verdict.match[1] === "succeeded", `the second kernel said: ${verdict.line.text}`, [verdict.line.text]);
-    const exec = await ctx.guest.vm.console.waitFor(/KHO: exec from: (.*) \(count (\d+)\)/, { since, deadlineMs: 1_000 });
+    ctx.check(verdict.match[1] === "succeeded", `the second kernel said: ${verdict.line.text}`, [
+      verdict.line.text,
+    ]);
+    const exec = await ctx.guest.vm.console.waitFor(/KHO: exec from: (.*) \(count (\d+)\)/, {
+      since,
+      deadlineMs: 1_000,
+    });
     ctx.check(exec.match[2] === "1", `expected the first handover (count 1), got ${exec.line.text}`);
     ctx.check(ctx.guest.boot === 2, `expected to be in boot 2, reached boot ${ctx.guest.boot}`);
   },

@@ -14,7 +14,11 @@ export function formatDuration(ms: number): string {
 }
 
 /** Measures a step and reports it as one line when it ends. */
-export async function timed<T>(log: Logger, label: string, fn: () => Promise<T>): Promise<{ value: T; ms: number }> {
+export async function timed<T>(
+  log: Logger,
+  label: string,
+  fn: () => Promise<T>,
+): Promise<{ value: T; ms: number }> {
   const start = performance.now();
   const value = await fn();
   const ms = performance.now() - start;

@@ -39,34 +39,57 @@ describe.each(ARCH_NAMES)("scenarios on %s", (arch) => {
     expect(await readFile(join(r.artifactsDir ?? "", "boot-2.log"), "utf8")).toMatch(/KHO restore succeeded/);
   });
 
-  it("memfd-basic: 4 MiB survives kexec in place and is in the decoded KHO map", { timeout: HOUR }, async () => {
-    const r = await runOne(arch, "memfd-basic");
-    expect(r.verdict, explain(r)).toBe("pass");
-    expect(r.reason).toMatch(/frames identical before and after/);
-    expect(r.reason).toMatch(/all 1024 memfd frames found/);
-    const files = await readdir(r.artifactsDir ?? "");
-    expect(files).toEqual(expect.arrayContaining(["agent-preserve.json", "agent-restore.json", "handover.json", "preserved-map.txt", "kho-in.dtb"]));
-    expect(files).not.toContain("memory-before-kexec.elf"); // dumps are dropped after a pass
-  });
+  it(
+    "memfd-basic: 4 MiB survives kexec in place and is in the decoded KHO map",
+    { timeout: HOUR },
+    async () => {
+      const r = await runOne(arch, "memfd-basic");
+      expect(r.verdict, explain(r)).toBe("pass");
+      expect(r.reason).toMatch(/frames identical before and after/);
+      expect(r.reason).toMatch(/all 1024 memfd frames found/);
+      const files = await readdir(r.artifactsDir ?? "");
+      expect(files).toEqual(
+        expect.arrayContaining([
+          "agent-preserve.json",
+          "agent-restore.json",
+          "handover.json",
+          "preserved-map.txt",
+          "kho-in.dtb",
+        ]),
+      );
+      expect(files).not.toContain("memory-before-kexec.elf"); // dumps are dropped after a pass
+    },
+  );
 
-  it("no-kho: with kho=off there is no handover machinery, and that is a pass", { timeout: HOUR }, async () => {
-    const r = await runOne(arch, "no-kho");
-    expect(r.verdict, explain(r)).toBe("pass");
-  });
+  it(
+    "no-kho: with kho=off there is no handover machinery, and that is a pass",
+    { timeout: HOUR },
+    async () => {
+      const r = await runOne(arch, "no-kho");
+      expect(r.verdict, explain(r)).toBe("pass");
+    },
+  );
 });
 
 describe("kho run", () => {
   it("prints KTAP, a summary and follows kselftest exit codes", { timeout: HOUR }, async () => {
     await defaultKernel("x86_64");
     const out = await mkdtemp(join(tmpdir(), "kho-e2e-cli-"));
-    const r = await execa("node", ["bin/kho", "run", "--arch", "x86_64", "--scenario", "no-kho", "--out", out], {
-      reject: false,
-    });
+    const r = await execa(
+      "node",
+      ["bin/kho", "run", "--arch", "x86_64", "--scenario", "no-kho", "--out", out],
+      {
+        reject: false,
+      },
+    );
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout.split("\n").slice(0, 2)).toEqual(["KTAP version 1", "1..1"]);
     expect(r.stdout).toMatch(/^ok 1 no-kho\.x86_64$/m);
     expect(r.stderr).toMatch(/no-kho\s+x86_64\s+PASS/);
-    const report = JSON.parse(await readFile(join(out, "report.json"), "utf8")) as { exitCode: number; results: unknown[] };
+    const report = JSON.parse(await readFile(join(out, "report.json"), "utf8")) as {
+      exitCode: number;
+      results: unknown[];
+    };
     expect(report.exitCode).toBe(0);
     expect(report.results).toHaveLength(1);
   });

@@ -21,7 +21,10 @@ describe("doctor's install plan", () => {
   });
 
   it("installs everything from the release on Ubuntu (no Debian backports)", async () => {
-    const plan = await planInstall(tools("qemu-system-x86_64", "aarch64-linux-gnu-gcc"), { ID: "ubuntu", VERSION_CODENAME: "noble" });
+    const plan = await planInstall(tools("qemu-system-x86_64", "aarch64-linux-gnu-gcc"), {
+      ID: "ubuntu",
+      VERSION_CODENAME: "noble",
+    });
     expect(plan.backports).toEqual([]);
     expect(plan.plain).toEqual(["qemu-system-x86", "gcc-aarch64-linux-gnu"]);
   });

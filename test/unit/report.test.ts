@@ -27,7 +27,12 @@ describe("KTAP", () => {
   it("numbers results, marks skips and xfails as ok with directives, prints evidence before a failure", () => {
     const lines: string[] = [];
     const k = new KtapWriter((l) => lines.push(l), 4);
-    for (const x of [r("a", "pass"), r("b", "skip", "kernel lacks CONFIG_X"), r("c", "xfail", "tails refcount 1"), r("d", "fail", "sha differs")]) {
+    for (const x of [
+      r("a", "pass"),
+      r("b", "skip", "kernel lacks CONFIG_X"),
+      r("c", "xfail", "tails refcount 1"),
+      r("d", "fail", "sha differs"),
+    ]) {
       k.result(x);
     }
     expect(lines).toEqual([
@@ -45,14 +50,24 @@ describe("KTAP", () => {
 
 describe("reports", () => {
   it("JUnit escapes text and counts per verdict", () => {
-    const x = junitXml({ results: [r("a", "pass"), r("b<&>", "fail", 'said "no"'), r("c", "skip", "why")], setups: [] });
-    expect(x).toContain('<testsuite name="kho.x86_64" tests="3" failures="1" errors="0" skipped="1" time="7.500">');
+    const x = junitXml({
+      results: [r("a", "pass"), r("b<&>", "fail", 'said "no"'), r("c", "skip", "why")],
+      setups: [],
+    });
+    expect(x).toContain(
+      '<testsuite name="kho.x86_64" tests="3" failures="1" errors="0" skipped="1" time="7.500">',
+    );
     expect(x).toContain('name="b&lt;&amp;&gt;"');
-    expect(x).toContain('<failure message="said &quot;no&quot;">Kernel panic - not syncing: &lt;oops&gt;</failure>');
+    expect(x).toContain(
+      '<failure message="said &quot;no&quot;">Kernel panic - not syncing: &lt;oops&gt;</failure>',
+    );
   });
 
   it("the summary table has a row per result", () => {
-    const t = summaryTable({ results: [r("test-kho", "pass"), r("memfd-basic", "fail", "sha differs")], setups: [] });
+    const t = summaryTable({
+      results: [r("test-kho", "pass"), r("memfd-basic", "fail", "sha differs")],
+      setups: [],
+    });
     expect(t.split("\n")).toHaveLength(3);
     expect(t).toMatch(/memfd-basic\s+x86_64\s+FAIL\s+2\.5s\s+sha differs/);
   });
