@@ -4,6 +4,7 @@ import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ArchName } from "../arch.js";
 import { isAgentError, type AgentError } from "../guest/agent-protocol.js";
+import type { CachedKernel } from "../kernel/cache.js";
 import type { ConfigMap } from "../kernel/config.js";
 import type { Logger } from "../util/log.js";
 import type { Guest } from "./guest.js";
@@ -15,6 +16,8 @@ export interface KernelUnderTest {
   readonly config: ConfigMap;
   /** The kernel that the guest kexecs into (the same image unless --next-kernel). */
   readonly nextImage: string;
+  /** The harness's build of it (source tree, headers), when the harness built it. */
+  readonly built: CachedKernel | undefined;
 }
 
 export class ScenarioContext {

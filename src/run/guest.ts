@@ -122,6 +122,13 @@ export class Guest {
     return Buffer.from(await this.run(`base64 ${path}`), "base64");
   }
 
+  /** Copies a host file (or bytes) into the guest. */
+  upload(source: string | Buffer, remotePath: string, mode = 0o755): Promise<void> {
+    return this.vm.console.watch(this.current.upload(source, remotePath, mode), {
+      step: `upload ${remotePath}`,
+    });
+  }
+
   stream(command: string): Promise<ExecStream> {
     return this.current.execStream(command);
   }

@@ -141,6 +141,7 @@ async function prepareArch(
         release: report.release ?? "unknown",
         config: report.config ?? new Map<string, string>(),
         nextImage,
+        built,
       },
     },
     report,

@@ -1,5 +1,4 @@
-import { isAgentError } from "../guest/agent-protocol.js";
-import { agentFailure, parseAgentLine } from "../run/context.js";
+import { kexecWithAgent } from "../run/kexec.js";
 import type { Scenario } from "./types.js";
 
 /** The kernel's own KHO self-test (lib/test_kho.c): preserves ~8 MiB of random-order folios in
@@ -12,18 +11,7 @@ export const testKho: Scenario = {
   boot: { kho: true },
   async run(ctx) {
     const since = ctx.guest.vm.console.mark();
-    const { blackoutMs } = await ctx.phase("kexec", () =>
-      ctx.guest.kexec(async () => {
-        // The agent loads the next kernel with KHO (kexec_file_load), prints its JSON line and
-        // reboots into it; the SSH channel dies with the old kernel.
-        const stream = await ctx.guest.stream(
-          "kho-agent kexec --kernel /boot/next-kernel --initrd /boot/next-initrd --reuse-cmdline",
-        );
-        const load = parseAgentLine<{ ok: boolean }>(await stream.readLine(60_000), "kho-agent kexec");
-        if (isAgentError(load)) throw agentFailure(load);
-      }),
-    );
-    ctx.note(`kexec blackout ${Math.round(blackoutMs)} ms`);
+    await kexecWithAgent(ctx);
     const verdict = await ctx.phase("checks", () =>
       ctx.guest.vm.console.waitFor(/test_kho: KHO restore (succeeded|failed)|test_kho: failed to retrieve/, {
         since,
