@@ -55,6 +55,8 @@ function selftestScenario(spec: SelftestSpec): Scenario {
       }
       await stage(ctx, spec, 1, bin);
       await kexecWithAgent(ctx);
+      // The new kernel boots a fresh initramfs: the binary has to be uploaded again.
+      await binaryFor(ctx, spec);
       await stage(ctx, spec, 2, `${bin} --stage 2`);
     },
   };
