@@ -21,6 +21,7 @@ export interface ArchSpec {
   readonly qemuBinary: string;
   readonly qemuPackage: string;
   readonly machine: string;
+  /** -cpu under TCG; under KVM the host's own CPU model ("host") is used. */
   readonly cpu: string;
   /** Kernel console device for the first serial port. */
   readonly console: string;

@@ -34,7 +34,8 @@ describe("qemuArgs", () => {
       { arch: "arm64", boot: { kind: "kernel", kernel: "/k/Image", kho: false }, accel: "kvm" },
       paths,
     );
-    expect(args.slice(0, 6)).toEqual(["-M", "virt", "-cpu", "max", "-accel", "kvm"]);
+    // Under KVM the guest gets the host's CPU; TCG-only properties (pauth-impdef) would be refused.
+    expect(args.slice(0, 6)).toEqual(["-M", "virt", "-cpu", "host", "-accel", "kvm"]);
     expect(kernelCmdline("arm64", { kind: "kernel", kernel: "/k/Image", kho: false })).toBe(
       "console=ttyAMA0 panic=-1",
     );
