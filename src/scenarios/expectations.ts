@@ -1,9 +1,8 @@
 // What the kernel is expected to get wrong, in one table keyed by kernel capability: while the
 // kernel lacks the capability, the scenario's failure is an expected failure (xfail) with the
 // reason; if it passes anyway, the result is xpass, reported loudly so the table gets updated.
-import { access, readFile } from "node:fs/promises";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { KernelUnderTest } from "../run/context.js";
 
 /** Kernel capabilities that are not config options: features a source tree has or lacks. */
 export type KernelFeature = "kho-unsplit-pages";
@@ -33,23 +32,14 @@ export const EXPECTATIONS: readonly Expectation[] = [
 ];
 
 /**
- * Which features a kernel has, read from the source tree it was built from: the unsplit
- * series adds `enum kho_page_type` to include/linux/kho_radix_tree.h.
+ * Which features a kernel has, read from the source tree it was built from. The unsplit series
+ * (seed 000, "kho: Support preserving unsplit high-order pages") declares
+ * kho_split_preserved_pages() in include/linux/kexec_handover.h.
  */
-export async function kernelFeatures(kernel: KernelUnderTest): Promise<Set<KernelFeature>> {
+export async function kernelFeatures(tree: string): Promise<Set<KernelFeature>> {
   const features = new Set<KernelFeature>();
-  const tree = kernel.built?.manifest.sourceTree;
-  if (!tree) return features;
-  const header = join(tree, "include/linux/kho_radix_tree.h");
-  if (
-    await access(header).then(
-      () => true,
-      () => false,
-    )
-  ) {
-    if (/kho_page_type|KHO_PAGE_SPLIT/.test(await readFile(header, "utf8")))
-      features.add("kho-unsplit-pages");
-  }
+  const header = await readFile(join(tree, "include/linux/kexec_handover.h"), "utf8").catch(() => "");
+  if (header.includes("kho_split_preserved_pages")) features.add("kho-unsplit-pages");
   return features;
 }
 

@@ -2,10 +2,11 @@
 import { HarnessError } from "../errors.js";
 import { memfdBasic } from "./memfd-basic.js";
 import { noKho } from "./no-kho.js";
+import { PAGE_SCENARIOS } from "./pages.js";
 import { testKho } from "./test-kho.js";
 import type { Scenario } from "./types.js";
 
-export const SCENARIOS: readonly Scenario[] = [testKho, memfdBasic, noKho];
+export const SCENARIOS: readonly Scenario[] = [testKho, memfdBasic, noKho, ...PAGE_SCENARIOS];
 
 function globToRegExp(glob: string): RegExp {
   const body = glob

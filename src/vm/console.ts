@@ -126,6 +126,11 @@ export class GuestConsole {
     return lines.slice(-n);
   }
 
+  /** Lines printed since `mark()` returned `seq` (as far as the history still holds them). */
+  linesSince(seq: number): string[] {
+    return this.history.filter((l) => l.seq >= seq).map((l) => l.text);
+  }
+
   onLine(listener: (line: ConsoleLine) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
