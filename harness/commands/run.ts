@@ -7,12 +7,13 @@ import { KtapWriter } from "../../src/run/ktap.js";
 import { junitXml, summaryTable, writeJsonReport } from "../../src/run/report.js";
 import { runScenarios } from "../../src/run/runner.js";
 import { exitCodeFor } from "../../src/run/verdict.js";
+import { chainScenario, DEFAULT_CHAIN_HOPS } from "../../src/scenarios/chain.js";
 import { SCENARIOS, selectScenarios } from "../../src/scenarios/index.js";
 import { SELFTEST_SCENARIOS } from "../../src/scenarios/selftests.js";
 import { twoStageScenario } from "../../src/scenarios/two-stage.js";
 import type { Scenario } from "../../src/scenarios/types.js";
 import { formatDuration, stderrLogger } from "../../src/util/log.js";
-import { action, archOption, collect } from "../cli-support.js";
+import { action, archOption, collect, intOption } from "../cli-support.js";
 
 interface BootOptions {
   arch: ArchName[];
@@ -67,9 +68,15 @@ export function registerRun(program: Command): void {
       .description(
         "run scenarios on QEMU guests (default: all scenarios, both arches, the harness's kernels)",
       )
-      .option("--scenario <ids>", "comma-separated scenario ids or globs (see 'kho list')"),
+      .option("--scenario <ids>", "comma-separated scenario ids or globs (see 'kho list')")
+      .option("--chain <n>", `kexecs in a row for chain-memfd (default ${DEFAULT_CHAIN_HOPS})`, intOption),
   ).action(
-    action((opts: BootOptions & { scenario?: string }) => runAndReport(selectScenarios(opts.scenario), opts)),
+    action((opts: BootOptions & { scenario?: string; chain?: number }) => {
+      const chosen = selectScenarios(opts.scenario).map((s) =>
+        s.id === "chain-memfd" && opts.chain ? chainScenario(opts.chain) : s,
+      );
+      return runAndReport(chosen, opts);
+    }),
   );
 
   bootOptions(

@@ -1,12 +1,19 @@
 // Every scenario, in the order `kho run` runs them.
 import { HarnessError } from "../errors.js";
+import { chainScenario } from "./chain.js";
 import { memfdBasic } from "./memfd-basic.js";
 import { noKho } from "./no-kho.js";
 import { PAGE_SCENARIOS } from "./pages.js";
 import { testKho } from "./test-kho.js";
 import type { Scenario } from "./types.js";
 
-export const SCENARIOS: readonly Scenario[] = [testKho, memfdBasic, noKho, ...PAGE_SCENARIOS];
+export const SCENARIOS: readonly Scenario[] = [
+  testKho,
+  memfdBasic,
+  noKho,
+  ...PAGE_SCENARIOS,
+  chainScenario(),
+];
 
 function globToRegExp(glob: string): RegExp {
   const body = glob

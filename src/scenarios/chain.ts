@@ -1,0 +1,89 @@
+// A chain of kexecs: a memfd preserved in boot 1 is retrieved and preserved again at every hop
+// (the agent's --carry), and every hop must find the same bytes on the same frames, with the
+// kernel's own exec count ("KHO: exec from: <release> (count N)") rising by one per hop.
+import { randomInt } from "node:crypto";
+import { isAgentError, type AgentMemfd, type AgentPreserveResult } from "../guest/agent-protocol.js";
+import { memfdPatternSha256 } from "../guest/agent-build.js";
+import { agentFailure, parseAgentLine, type ScenarioContext } from "../run/context.js";
+import { CheckFailed } from "../run/outcome.js";
+import type { Scenario } from "./types.js";
+
+export const DEFAULT_CHAIN_HOPS = 3;
+const SESSION = "kho-chain";
+const SIZE = 2 * 1024 * 1024;
+const NEXT = "--kexec-kernel /boot/next-kernel --kexec-initrd /boot/next-initrd --reuse-cmdline";
+const EXEC_COUNT = /KHO: exec from: (\S+) \(count (\d+)\)/;
+
+/** Starts an agent command that holds its sessions until told to kexec; returns its result. */
+async function holdSessions(ctx: ScenarioContext, args: string, artifact: string) {
+  const stream = await ctx.guest.stream(`kho-agent ${args} ${NEXT} --wait`);
+  const r = parseAgentLine<AgentPreserveResult>(
+    await stream.readLine(120_000),
+    `kho-agent ${args}`,
+    stream.stderr(),
+  );
+  await ctx.artifact(artifact, JSON.stringify(r, null, 2) + "\n");
+  if (isAgentError(r)) throw agentFailure(r);
+  return { result: r, stream };
+}
+
+function firstMemfd(r: AgentPreserveResult, where: string): AgentMemfd {
+  const m = r.sessions[0]?.memfds[0];
+  if (!m) throw new CheckFailed(`kho-agent ${where} reported no memfd`, [JSON.stringify(r).slice(0, 400)]);
+  return m;
+}
+
+export function chainScenario(hops = DEFAULT_CHAIN_HOPS): Scenario {
+  return {
+    id: "chain-memfd",
+    description: `a 2 MiB memfd carried through ${hops} kexecs in a row (re-preserved at every hop): same bytes, same frames, exec count +1 per hop`,
+    needs: ["kho", "luo", "luo-memfd"],
+    boot: { kho: true },
+    async run(ctx) {
+      const seed = randomInt(1, 2 ** 47);
+      const spec = `--session ${SESSION} --memfd 1:${SIZE}:seed=${seed}`;
+      const expectedSha = memfdPatternSha256(BigInt(seed), SIZE);
+      let held = await ctx.phase("preserve", () => holdSessions(ctx, `preserve ${spec}`, "agent-hop0.json"));
+      const first = firstMemfd(held.result, "preserve");
+      ctx.check(
+        first.sha256 === expectedSha,
+        "the guest filled the memfd with other bytes than the host computed",
+      );
+      const frames = JSON.stringify(first.pfns);
+
+      for (let hop = 1; hop <= hops; hop++) {
+        const { stream } = held;
+        const { blackoutMs } = await ctx.phase("kexec", () =>
+          ctx.guest.kexec(async () => {
+            stream.writeLine("kexec");
+            await stream.done;
+          }, `kexec ${hop}`),
+        );
+        const dmesg = await ctx.guest.run("dmesg");
+        await ctx.artifact(`dmesg-hop${hop}.txt`, dmesg);
+        const count = EXEC_COUNT.exec(dmesg);
+        ctx.check(
+          Number(count?.[2]) === hop,
+          `hop ${hop}: the kernel reports exec count ${count?.[2] ?? "none"}`,
+          [count?.[0] ?? "no 'KHO: exec from' line in dmesg"],
+        );
+        const last = hop === hops;
+        const args = `restore ${spec} ${last ? "--finish" : "--carry"}`;
+        const r = last
+          ? await ctx.phase("restore", () => ctx.agent<AgentPreserveResult>(args, `agent-hop${hop}.json`))
+          : (held = await ctx.phase("restore", () => holdSessions(ctx, args, `agent-hop${hop}.json`))).result;
+        const m = firstMemfd(r, "restore");
+        ctx.check(m.sha256 === expectedSha, `hop ${hop}: the memfd's contents changed`, [
+          `expected ${expectedSha}`,
+          `found    ${m.sha256}`,
+        ]);
+        ctx.check(JSON.stringify(m.pfns) === frames, `hop ${hop}: the memfd came back on other frames`, [
+          `boot 1 ${frames}`,
+          `hop ${hop} ${JSON.stringify(m.pfns)}`,
+        ]);
+        ctx.note(`hop ${hop}: count ${hop}, blackout ${Math.round(blackoutMs)} ms`);
+      }
+      ctx.note(`${hops} hops, 2 MiB identical on the same frames throughout`);
+    },
+  };
+}
