@@ -57,12 +57,13 @@ function pagesScenario(
   order: number,
   count: number,
   free: boolean,
+  memoryMiB?: number,
 ): Scenario {
   return {
     id: `pages-${kind}-order${order}`,
     description: `${count} ${kind} block(s) of order ${order} preserved by the test module: pattern, head/tail refcounts and compound state after kexec${free ? ", then freed as their owner would" : ""}`,
     needs: ["kho", "kho-debugfs"],
-    boot: { kho: true },
+    boot: { kho: true, ...(memoryMiB ? { memoryMiB } : {}) },
     async run(ctx) {
       await loadModule(ctx);
       await ctx.guest.run(
@@ -107,6 +108,8 @@ function pagesScenario(
 export const PAGE_SCENARIOS: readonly Scenario[] = [
   pagesScenario("folio", 0, 8, true),
   pagesScenario("folio", 9, 2, true),
+  // A gigantic (1 GiB) folio needs a contiguous 1 GiB range: a 3 GiB guest has one early on.
+  pagesScenario("folio", 18, 1, true, 3072),
   pagesScenario("split", 9, 2, true),
   pagesScenario("dma", 9, 2, true),
 ];
