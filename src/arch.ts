@@ -23,6 +23,8 @@ export interface ArchSpec {
   readonly machine: string;
   /** -cpu under TCG; under KVM the host's own CPU model ("host") is used. */
   readonly cpu: string;
+  /** -accel value under TCG. */
+  readonly tcgAccel: string;
   /** Kernel console device for the first serial port. */
   readonly console: string;
   /** ELF e_machine of vmlinux / user binaries for this arch. */
@@ -53,6 +55,10 @@ const X86_64: ArchSpec = {
   qemuPackage: "qemu-system-x86",
   machine: "q35",
   cpu: "max",
+  // One TCG thread for all vCPUs: with multi-threaded TCG, x86's int3-based live text patching
+  // (static keys) races with the other vCPU's translated code and oopses at boot now and then
+  // ("Oops: int3" in enqueue_task_fair, seen here); arm64 patches under stop_machine.
+  tcgAccel: "tcg,thread=single",
   console: "ttyS0",
   elfMachine: 62,
   handover: "setup_data SETUP_KEXEC_KHO (type 0xa) in boot_params",
@@ -75,6 +81,7 @@ const ARM64: ArchSpec = {
   machine: "virt",
   // pauth-impdef: QEMU's cheap pointer-auth hash instead of QARMA; much faster under TCG.
   cpu: "max,pauth-impdef=on",
+  tcgAccel: "tcg",
   console: "ttyAMA0",
   elfMachine: 183,
   handover: "/chosen linux,kho-fdt and linux,kho-scratch in the device tree",

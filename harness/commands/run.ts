@@ -6,7 +6,7 @@ import { HarnessError } from "../../src/errors.js";
 import { KtapWriter } from "../../src/run/ktap.js";
 import { junitXml, summaryTable, writeJsonReport } from "../../src/run/report.js";
 import { runScenarios } from "../../src/run/runner.js";
-import { exitCodeFor } from "../../src/run/verdict.js";
+import { exitCodeFor, findFlakes } from "../../src/run/verdict.js";
 import { chainScenario, DEFAULT_CHAIN_HOPS } from "../../src/scenarios/chain.js";
 import { SCENARIOS, selectScenarios } from "../../src/scenarios/index.js";
 import { SELFTEST_SCENARIOS } from "../../src/scenarios/selftests.js";
@@ -17,6 +17,8 @@ import { action, archOption, collect, intOption } from "../cli-support.js";
 
 interface BootOptions {
   arch: ArchName[];
+  jobs?: number;
+  repeat?: number;
   kernel?: string;
   nextKernel?: string;
   out?: string;
@@ -27,7 +29,9 @@ function bootOptions(cmd: Command): Command {
     .option("--arch <arch>", "x86_64, arm64 or all", archOption, [...ARCH_NAMES])
     .option("--kernel <file>", "boot this prebuilt image instead of building (one arch)")
     .option("--next-kernel <file>", "kexec into this image instead of the booted one")
-    .option("--out <dir>", "artifacts folder (default out/runs/<time>)");
+    .option("--out <dir>", "artifacts folder (default out/runs/<time>)")
+    .option("--jobs <n>", "guests running at once (default 1)", intOption)
+    .option("--repeat <n>", "run every scenario n times and count flakes (default 1)", intOption);
 }
 
 /** Runs scenarios on every asked arch and reports them: KTAP on stdout, summary, JSON, JUnit. */
@@ -37,7 +41,10 @@ async function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): 
   }
   const outDir = resolve(opts.out ?? join("out", "runs", new Date().toISOString().replace(/[:.]/g, "-")));
   await mkdir(outDir, { recursive: true });
-  const ktap = new KtapWriter((l) => process.stdout.write(`${l}\n`), scenarios.length * opts.arch.length);
+  const ktap = new KtapWriter(
+    (l) => process.stdout.write(`${l}\n`),
+    scenarios.length * opts.arch.length * (opts.repeat ?? 1),
+  );
   const started = performance.now();
   const report = await runScenarios({
     arches: opts.arch,
@@ -45,6 +52,8 @@ async function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): 
     outDir,
     log: stderrLogger,
     onResult: (r) => ktap.result(r),
+    ...(opts.jobs ? { jobs: opts.jobs } : {}),
+    ...(opts.repeat ? { repeat: opts.repeat } : {}),
     ...(opts.kernel ? { kernel: resolve(opts.kernel) } : {}),
     ...(opts.nextKernel ? { nextKernel: resolve(opts.nextKernel) } : {}),
   });
@@ -55,6 +64,19 @@ async function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): 
   ktap.diagnostic(
     `Totals: pass:${counts("pass")} fail:${counts("fail")} xfail:${counts("xfail")} xpass:${counts("xpass")} skip:${counts("skip")} error:${counts("error")}`,
   );
+  const flakes = findFlakes(report.results);
+  if ((opts.repeat ?? 1) > 1) {
+    ktap.diagnostic(
+      `Flaky: ${flakes.length}${flakes
+        .map(
+          (f) =>
+            ` ${f.id}.${f.arch} (${Object.entries(f.verdicts)
+              .map(([v, n]) => `${n} ${v}`)
+              .join(", ")})`,
+        )
+        .join(";")}`,
+    );
+  }
   process.stderr.write(
     `\n${summaryTable(report)}\n\nwall time ${formatDuration(wall)}; report ${jsonPath}\n`,
   );

@@ -2,13 +2,15 @@
 // whichever kernel runs now, and the kexec step as a state machine: trigger, lose the link,
 // see the new kernel's ready line on the console, reconnect to the new boot.
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import type { ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import type { GuestBoot } from "../scenarios/types.js";
 import type { Logger } from "../util/log.js";
+import { GuestFault } from "../vm/fault.js";
 import type { SshKeys } from "../vm/keys.js";
 import { launchVm, type Accel, type Vm } from "../vm/qemu.js";
-import { GuestBoots, type ExecResult, type ExecStream, type SshLink } from "../vm/ssh.js";
+import { GuestBoots, SshFailure, type ExecResult, type ExecStream, type SshLink } from "../vm/ssh.js";
 
 /** Deadlines under TCG, generous enough for a loaded 2-core host. */
 export const DEADLINES = {
@@ -84,7 +86,17 @@ export class Guest {
       const first = await vm.console.watch(boots.connect(DEADLINES.sshMs), { step: "ssh" });
       return new Guest(vm, boots, first.link, first.boot);
     } catch (err) {
+      const tail = vm.console.lastLines(15);
       await vm.stop(1_000);
+      // The guest printed its ready line, so the kernel and init run: say it is SSH that failed,
+      // and show what the console says (init's lines about dropbear) next to SSH's own evidence.
+      if (err instanceof SshFailure) {
+        throw new SshFailure(err.kind, `the guest booted but SSH never came up: ${err.message}`, [
+          ...err.evidence,
+          "console (last lines):",
+          ...tail,
+        ]);
+      }
       throw err;
     }
   }
@@ -100,9 +112,7 @@ export class Guest {
 
   /** Runs a shell command in the guest, watched by the console (a panic fails it at once). */
   exec(command: string, deadlineMs: number = DEADLINES.commandMs): Promise<ExecResult> {
-    return this.vm.console.watch(this.current.exec(command, { deadlineMs }), {
-      step: command.split(" ")[0] ?? command,
-    });
+    return this.watched(this.current.exec(command, { deadlineMs }), command.split(" ")[0] ?? command);
   }
 
   /** Runs a command that must succeed; returns its stdout. */
@@ -124,8 +134,37 @@ export class Guest {
 
   /** Copies a host file (or bytes) into the guest. */
   upload(source: string | Buffer, remotePath: string, mode = 0o755): Promise<void> {
-    return this.vm.console.watch(this.current.upload(source, remotePath, mode), {
-      step: `upload ${remotePath}`,
+    return this.watched(this.current.upload(source, remotePath, mode), `upload ${remotePath}`);
+  }
+
+  /**
+   * An SSH step under the console watchdog. A kernel fault or QEMU's exit fails it at once;
+   * a guest that stops answering SSH (its keepalives go unanswered within ~20 s) while QEMU
+   * lives and the console stays quiet is reported as hung, with its last console lines.
+   */
+  private async watched<T>(work: Promise<T>, step: string): Promise<T> {
+    const mark = this.vm.console.mark();
+    const started = performance.now();
+    try {
+      return await this.vm.console.watch(work, { step });
+    } catch (err) {
+      throw await this.explainLoss(err, step, mark, started);
+    }
+  }
+
+  private async explainLoss(err: unknown, step: string, mark: number, started: number): Promise<unknown> {
+    if (!(err instanceof SshFailure) || err.kind !== "lost") return err;
+    // A dying guest closes SSH a moment before QEMU exits: let the exit (and its fault) land.
+    await Promise.race([this.vm.exited, sleep(1_000)]);
+    if (this.vm.exit || this.vm.console.linesSince(mark).length > 0) return err;
+    const status = await this.vm.qmp.queryStatus().catch(() => undefined);
+    const seconds = ((performance.now() - started) / 1000).toFixed(0);
+    return new GuestFault({
+      kind: "hung",
+      step,
+      boot: this.vm.console.boot,
+      detail: `${err.message} after ${seconds}s, and the console printed nothing since; QEMU is alive (${status ? `guest state ${status.status}` : "its QMP does not answer"})`,
+      excerpt: [...err.evidence, ...this.vm.console.lastLines()],
     });
   }
 

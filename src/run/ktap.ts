@@ -17,7 +17,7 @@ export class KtapWriter {
 
   result(r: ScenarioResult): void {
     this.n++;
-    const name = `${r.id}.${r.arch}`;
+    const name = `${r.id}.${r.arch}${r.attempt ? `.run${r.attempt}` : ""}`;
     const ok = r.verdict === "pass" || r.verdict === "xfail" || r.verdict === "skip";
     const directive =
       r.verdict === "skip"

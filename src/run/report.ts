@@ -1,36 +1,102 @@
-// The run's JSON report and the closing summary table.
+// The run's JSON report (report.json, schema in src/report/schema.ts), the summary pages next
+// to it, and the closing summary table and JUnit XML.
 import { writeFile } from "node:fs/promises";
-import { hostname } from "node:os";
 import { join } from "node:path";
+import type { ArchName } from "../arch.js";
+import { configSha256, hostInfo, qemuVersion } from "../report/collect.js";
+import {
+  countVerdicts,
+  RUN_REPORT_SCHEMA,
+  type ArchEntry,
+  type HostInfo,
+  type QemuInfo,
+  type RunReportDoc,
+} from "../report/schema.js";
+import { writeSummaries } from "../report/summary.js";
+import { sha256File } from "../util/hash.js";
 import { formatDuration } from "../util/log.js";
 import type { ArchSetup, RunReport } from "./runner.js";
 import { exitCodeFor } from "./verdict.js";
 
-export const REPORT_SCHEMA = "kho-harness/run-report@1";
+export const REPORT_SCHEMA = RUN_REPORT_SCHEMA;
 
+/** An arch's setup as the runner describes it; accelReason once the runner passes chooseAccel's `why`. */
+export type ArchSetupInput = ArchSetup & { readonly accelReason?: string };
+
+export interface ReportFacts {
+  readonly wallMs: number;
+  /** The command line (process.argv without node). */
+  readonly argv: readonly string[];
+  /** When the run started (default: now minus wallMs). */
+  readonly startedAt?: Date;
+  /** Overridable for tests: QEMU's version per arch and the host's facts. */
+  readonly qemu?: (arch: ArchName) => Promise<QemuInfo>;
+  readonly host?: () => Promise<HostInfo>;
+}
+
+/** The report.json document of a finished run. */
+export async function buildRunDocument(report: RunReport, facts: ReportFacts): Promise<RunReportDoc> {
+  const qemu = facts.qemu ?? qemuVersion;
+  const arches = await Promise.all(report.setups.map((s: ArchSetupInput) => archEntry(s, qemu)));
+  const startedAt = facts.startedAt ?? new Date(Date.now() - facts.wallMs);
+  return {
+    schema: RUN_REPORT_SCHEMA,
+    startedAt: startedAt.toISOString(),
+    startedFrom: facts.argv.join(" "),
+    wallMs: Math.round(facts.wallMs),
+    exitCode: exitCodeFor(report.results),
+    totals: countVerdicts(report.results),
+    host: await (facts.host ?? hostInfo)(),
+    arches,
+    results: report.results,
+  };
+}
+
+async function archEntry(s: ArchSetupInput, qemu: (arch: ArchName) => Promise<QemuInfo>): Promise<ArchEntry> {
+  const manifest = s.kernel.built?.manifest;
+  const imageSha256 = manifest?.imageSha256 ?? (await sha256File(s.kernel.image).catch(() => null));
+  return {
+    arch: s.arch,
+    accel: s.accel,
+    accelReason: s.accelReason ?? null,
+    qemu: await qemu(s.arch),
+    kernel: {
+      image: s.kernel.image,
+      imageSha256,
+      release: s.kernel.release,
+      next: s.kernel.nextImage,
+      configSha256: s.kernel.config.size > 0 ? configSha256(s.kernel.config) : null,
+      configOptions: s.kernel.config.size > 0 ? s.kernel.config.size : null,
+      source: manifest?.sourceIdentity ?? null,
+      buildKey: manifest?.key ?? null,
+    },
+    phaseMs: s.phaseMs,
+  };
+}
+
+export interface WrittenReport {
+  readonly doc: RunReportDoc;
+  readonly json: string;
+  readonly markdown: string;
+  readonly html: string;
+}
+
+/** Writes report.json, summary.md and summary.html into the run folder. */
+export async function writeRunReport(outDir: string, report: RunReport, facts: ReportFacts): Promise<WrittenReport> {
+  const doc = await buildRunDocument(report, facts);
+  const json = join(outDir, "report.json");
+  await writeFile(json, JSON.stringify(doc, null, 2) + "\n");
+  return { doc, json, ...(await writeSummaries(outDir, doc)) };
+}
+
+/** report.json and the summaries; returns report.json's path. Prefer writeRunReport. */
 export async function writeJsonReport(
   outDir: string,
   report: RunReport,
   wallMs: number,
   argv: readonly string[],
 ): Promise<string> {
-  const path = join(outDir, "report.json");
-  const json = {
-    schema: REPORT_SCHEMA,
-    host: hostname(),
-    startedFrom: argv.join(" "),
-    wallMs: Math.round(wallMs),
-    exitCode: exitCodeFor(report.results),
-    arches: report.setups.map((s: ArchSetup) => ({
-      arch: s.arch,
-      accel: s.accel,
-      kernel: { image: s.kernel.image, release: s.kernel.release, next: s.kernel.nextImage },
-      phaseMs: s.phaseMs,
-    })),
-    results: report.results,
-  };
-  await writeFile(path, JSON.stringify(json, null, 2) + "\n");
-  return path;
+  return (await writeRunReport(outDir, report, { wallMs, argv })).json;
 }
 
 export function summaryTable(report: RunReport): string {

@@ -20,6 +20,7 @@ import {
 } from "../scenarios/expectations.js";
 import { CAPABILITIES, type Scenario } from "../scenarios/types.js";
 import { formatDuration, type Logger } from "../util/log.js";
+import { runPool } from "../util/pool.js";
 import { GuestFault } from "../vm/fault.js";
 import { generateKeys } from "../vm/keys.js";
 import { SshFailure } from "../vm/ssh.js";
@@ -38,6 +39,10 @@ export interface RunOptions {
   /** Artifacts root of this run. */
   readonly outDir: string;
   readonly log: Logger;
+  /** Guests running at once (default 1). */
+  readonly jobs?: number;
+  /** Runs of every scenario, to hunt flakes (default 1). */
+  readonly repeat?: number;
   /** Called with every result as soon as it is known (KTAP line). */
   readonly onResult: (r: ScenarioResult) => void;
 }
@@ -58,36 +63,57 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
   const results: ScenarioResult[] = [];
   const setups: ArchSetup[] = [];
   const keys = generateKeys();
-  for (const arch of opts.arches) {
-    const scratch = await mkdtemp(join(tmpdir(), `kho-run-${arch}-`));
-    try {
-      const setup = await prepareArch(arch, opts, scratch, keys);
-      setups.push(setup.summary);
-      for (const scenario of opts.scenarios) {
-        const r = await runOne(scenario, setup, opts);
-        results.push(r);
-        opts.onResult(r);
+  const scratchDirs: string[] = [];
+  const repeat = opts.repeat ?? 1;
+  // Every (arch, scenario, attempt), attempt-major so a flake hunt sweeps the whole suite each time.
+  const work: { scenario: Scenario; prepared: PreparedArch; attempt: number; order: number }[] = [];
+  const order = (arch: ArchName, scenario: Scenario, attempt: number) =>
+    (attempt * opts.arches.length + opts.arches.indexOf(arch)) * opts.scenarios.length +
+    opts.scenarios.indexOf(scenario);
+  const ranked = new Map<ScenarioResult, number>();
+  const record = (r: ScenarioResult, rank: number) => {
+    results.push(r);
+    ranked.set(r, rank);
+    opts.onResult(r);
+  };
+  try {
+    for (const arch of opts.arches) {
+      const scratch = await mkdtemp(join(tmpdir(), `kho-run-${arch}-`));
+      scratchDirs.push(scratch);
+      try {
+        const prepared = await prepareArch(arch, opts, scratch, keys);
+        setups.push(prepared.summary);
+        for (let attempt = 0; attempt < repeat; attempt++) {
+          for (const scenario of opts.scenarios) {
+            work.push({ scenario, prepared, attempt, order: order(arch, scenario, attempt) });
+          }
+        }
+      } catch (err) {
+        // The arch could not be set up (kernel, image): every scenario is an error with the reason.
+        if (!(err instanceof HarnessError)) throw err;
+        for (const scenario of opts.scenarios) {
+          const r: ScenarioResult = {
+            id: scenario.id,
+            arch,
+            verdict: "error",
+            reason: err.message,
+            evidence: err.evidence,
+            phaseMs: {},
+            totalMs: 0,
+          };
+          record(r, order(arch, scenario, 0));
+        }
       }
-    } catch (err) {
-      // The arch could not be set up (kernel, image): every scenario is an error with the reason.
-      if (!(err instanceof HarnessError)) throw err;
-      for (const scenario of opts.scenarios) {
-        const r: ScenarioResult = {
-          id: scenario.id,
-          arch,
-          verdict: "error",
-          reason: err.message,
-          evidence: err.evidence,
-          phaseMs: {},
-          totalMs: 0,
-        };
-        results.push(r);
-        opts.onResult(r);
-      }
-    } finally {
-      await rm(scratch, { recursive: true, force: true });
     }
+    work.sort((x, y) => x.order - y.order);
+    await runPool(work, opts.jobs ?? 1, async (w) =>
+      record(await runOne(w.scenario, w.prepared, opts, repeat > 1 ? w.attempt + 1 : undefined), w.order),
+    );
+  } finally {
+    for (const dir of scratchDirs) await rm(dir, { recursive: true, force: true });
   }
+  // Results arrive in completion order; the report lists them in suite order.
+  results.sort((x, y) => (ranked.get(x) ?? 0) - (ranked.get(y) ?? 0));
   return { results, setups };
 }
 
@@ -166,10 +192,15 @@ function missingCapabilities(scenario: Scenario, kernel: KernelUnderTest): strin
     .map((c) => `CONFIG_${CAPABILITIES[c]}`);
 }
 
-async function runOne(scenario: Scenario, prepared: PreparedArch, opts: RunOptions): Promise<ScenarioResult> {
+async function runOne(
+  scenario: Scenario,
+  prepared: PreparedArch,
+  opts: RunOptions,
+  attempt: number | undefined,
+): Promise<ScenarioResult> {
   const { arch, kernel, accel } = prepared.summary;
   const started = performance.now();
-  const base = { id: scenario.id, arch };
+  const base = { id: scenario.id, arch, ...(attempt ? { attempt } : {}) };
   const missing = missingCapabilities(scenario, kernel);
   if (missing.length > 0) {
     return {
@@ -180,9 +211,9 @@ async function runOne(scenario: Scenario, prepared: PreparedArch, opts: RunOptio
       totalMs: 0,
     };
   }
-  const artifactsDir = join(opts.outDir, arch, scenario.id);
+  const artifactsDir = join(opts.outDir, arch, scenario.id, attempt ? `run-${attempt}` : "");
   await mkdir(artifactsDir, { recursive: true });
-  opts.log(`# ${scenario.id}.${arch}: ${scenario.description}`);
+  opts.log(`# ${scenario.id}.${arch}${attempt ? ` (run ${attempt})` : ""}: ${scenario.description}`);
   const expectation = activeExpectation(scenario.id, prepared.features);
   let guest: Guest | undefined;
   let ctx: ScenarioContext | undefined;
@@ -198,7 +229,7 @@ async function runOne(scenario: Scenario, prepared: PreparedArch, opts: RunOptio
       accel,
       keys: prepared.keys,
       logDir: artifactsDir,
-      name: `kho-${scenario.id}-${arch}`,
+      name: `kho-${scenario.id}-${arch}${attempt ? `-${attempt}` : ""}`,
       log: opts.log,
     });
     phaseMs.boot = Math.round(performance.now() - bootStart);
@@ -243,7 +274,7 @@ function classify(err: unknown, guest: Guest | undefined): Outcome {
 }
 
 function finish(
-  base: { id: string; arch: ArchName },
+  base: { id: string; arch: ArchName; attempt?: number },
   verdict: ScenarioResult["verdict"],
   reason: string | undefined,
   evidence: readonly string[],

@@ -7,6 +7,8 @@ export type Verdict = "pass" | "fail" | "skip" | "xfail" | "xpass" | "error";
 export interface ScenarioResult {
   readonly id: string;
   readonly arch: string;
+  /** Which run of the scenario this is (1-based), when the run repeats scenarios. */
+  readonly attempt?: number;
   readonly verdict: Verdict;
   /** Why: the failed check, the skip reason, the expected-failure reason. */
   readonly reason?: string;
@@ -28,4 +30,28 @@ export function exitCodeFor(results: readonly ScenarioResult[]): number {
 
 export function isSuccess(v: Verdict): boolean {
   return v === "pass" || v === "xfail" || v === "skip";
+}
+
+export interface Flake {
+  readonly id: string;
+  readonly arch: string;
+  /** How many runs ended in each verdict. */
+  readonly verdicts: Partial<Record<Verdict, number>>;
+}
+
+/** Scenarios whose repeated runs did not all end in the same verdict. */
+export function findFlakes(results: readonly ScenarioResult[]): Flake[] {
+  const groups = new Map<string, ScenarioResult[]>();
+  for (const r of results) {
+    const key = `${r.id}\0${r.arch}`;
+    groups.set(key, [...(groups.get(key) ?? []), r]);
+  }
+  const flakes: Flake[] = [];
+  for (const runs of groups.values()) {
+    const verdicts: Partial<Record<Verdict, number>> = {};
+    for (const r of runs) verdicts[r.verdict] = (verdicts[r.verdict] ?? 0) + 1;
+    const first = runs[0];
+    if (first && Object.keys(verdicts).length > 1) flakes.push({ id: first.id, arch: first.arch, verdicts });
+  }
+  return flakes;
 }

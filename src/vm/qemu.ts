@@ -78,7 +78,14 @@ export function kernelCmdline(arch: ArchName, boot: Extract<BootSource, { kind: 
 export function qemuArgs(opts: LaunchOptions, paths: { qmpSocket: string; consoleLog: string }): string[] {
   const spec = archSpec(opts.arch);
   const args = [
-    ...["-M", spec.machine, "-cpu", opts.accel === "kvm" ? "host" : spec.cpu, "-accel", opts.accel ?? "tcg"],
+    ...[
+      "-M",
+      spec.machine,
+      "-cpu",
+      opts.accel === "kvm" ? "host" : spec.cpu,
+      "-accel",
+      opts.accel === "kvm" ? "kvm" : spec.tcgAccel,
+    ],
     ...["-m", String(opts.memoryMiB ?? 1024), "-smp", String(opts.smp ?? 2)],
     ...["-nographic", "-nodefaults", "-no-reboot", "-name", optValue(opts.name ?? "kho-guest")],
     // The serial console goes to QEMU's stdout (a pipe we read live) and, raw, to console.log,
