@@ -665,13 +665,18 @@ struct memfd_spec {
 	bool has_rewrite;
 	uint64_t rewrite_seed;
 	bool probe_freeze;
+	bool hugetlb; /* MFD_HUGETLB: filled through a mapping (hugetlbfs has no write()) */
+	bool try_ioctl; /* a failed PRESERVE_FD / RETRIEVE_FD is reported, not fatal */
 	int fd; /* runtime */
+	int ioctl_err; /* runtime: errno of a failed PRESERVE_FD / RETRIEVE_FD under try */
 };
 
 struct session_spec {
 	const char *name;
 	struct memfd_spec *memfds;
 	size_t n_memfds;
+	uint64_t *probe_tokens; /* restore --after-finish: more tokens to try after FINISH */
+	size_t n_probe_tokens;
 	int fd; /* runtime */
 };
 
@@ -687,7 +692,7 @@ struct opts {
 	struct session_spec *sessions;
 	size_t n_sessions;
 	struct kexec_opts kexec;
-	bool wait, kexec_now, no_luo, finish, carry, load_only;
+	bool wait, kexec_now, no_luo, finish, carry, load_only, after_finish;
 };
 
 static const struct {
@@ -758,6 +763,10 @@ static void parse_memfd_opt(struct memfd_spec *m, char *opt)
 		m->rewrite_seed = need_u64("rewrite", val), m->has_rewrite = true;
 	else if (!strcmp(opt, "probe-freeze") && !val)
 		m->probe_freeze = true;
+	else if (!strcmp(opt, "hugetlb") && !val)
+		m->hugetlb = m->mmap_fill = true;
+	else if (!strcmp(opt, "try") && !val)
+		m->try_ioctl = true;
 	else
 		usage_fail("unknown memfd option \"%s\"", opt);
 }
@@ -775,7 +784,7 @@ static struct memfd_spec parse_memfd(const char *arg, bool need_size)
 			*opts++ = '\0';
 	}
 	m.token = need_u64("memfd token", copy);
-	if (size) {
+	if (size && *size) {
 		m.size = need_u64("memfd size", size);
 		m.has_size = true;
 	} else if (need_size) {
@@ -786,6 +795,8 @@ static struct memfd_spec parse_memfd(const char *arg, bool need_size)
 		parse_memfd_opt(&m, opt);
 	if (!m.has_seed)
 		m.seed = m.token; /* distinct memfds differ without the caller choosing seeds */
+	if (m.hugetlb)
+		m.mmap_fill = true; /* whatever the option order: hugetlbfs files cannot be written */
 	if (m.has_truncate && m.truncate == m.size)
 		m.has_truncate = false;
 	free(copy);
@@ -819,6 +830,15 @@ static struct opts parse_opts(int argc, char **argv, bool need_size)
 			if (!s->memfds)
 				fail("alloc", ENOMEM, "memfds");
 			s->memfds[s->n_memfds++] = parse_memfd(spec, need_size);
+		} else if (!strcmp(a, "--probe-token")) {
+			const char *tok = need_arg(argc, argv, &i);
+			if (!o.n_sessions)
+				usage_fail("--probe-token %s comes before any --session", tok);
+			struct session_spec *s = &o.sessions[o.n_sessions - 1];
+			s->probe_tokens = realloc(s->probe_tokens, (s->n_probe_tokens + 1) * sizeof(uint64_t));
+			if (!s->probe_tokens)
+				fail("alloc", ENOMEM, "probe tokens");
+			s->probe_tokens[s->n_probe_tokens++] = need_u64("--probe-token", tok);
 		} else if (!strcmp(a, "--kexec-kernel") || !strcmp(a, "--kernel")) {
 			o.kexec.kernel = need_arg(argc, argv, &i);
 		} else if (!strcmp(a, "--kexec-initrd") || !strcmp(a, "--initrd")) {
@@ -841,6 +861,8 @@ static struct opts parse_opts(int argc, char **argv, bool need_size)
 			o.carry = o.finish = true;
 		} else if (!strcmp(a, "--load-only")) {
 			o.load_only = true;
+		} else if (!strcmp(a, "--after-finish")) {
+			o.after_finish = o.finish = true;
 		} else {
 			usage_fail("unknown argument \"%s\" for %s", a, g_command);
 		}
@@ -990,7 +1012,7 @@ static void create_memfd(struct memfd_spec *m)
 {
 	char name[48];
 	snprintf(name, sizeof(name), "kho-agent-%" PRIu64, m->token);
-	m->fd = memfd_create(name, MFD_CLOEXEC | (m->seals ? MFD_ALLOW_SEALING : 0));
+	m->fd = memfd_create(name, MFD_CLOEXEC | (m->seals ? MFD_ALLOW_SEALING : 0) | (m->hugetlb ? MFD_HUGETLB : 0));
 	if (m->fd < 0)
 		fail("memfd_create", errno, "memfd_create(%s)", name);
 	uint64_t end = fill_end(m);
@@ -1312,6 +1334,7 @@ static void jw_fill_spec(struct jw *w, const struct memfd_spec *m)
 	jw_u64str(w, m->seed);
 	jw_kstr(w, "fill", m->mmap_fill ? "mmap" : "write");
 	jw_kbool(w, "thp", m->thp);
+	jw_kbool(w, "hugetlb", m->hugetlb);
 	jw_ku64(w, "sparse", m->sparse);
 }
 
@@ -1445,7 +1468,77 @@ static void begin_result(struct jw *w, bool luo)
 	jw_kstr(w, "command", g_command);
 	jw_kbool(w, "luo", luo);
 	boot_id(w);
+	jw_ki64(w, "pid", getpid());
 	jw_ku64(w, "page_size", g_page_size);
+}
+
+/* {"errno":n,"errname":str} under `key`: the outcome of an ioctl that was allowed to fail. */
+static void jw_ioctl_error(struct jw *w, const char *key, int err)
+{
+	jw_key(w, key);
+	jw_open(w, '{');
+	jw_errno(w, err);
+	jw_close(w, '}');
+}
+
+/* "ok" or the errname of a LUO call's -errno result. */
+static void jw_luo_outcome(struct jw *w, const char *key, int ret)
+{
+	jw_kstr(w, key, ret >= 0 ? "ok" : errname(-ret));
+}
+
+/*
+ * After FINISH, the session fd is still open: try to use it again. Every LUO call is logged in
+ * "ioctls" too. A call that unexpectedly hands out an fd has it closed again. Then each
+ * retrieved memfd, now owned by userspace alone, gets the freeze probe (all must be "ok": the
+ * file is an ordinary memfd again) and its contents are hashed once more.
+ */
+static void after_finish(struct jw *w, int luo_fd, struct session_spec *ss)
+{
+	jw_key(w, "after_finish");
+	jw_open(w, '{');
+	jw_key(w, "retrieve_fd");
+	jw_open(w, '[');
+	for (size_t i = 0; i < ss->n_memfds + ss->n_probe_tokens; i++) {
+		uint64_t token = i < ss->n_memfds ? ss->memfds[i].token : ss->probe_tokens[i - ss->n_memfds];
+		int fd = luo_retrieve_fd(ss->fd, ss->name, token);
+		jw_open(w, '{');
+		jw_key(w, "token");
+		jw_u64str(w, token);
+		jw_luo_outcome(w, "result", fd);
+		jw_close(w, '}');
+		if (fd >= 0)
+			close(fd);
+	}
+	jw_close(w, ']');
+	jw_luo_outcome(w, "finish_again", luo_finish(ss->fd, ss->name));
+	int mfd = memfd_create("kho-agent-after-finish", MFD_CLOEXEC);
+	if (mfd < 0)
+		fail("memfd_create", errno, "memfd_create(after-finish)");
+	jw_luo_outcome(w, "preserve_fd", luo_preserve_fd(ss->fd, ss->name, mfd, 0xaf));
+	close(mfd);
+	int sfd = luo_retrieve_session(luo_fd, ss->name);
+	jw_luo_outcome(w, "retrieve_session", sfd);
+	if (sfd >= 0)
+		close(sfd);
+	jw_key(w, "memfds");
+	jw_open(w, '[');
+	for (size_t i = 0; i < ss->n_memfds; i++) {
+		struct memfd_spec *m = &ss->memfds[i];
+		struct stat st;
+		if (m->fd < 0)
+			continue;
+		if (fstat(m->fd, &st))
+			fail("fstat", errno, "fstat");
+		jw_open(w, '{');
+		jw_key(w, "token");
+		jw_u64str(w, m->token);
+		probe_freeze(w, m->fd);
+		report_contents(w, m, (uint64_t)st.st_size, m->has_size);
+		jw_close(w, '}');
+	}
+	jw_close(w, ']');
+	jw_close(w, '}');
 }
 
 /* ---------------------------------------------------------------------- commands ---- */
@@ -1457,7 +1550,10 @@ static int cmd_preserve(int argc, char **argv)
 	bool luo = !o.no_luo;
 
 	if (o.finish || o.load_only)
-		usage_fail("--finish/--carry/--load-only are not preserve options");
+		usage_fail("--finish/--carry/--after-finish/--load-only are not preserve options");
+	for (size_t s = 0; s < o.n_sessions; s++)
+		if (o.sessions[s].n_probe_tokens)
+			usage_fail("--probe-token is a restore --after-finish option");
 	int luo_fd = luo ? open_liveupdate() : -1;
 	begin_result(&w, luo);
 	jw_key(&w, "sessions");
@@ -1485,15 +1581,18 @@ static int cmd_preserve(int argc, char **argv)
 			create_memfd(m);
 			if (luo) {
 				int r = luo_preserve_fd(ss->fd, ss->name, m->fd, m->token);
-				if (r < 0)
+				if (r < 0 && !m->try_ioctl)
 					fail("preserve_fd", -r, "LIVEUPDATE_SESSION_PRESERVE_FD token %" PRIu64, m->token);
+				m->ioctl_err = -r;
 			}
 			if (m->has_rewrite)
 				rewrite_memfd(m);
 			jw_open(&w, '{');
 			jw_key(&w, "token");
 			jw_u64str(&w, m->token);
-			jw_kbool(&w, "preserved", luo);
+			jw_kbool(&w, "preserved", luo && !m->ioctl_err);
+			if (m->ioctl_err)
+				jw_ioctl_error(&w, "preserve_error", m->ioctl_err);
 			jw_fill_spec(&w, m);
 			uint64_t size = report_file(&w, m->fd);
 			if (m->probe_freeze)
@@ -1521,6 +1620,8 @@ static int cmd_restore(int argc, char **argv)
 
 	if (o.no_luo || o.load_only)
 		usage_fail("--no-luo/--load-only are not restore options");
+	if (o.after_finish && o.carry)
+		usage_fail("--after-finish and --carry exclude each other");
 	luo_fd = open_liveupdate();
 	begin_result(&w, true);
 	jw_key(&w, "sessions");
@@ -1543,11 +1644,18 @@ static int cmd_restore(int argc, char **argv)
 			g_ctx_has_token = true;
 			g_ctx_token = m->token;
 			m->fd = luo_retrieve_fd(ss->fd, ss->name, m->token);
-			if (m->fd < 0)
+			if (m->fd < 0 && !m->try_ioctl)
 				fail("retrieve_fd", -m->fd, "LIVEUPDATE_SESSION_RETRIEVE_FD token %" PRIu64, m->token);
 			jw_open(&w, '{');
 			jw_key(&w, "token");
 			jw_u64str(&w, m->token);
+			if (m->fd < 0) {
+				/* under try: the errno is the result; nothing to read */
+				m->ioctl_err = -m->fd;
+				jw_ioctl_error(&w, "retrieve_error", m->ioctl_err);
+				jw_close(&w, '}');
+				continue;
+			}
 			uint64_t size = report_file(&w, m->fd);
 			if (m->probe_freeze)
 				probe_freeze(&w, m->fd); /* after retrieve the file must be thawed again */
@@ -1563,6 +1671,8 @@ static int cmd_restore(int argc, char **argv)
 				fail("finish", -r, "LIVEUPDATE_SESSION_FINISH \"%s\"", ss->name);
 		}
 		jw_kbool(&w, "finished", o.finish);
+		if (o.after_finish)
+			after_finish(&w, luo_fd, ss);
 		jw_key(&w, "carry");
 		if (!o.carry) {
 			jw_null(&w);
@@ -1577,6 +1687,8 @@ static int cmd_restore(int argc, char **argv)
 			jw_open(&w, '[');
 			for (size_t i = 0; i < ss->n_memfds; i++) {
 				struct memfd_spec *m = &ss->memfds[i];
+				if (m->fd < 0)
+					continue; /* a token that was not there (try) */
 				g_ctx_has_token = true;
 				g_ctx_token = m->token;
 				int r = luo_preserve_fd(nfd, ss->name, m->fd, m->token);
@@ -1655,12 +1767,13 @@ static const char USAGE[] =
 	"usage: kho-agent preserve [--session NAME [--memfd TOKEN:SIZE[:opt,...]]...]...\n"
 	"                          [--kexec-kernel PATH [--kexec-initrd PATH] [--cmdline STR|--reuse-cmdline]]\n"
 	"                          [--kexec-flags N] [--wait | --kexec-now]\n"
-	"       kho-agent restore  [--session NAME [--memfd TOKEN[:SIZE[:opt,...]]]...]... [--finish] [--carry]\n"
+	"       kho-agent restore  [--session NAME [--memfd TOKEN[:SIZE[:opt,...]]]... [--probe-token N]...]...\n"
+	"                          [--finish | --after-finish | --carry]\n"
 	"                          [kexec options as for preserve] [--wait | --kexec-now]\n"
 	"       kho-agent kexec    --kernel PATH [--initrd PATH] [--cmdline STR|--reuse-cmdline] [--load-only]\n"
 	"       kho-agent info\n"
 	"memfd options: seed=N write mmap thp sparse=STRIDE truncate=SIZE pos=N seal=a+b fallocate\n"
-	"               rewrite=SEED probe-freeze   (sizes take K/M/G suffixes)\n";
+	"               rewrite=SEED probe-freeze hugetlb try   (sizes take K/M/G suffixes)\n";
 
 int main(int argc, char **argv)
 {

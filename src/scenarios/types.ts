@@ -10,6 +10,8 @@ export const CAPABILITIES = {
   luo: "LIVEUPDATE",
   "luo-memfd": "LIVEUPDATE_MEMFD",
   "test-kho": "TEST_KEXEC_HANDOVER",
+  hugetlbfs: "HUGETLBFS",
+  tracing: "TRACING",
 } as const;
 export type Capability = keyof typeof CAPABILITIES;
 

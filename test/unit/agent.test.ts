@@ -36,6 +36,7 @@ interface MemfdResult {
   pages_present: number;
   pfns: [number | null, number][] | null;
   freeze_probe?: Record<string, string>;
+  retrieve_error?: { errno: number; errname: string };
 }
 interface SessionResult {
   name: string;
@@ -43,6 +44,7 @@ interface SessionResult {
   memfds: MemfdResult[];
   finished?: boolean;
   carry?: { fd: number; memfds: { token: string; pfns: unknown }[] } | null;
+  after_finish?: Record<string, unknown>;
 }
 interface AgentResult {
   ok: boolean;
@@ -268,6 +270,36 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
       errname: "ENOENT",
       token: "99",
       session: "a",
+    });
+
+    // try: a missing token is reported and the rest goes on; --after-finish uses the session again
+    const tried = await runAgent(
+      fake,
+      [
+        "restore",
+        "--session",
+        "a",
+        "--memfd",
+        "99::try",
+        "--memfd",
+        "2:8K",
+        "--probe-token",
+        "7",
+        "--after-finish",
+      ],
+      env,
+    );
+    expect(tried.exitCode, tried.lines.join("\n")).toBe(0);
+    const [gone, kept] = tried.result.sessions[0]?.memfds ?? [];
+    expect(gone).toEqual({ token: "99", retrieve_error: { errno: 2, errname: "ENOENT" } });
+    expect(kept?.expected?.match).toBe(true);
+    expect(tried.result.sessions[0]?.after_finish).toMatchObject({
+      retrieve_fd: [{ token: "99", result: "ENOENT" }, { token: "2" }, { token: "7", result: "ENOENT" }],
+      finish_again: "ok",
+      preserve_fd: "EINVAL", // the stand-in, like LUO, refuses PRESERVE_FD on an incoming session
+      memfds: [
+        { token: "2", freeze_probe: { ftruncate_grow: "ok", write_inside: "ok" }, sha256: kept?.sha256 },
+      ],
     });
   });
 });
