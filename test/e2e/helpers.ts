@@ -1,8 +1,14 @@
 // Shared by the e2e tests: the harness's default kernels, built once (or taken from the cache).
+import { mkdtemp } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { type ArchName } from "../../src/arch.js";
 import { buildKernel } from "../../src/kernel/build.js";
 import type { CachedKernel } from "../../src/kernel/cache.js";
 import { debianKernelSource } from "../../src/kernel/source.js";
+import { runScenarios, type RunOptions } from "../../src/run/runner.js";
+import type { ScenarioResult } from "../../src/run/verdict.js";
+import { selectScenarios } from "../../src/scenarios/index.js";
 import { stderrLogger } from "../../src/util/log.js";
 
 const kernels = new Map<ArchName, Promise<CachedKernel>>();
@@ -20,3 +26,25 @@ export function defaultKernel(arch: ArchName): Promise<CachedKernel> {
 }
 
 export const HOUR = 3600_000;
+
+/** Runs the scenarios matching `patterns` on the default kernel of `arch`; results in suite order. */
+export async function runSelected(
+  arch: ArchName,
+  patterns: string,
+  extra: Pick<RunOptions, "jobs" | "repeat"> = {},
+): Promise<ScenarioResult[]> {
+  await defaultKernel(arch);
+  const outDir = await mkdtemp(join(tmpdir(), `kho-e2e-${arch}-`));
+  const { results } = await runScenarios({
+    arches: [arch],
+    scenarios: selectScenarios(patterns),
+    outDir,
+    log: stderrLogger,
+    onResult: () => undefined,
+    ...extra,
+  });
+  return results;
+}
+
+/** A result's reason and evidence, as an assertion message. */
+export const explain = (r: ScenarioResult): string => [r.reason ?? "", ...(r.evidence ?? [])].join("\n");
