@@ -3,6 +3,7 @@ import { Command } from "commander";
 import { registerDoctor } from "./commands/doctor.js";
 import { registerInspectFdt } from "./commands/inspect-fdt.js";
 import { registerKernel } from "./commands/kernel.js";
+import { registerReport } from "./commands/report.js";
 import { registerRun } from "./commands/run.js";
 
 const program = new Command("kho")
@@ -16,5 +17,6 @@ registerDoctor(program);
 registerKernel(program);
 registerInspectFdt(program);
 registerRun(program);
+registerReport(program);
 
 await program.parseAsync(process.argv);

@@ -4,7 +4,7 @@ import type { Command } from "commander";
 import { ARCH_NAMES, type ArchName } from "../../src/arch.js";
 import { HarnessError } from "../../src/errors.js";
 import { KtapWriter } from "../../src/run/ktap.js";
-import { junitXml, summaryTable, writeJsonReport } from "../../src/run/report.js";
+import { junitXml, summaryTable, writeRunReport } from "../../src/run/report.js";
 import { runScenarios } from "../../src/run/runner.js";
 import { exitCodeFor, findFlakes } from "../../src/run/verdict.js";
 import { chainScenario, DEFAULT_CHAIN_HOPS } from "../../src/scenarios/chain.js";
@@ -58,7 +58,7 @@ async function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): 
     ...(opts.nextKernel ? { nextKernel: resolve(opts.nextKernel) } : {}),
   });
   const wall = performance.now() - started;
-  const jsonPath = await writeJsonReport(outDir, report, wall, process.argv.slice(1));
+  const written = await writeRunReport(outDir, report, { wallMs: wall, argv: process.argv.slice(1) });
   await writeFile(join(outDir, "junit.xml"), junitXml(report));
   const counts = (v: string) => report.results.filter((r) => r.verdict === v).length;
   ktap.diagnostic(
@@ -78,7 +78,7 @@ async function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): 
     );
   }
   process.stderr.write(
-    `\n${summaryTable(report)}\n\nwall time ${formatDuration(wall)}; report ${jsonPath}\n`,
+    `\n${summaryTable(report)}\n\nwall time ${formatDuration(wall)}; report ${written.json}, summary ${written.html}\n`,
   );
   return exitCodeFor(report.results);
 }

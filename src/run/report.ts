@@ -82,7 +82,11 @@ export interface WrittenReport {
 }
 
 /** Writes report.json, summary.md and summary.html into the run folder. */
-export async function writeRunReport(outDir: string, report: RunReport, facts: ReportFacts): Promise<WrittenReport> {
+export async function writeRunReport(
+  outDir: string,
+  report: RunReport,
+  facts: ReportFacts,
+): Promise<WrittenReport> {
   const doc = await buildRunDocument(report, facts);
   const json = join(outDir, "report.json");
   await writeFile(json, JSON.stringify(doc, null, 2) + "\n");

@@ -1,0 +1,62 @@
+import type { Command } from "commander";
+import { HarnessError } from "../../src/errors.js";
+import { compareReports, comparisonExitCode, formatComparison } from "../../src/report/compare.js";
+import { displayTime, runTime, totalsLine } from "../../src/report/format.js";
+import { BAD_INPUT_EXIT, loadReport, type LoadedReport } from "../../src/report/schema.js";
+import { writeSummaries } from "../../src/report/summary.js";
+import { action } from "../cli-support.js";
+
+function label(r: LoadedReport): string {
+  const time = runTime(r.doc, r.dir);
+  return `${r.path}${time ? ` (${displayTime(time)})` : ""}: ${totalsLine(r.doc.totals)}`;
+}
+
+export function registerReport(program: Command): void {
+  program
+    .command("report <paths...>")
+    .description(
+      "rebuild summary.md and summary.html of a run folder from its report.json; with --compare OLD NEW, what changed between two runs (exit 1 on new failures)",
+    )
+    .option("--compare", "compare two runs (run folders or report.json files): OLD NEW")
+    .option("--all", "with --compare: list every compared timing, not only the flagged ones")
+    .option("--json", "with --compare: machine-readable output")
+    .action(
+      action(async (paths: string[], opts: { compare?: boolean; all?: boolean; json?: boolean }) => {
+        if (opts.compare) {
+          if (paths.length !== 2) {
+            throw new HarnessError(
+              `--compare takes two runs, OLD and NEW, got ${paths.length}`,
+              [],
+              BAD_INPUT_EXIT,
+            );
+          }
+          const [oldReport, newReport] = await Promise.all(paths.map(loadReport));
+          if (!oldReport || !newReport)
+            throw new HarnessError("--compare takes two runs", [], BAD_INPUT_EXIT);
+          const c = compareReports(oldReport.doc, newReport.doc);
+          process.stdout.write(
+            opts.json
+              ? JSON.stringify({ old: oldReport.path, new: newReport.path, ...c }, null, 2) + "\n"
+              : formatComparison(c, { old: label(oldReport), new: label(newReport) }, opts.all),
+          );
+          return comparisonExitCode(c);
+        }
+        if (paths.length !== 1) {
+          throw new HarnessError(
+            `report takes one run folder (or --compare OLD NEW), got ${paths.length}`,
+            [],
+            BAD_INPUT_EXIT,
+          );
+        }
+        const loaded = await loadReport(paths[0] ?? "");
+        if (loaded.upgradedFrom) {
+          process.stderr.write(
+            `# ${loaded.path} has schema ${loaded.upgradedFrom}: QEMU version, config hash and host facts are unknown\n`,
+          );
+        }
+        const written = await writeSummaries(loaded.dir, loaded.doc);
+        process.stdout.write(`${written.markdown}\n${written.html}\n`);
+        return 0;
+      }),
+    );
+}
