@@ -34,6 +34,8 @@ export interface RunOptions {
   readonly scenarios: readonly Scenario[];
   /** A prebuilt image instead of the harness's build (one arch only). */
   readonly kernel?: string;
+  /** Debian linux-source series of the harness's kernel (default: DEFAULT_SERIES). */
+  readonly series?: string;
   /** What the guest kexecs into (default: the kernel it booted). */
   readonly nextKernel?: string;
   /** Artifacts root of this run. */
@@ -146,7 +148,7 @@ async function prepareArch(
   const built: CachedKernel | undefined = opts.kernel
     ? undefined
     : await timed("kernel", async () => {
-        const source = await debianKernelSource(undefined, opts.log);
+        const source = await debianKernelSource(opts.series, opts.log);
         return (await buildKernel({ arch, source, userFragments: [], log: opts.log })).kernel;
       });
   const image = opts.kernel ?? built?.imagePath;
