@@ -1,8 +1,13 @@
 // What every command shares: error printing (one sentence + evidence, no stack trace for
-// errors the user can act on) and option parsers.
+// errors the user can act on), option parsers, and clean exits (temporary files and QEMU guests
+// go away however the command ends, SIGINT and SIGTERM included).
+import { mkdtempSync, rmSync } from "node:fs";
+import { constants, tmpdir } from "node:os";
+import { join } from "node:path";
 import { InvalidArgumentError } from "commander";
 import { parseArchList, type ArchName } from "../src/arch.js";
 import { DecodeError, HarnessError } from "../src/errors.js";
+import { killAll, liveProcesses } from "../src/vm/reaper.js";
 
 export function archOption(value: string): ArchName[] {
   try {
@@ -46,9 +51,70 @@ export function reportError(e: unknown): number {
     process.stderr.write(`kho: ${e.message}\n`);
     return 1;
   }
+  const sys = systemError(e);
+  if (sys) {
+    process.stderr.write(`kho: ${sys}\n`);
+    return 1;
+  }
   const err = e instanceof Error ? e : new Error(String(e));
   process.stderr.write(
     `kho: internal error (a bug in the harness, please report it): ${err.message}\n${err.stack ?? ""}\n`,
   );
   return 2;
+}
+
+/** Node's error codes for a file the user named that is missing or unusable, in words. */
+const SYSTEM_ERRORS: Readonly<Record<string, string>> = {
+  ENOENT: "no such file or directory",
+  EACCES: "permission denied",
+  EPERM: "operation not permitted",
+  EISDIR: "is a directory",
+  ENOTDIR: "a path component is not a directory",
+  ENOSPC: "no space left on the device",
+  EROFS: "the file system is read-only",
+  EMFILE: "too many open files",
+};
+
+/** "cannot open /x: no such file or directory" for a failed file operation, else undefined. */
+function systemError(e: unknown): string | undefined {
+  const err = e as NodeJS.ErrnoException | undefined;
+  const what = err?.code ? SYSTEM_ERRORS[err.code] : undefined;
+  if (!what || !(err instanceof Error)) return undefined;
+  const verb = err.syscall === "open" ? "open" : (err.syscall ?? "use");
+  return err.path ? `cannot ${verb} ${err.path}: ${what}` : `${err.message} (${what})`;
+}
+
+const EXIT_SIGNALS = ["SIGINT", "SIGTERM", "SIGHUP"] as const;
+
+/**
+ * Makes every way out of the command clean. Temporary files (the run's scratch folder, each
+ * guest's QMP socket folder, the KVM probe's stub) go under one private folder: TMPDIR points
+ * there for this process and its children, and the folder is removed at exit. On SIGINT,
+ * SIGTERM or SIGHUP every QEMU guest is SIGKILLed (the reaper), the folder removed, one sentence
+ * printed, and the process exits with the shell's code for the signal (130, 143, 129); artifacts
+ * already written under --out stay. Call once, before anything is created in the temp dir.
+ */
+export function installCleanExit(): void {
+  const scratch = mkdtempSync(join(tmpdir(), `kho-${process.pid}-`));
+  process.env.TMPDIR = scratch;
+  const cleanup = () => {
+    killAll();
+    rmSync(scratch, { recursive: true, force: true });
+  };
+  process.on("exit", cleanup);
+  process.on("uncaughtExceptionMonitor", cleanup);
+  let stopping = false;
+  for (const signal of EXIT_SIGNALS) {
+    process.on(signal, () => {
+      if (stopping) return; // a terminal's Ctrl-C arrives from the launcher too
+      stopping = true;
+      const guests = [...new Set(liveProcesses().values())];
+      cleanup();
+      const stopped = guests.length
+        ? `stopped ${guests.length === 1 ? "the QEMU guest" : `${guests.length} QEMU guests`} ${guests.join(", ")}`
+        : "no QEMU guest was running";
+      process.stderr.write(`\nkho: interrupted by ${signal}: ${stopped} and removed the temporary files\n`);
+      process.exit(128 + constants.signals[signal]);
+    });
+  }
 }

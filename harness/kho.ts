@@ -1,10 +1,13 @@
 // The `kho` command: parse, call the library, print. Nothing else lives here.
 import { Command } from "commander";
+import { installCleanExit } from "./cli-support.js";
 import { registerDoctor } from "./commands/doctor.js";
 import { registerInspectFdt } from "./commands/inspect-fdt.js";
 import { registerKernel } from "./commands/kernel.js";
 import { registerReport } from "./commands/report.js";
 import { registerRun } from "./commands/run.js";
+
+installCleanExit();
 
 const program = new Command("kho")
   .description(

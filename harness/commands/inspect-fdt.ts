@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { Command } from "commander";
 import { ElfReader } from "../../src/elf/reader.js";
-import { HarnessError } from "../../src/errors.js";
+import { DecodeError, HarnessError } from "../../src/errors.js";
 import { decodeKho, formatKhoTree, toJson } from "../../src/kho/abi.js";
 import { action } from "../cli-support.js";
 
@@ -15,12 +15,25 @@ export function registerInspectFdt(program: Command): void {
     .option("--json", "machine-readable output")
     .action(
       action(async (file: string, opts: { vmcore?: string; json?: boolean }) => {
-        const blob = await readFile(file).catch(() => {
-          throw new HarnessError(`cannot read ${file}`);
+        const blob = await readFile(file).catch((e: Error) => {
+          throw new HarnessError(`cannot read ${file}: ${e.message}`);
         });
-        const elf = opts.vmcore ? await ElfReader.open(opts.vmcore) : undefined;
+        const elf = opts.vmcore
+          ? await ElfReader.open(opts.vmcore).catch((e: unknown) => {
+              if (e instanceof DecodeError)
+                throw new HarnessError(`${opts.vmcore} is not a usable vmcore: ${e.message}`);
+              throw e;
+            })
+          : undefined;
         try {
-          const decoded = await decodeKho(blob, elf ? { memory: elf, isRam: (p) => elf.isMapped(p) } : {});
+          const decoded = await decodeKho(
+            blob,
+            elf ? { memory: elf, isRam: (p) => elf.isMapped(p) } : {},
+          ).catch((e: unknown) => {
+            if (!(e instanceof DecodeError)) throw e;
+            const what = opts.vmcore ? `the KHO state in ${file} and ${opts.vmcore}` : `${file} as a KHO FDT`;
+            throw new HarnessError(`cannot decode ${what}: ${e.message}`);
+          });
           process.stdout.write(
             opts.json ? JSON.stringify(toJson(decoded), null, 2) + "\n" : formatKhoTree(decoded) + "\n",
           );

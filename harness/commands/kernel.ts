@@ -78,7 +78,7 @@ export function registerKernel(program: Command): void {
         for (const { key, lookup } of entries) {
           if (lookup.state !== "hit") {
             process.stdout.write(
-              `${key}  (${lookup.state === "corrupt" ? `incomplete: ${lookup.reason}` : "missing"})\n`,
+              `${key}  (${lookup.state === "corrupt" ? `not trusted, will be rebuilt: ${lookup.reason}` : "missing"})\n`,
             );
             continue;
           }

@@ -9,6 +9,8 @@ export type GuestFaultKind =
   | LineFaultKind
   /** No console output for the step's silence limit: the guest looks hung. */
   | "silent"
+  /** SSH stopped answering (keepalives unanswered) while QEMU lives and the console is quiet. */
+  | "hung"
   /** The step's deadline passed while the guest was still printing. */
   | "timeout"
   /** QEMU ended while a step was waiting on the guest. */
@@ -45,7 +47,8 @@ const SENTENCES: Record<GuestFaultKind, string> = {
   "bad-page": "the guest kernel reported a bad page state",
   "kho-failure": "KHO/LUO reported a failure",
   "hung-task": "the guest kernel reported a hung task",
-  silent: "the guest went silent",
+  silent: "the guest looks hung: its console went silent",
+  hung: "the guest hung: SSH stopped answering",
   timeout: "the guest did not get there in time",
   "qemu-exited": "QEMU exited",
 };

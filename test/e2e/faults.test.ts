@@ -126,9 +126,12 @@ async function until<T>(
   }
 }
 
-/** Files left under `dir`, recursively (empty when a run cleaned up after itself). */
+/**
+ * What the harness left under `dir` (its TMPDIR): everything it makes is named kho-* (tsx keeps
+ * its own transform cache there too, tsx-*, which is no temporary file of a run).
+ */
 async function leftovers(dir: string): Promise<string[]> {
-  return (await readdir(dir, { recursive: true })).map(String);
+  return (await readdir(dir, { recursive: true })).map(String).filter((f) => !/^tsx-/.test(f));
 }
 
 /** Runs one ad-hoc scenario through the real runner (the path `kho run` takes). */
