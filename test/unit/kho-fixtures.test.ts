@@ -19,4 +19,16 @@ describe("real KHO FDTs from guests", () => {
       "kexec-metadata": [0x427a3000n, 73n],
     });
   });
+
+  it("x86_64, memfd-basic: the same ABI and subtrees, at x86 addresses", async () => {
+    const root = decodeKhoFdt(await fixture("x86_64-memfd-basic-in.dtb"));
+    expect(root.abi).toBe("kho-v4");
+    expect(root.preservedMemoryMap).toBe(0x12e0000n);
+    const subtrees = Object.fromEntries(root.subtrees.map((s) => [s.name, [s.phys, s.size]]));
+    expect(subtrees).toEqual({
+      LUO: [0x1b28000n, 32n],
+      kho_test: [0x19c6000n, 240n],
+      "kexec-metadata": [0x1320000n, 73n],
+    });
+  });
 });
