@@ -23,6 +23,18 @@ export interface AgentMemfd {
   readonly pages: number;
   readonly pages_present: number;
   readonly pfns: PfnRuns | null;
+  /** Page flags of the frames (root only); folio_orders counts whole folios by log2(pages). */
+  readonly kpageflags?: {
+    readonly compound_head: number;
+    readonly thp: number;
+    readonly huge: number;
+    readonly folio_orders: Readonly<Record<string, number>>;
+  } | null;
+  /** Outcomes of the `probe-freeze` option: "ok" or an errname per operation. */
+  readonly freeze_probe?: Readonly<Record<string, string>>;
+  /** preserve: false when PRESERVE_FD failed under the `try` option (see preserve_error). */
+  readonly preserved?: boolean;
+  readonly preserve_error?: AgentErrno;
   readonly expected?: {
     readonly size: number;
     readonly sha256: string;
@@ -31,10 +43,36 @@ export interface AgentMemfd {
   };
 }
 
+/** An ioctl that was allowed to fail (the `try` memfd option). */
+export interface AgentErrno {
+  readonly errno: number;
+  readonly errname: string;
+}
+
+/** restore with `try`, when RETRIEVE_FD failed: nothing else is reported for that token. */
+export interface AgentMissingMemfd {
+  readonly token: string;
+  readonly retrieve_error: AgentErrno;
+}
+
+/** restore --after-finish: the finished session used again ("ok" or an errname each). */
+export interface AgentAfterFinish {
+  readonly retrieve_fd: readonly { readonly token: string; readonly result: string }[];
+  readonly finish_again: string;
+  readonly preserve_fd: string;
+  readonly retrieve_session: string;
+  readonly memfds: readonly {
+    readonly token: string;
+    readonly freeze_probe: Readonly<Record<string, string>>;
+    readonly sha256: string;
+  }[];
+}
+
 export interface AgentSession {
   readonly name: string;
   readonly memfds: readonly AgentMemfd[];
   readonly finished?: boolean;
+  readonly after_finish?: AgentAfterFinish;
 }
 
 export interface AgentPreserveResult {
@@ -42,6 +80,8 @@ export interface AgentPreserveResult {
   readonly command: "preserve" | "restore";
   readonly luo: boolean;
   readonly boot_id: string | null;
+  /** The agent's process id (a scenario may kill the holder). */
+  readonly pid: number;
   readonly page_size: number;
   readonly sessions: readonly AgentSession[];
 }

@@ -63,11 +63,25 @@ export class ScenarioContext {
   }
 
   /** Runs kho-agent in the guest and returns its JSON; an agent error fails the scenario. */
-  async agent<T extends { ok: boolean }>(args: string, artifactName?: string): Promise<T> {
-    const r = await this.guest.exec(`kho-agent ${args}`);
-    const json = parseAgentLine<T>(r.stdout, `kho-agent ${args}`, r.stderr);
-    if (artifactName) await this.artifact(artifactName, JSON.stringify(json, null, 2) + "\n");
+  async agent<T extends { ok: boolean }>(
+    args: string,
+    artifactName?: string,
+    deadlineMs?: number,
+  ): Promise<T> {
+    const json = await this.agentOutcome<T>(args, artifactName, deadlineMs);
     if (isAgentError(json)) throw agentFailure(json);
+    return json;
+  }
+
+  /** Runs kho-agent in the guest and returns its JSON, an error object included (for expected errors). */
+  async agentOutcome<T extends { ok: boolean }>(
+    args: string,
+    artifactName?: string,
+    deadlineMs?: number,
+  ): Promise<T | AgentError> {
+    const r = await this.guest.exec(`kho-agent ${args}`, deadlineMs);
+    const json = parseAgentLine<T | AgentError>(r.stdout, `kho-agent ${args}`, r.stderr);
+    if (artifactName) await this.artifact(artifactName, JSON.stringify(json, null, 2) + "\n");
     return json;
   }
 }

@@ -2,30 +2,16 @@
 // (the agent's --carry), and every hop must find the same bytes on the same frames, with the
 // kernel's own exec count ("KHO: exec from: <release> (count N)") rising by one per hop.
 import { randomInt } from "node:crypto";
-import { isAgentError, type AgentMemfd, type AgentPreserveResult } from "../guest/agent-protocol.js";
+import type { AgentMemfd, AgentPreserveResult } from "../guest/agent-protocol.js";
 import { memfdPatternSha256 } from "../guest/agent-build.js";
-import { agentFailure, parseAgentLine, type ScenarioContext } from "../run/context.js";
 import { CheckFailed } from "../run/outcome.js";
+import { holdSessions, kexecHeld } from "./memfd-common.js";
 import type { Scenario } from "./types.js";
 
 export const DEFAULT_CHAIN_HOPS = 3;
 const SESSION = "kho-chain";
 const SIZE = 2 * 1024 * 1024;
-const NEXT = "--kexec-kernel /boot/next-kernel --kexec-initrd /boot/next-initrd --reuse-cmdline";
 const EXEC_COUNT = /KHO: exec from: (\S+) \(count (\d+)\)/;
-
-/** Starts an agent command that holds its sessions until told to kexec; returns its result. */
-async function holdSessions(ctx: ScenarioContext, args: string, artifact: string) {
-  const stream = await ctx.guest.stream(`kho-agent ${args} ${NEXT} --wait`);
-  const r = parseAgentLine<AgentPreserveResult>(
-    await stream.readLine(120_000),
-    `kho-agent ${args}`,
-    stream.stderr(),
-  );
-  await ctx.artifact(artifact, JSON.stringify(r, null, 2) + "\n");
-  if (isAgentError(r)) throw agentFailure(r);
-  return { result: r, stream };
-}
 
 function firstMemfd(r: AgentPreserveResult, where: string): AgentMemfd {
   const m = r.sessions[0]?.memfds[0];
@@ -52,13 +38,7 @@ export function chainScenario(hops = DEFAULT_CHAIN_HOPS): Scenario {
       const frames = JSON.stringify(first.pfns);
 
       for (let hop = 1; hop <= hops; hop++) {
-        const { stream } = held;
-        const { blackoutMs } = await ctx.phase("kexec", () =>
-          ctx.guest.kexec(async () => {
-            stream.writeLine("kexec");
-            await stream.done;
-          }, `kexec ${hop}`),
-        );
+        const blackoutMs = await kexecHeld(ctx, held.stream, `kexec ${hop}`);
         const dmesg = await ctx.guest.run("dmesg");
         await ctx.artifact(`dmesg-hop${hop}.txt`, dmesg);
         const count = EXEC_COUNT.exec(dmesg);

@@ -6,10 +6,12 @@ import { noKho } from "./no-kho.js";
 import { PAGE_SCENARIOS } from "./pages.js";
 import { testKho } from "./test-kho.js";
 import type { Scenario } from "./types.js";
+import { VARIANT_SCENARIOS } from "./variants.js";
 
 export const SCENARIOS: readonly Scenario[] = [
   testKho,
   memfdBasic,
+  ...VARIANT_SCENARIOS,
   noKho,
   ...PAGE_SCENARIOS,
   chainScenario(),

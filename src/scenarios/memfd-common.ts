@@ -1,0 +1,408 @@
+// What the memfd scenarios share: memfd specs turned into agent arguments and into the contents
+// the host expects, the agent holding its sessions across the kexec, the before/after
+// comparison (contents, size, position, seals, frames, folio shapes), and the host's own
+// decoding of the handover (every frame in the preserved-memory map, every session and token in
+// the decoded LUO state). memfd-basic, chain-memfd and the memfd-* variants are built from these.
+import { randomInt } from "node:crypto";
+import {
+  isAgentError,
+  pfnAddresses,
+  type AgentError,
+  type AgentMemfd,
+  type AgentPreserveResult,
+} from "../guest/agent-protocol.js";
+import { memfdPatternSha256 } from "../guest/agent-build.js";
+import type { LuoState } from "../kho/abi.js";
+import { agentFailure, parseAgentLine, type ScenarioContext } from "../run/context.js";
+import { checkHandover, dropDump, dumpBeforeKexec, type HandoverReport } from "../run/handover.js";
+import { CheckFailed } from "../run/outcome.js";
+import type { ExecStream } from "../vm/ssh.js";
+import type { Capability, GuestBoot, Scenario } from "./types.js";
+
+export const MiB = 1024 * 1024;
+export const NEXT_KERNEL =
+  "--kexec-kernel /boot/next-kernel --kexec-initrd /boot/next-initrd --reuse-cmdline";
+/** Above this size the restore leaves the content model to the host (the agent's check doubles the time). */
+const AGENT_CHECK_LIMIT = 64 * MiB;
+
+/** One memfd as the agent creates it (guest/agent/README.md, memfd options). */
+export interface MemfdSpec {
+  readonly token: number;
+  readonly size: number;
+  /** Pattern seed; `seeded()` gives a fresh random one when absent. */
+  readonly seed?: bigint;
+  readonly fill?: "write" | "mmap";
+  readonly sparse?: number;
+  readonly truncate?: number;
+  readonly pos?: number;
+  /** F_ADD_SEALS names joined by "+", e.g. "shrink+grow". */
+  readonly seals?: string;
+  readonly thp?: boolean;
+  readonly hugetlb?: boolean;
+  /** A failed PRESERVE_FD / RETRIEVE_FD is reported by the agent instead of ending it. */
+  readonly try?: boolean;
+  /** The agent's probe-freeze: size changes and writes, each reported as "ok" or an errname. */
+  readonly probeFreeze?: boolean;
+}
+
+export interface SessionSpec {
+  readonly name: string;
+  readonly memfds: readonly MemfdSpec[];
+}
+
+export type SeededMemfd = MemfdSpec & { readonly seed: bigint };
+export interface SeededSession {
+  readonly name: string;
+  readonly memfds: readonly SeededMemfd[];
+}
+
+/** Fresh random seeds for memfds that have none, so every run writes new contents. */
+export function seeded(sessions: readonly SessionSpec[]): SeededSession[] {
+  return sessions.map((s) => ({
+    ...s,
+    memfds: s.memfds.map((m) => ({ ...m, seed: m.seed ?? BigInt(randomInt(1, 2 ** 47)) })),
+  }));
+}
+
+/** `TOKEN:SIZE:opts` for the agent; `check: false` gives the token alone (no content model). */
+export function memfdArg(m: MemfdSpec, check = true): string {
+  const opts = [
+    m.seed !== undefined ? `seed=${m.seed}` : "",
+    m.fill ?? "",
+    m.sparse ? `sparse=${m.sparse}` : "",
+    m.truncate !== undefined ? `truncate=${m.truncate}` : "",
+    m.pos !== undefined ? `pos=${m.pos}` : "",
+    m.seals ? `seal=${m.seals}` : "",
+    m.thp ? "thp" : "",
+    m.hugetlb ? "hugetlb" : "",
+    m.try ? "try" : "",
+    m.probeFreeze ? "probe-freeze" : "",
+  ].filter(Boolean);
+  if (!check) return m.try ? `${m.token}::try` : `${m.token}`;
+  return `${m.token}:${m.size}${opts.length ? `:${opts.join(",")}` : ""}`;
+}
+
+/** `--session NAME --memfd ...` for every session. `restore` skips the agent's model for big memfds. */
+export function sessionArgs(sessions: readonly SessionSpec[], restore = false): string {
+  return sessions
+    .map((s) =>
+      [
+        `--session ${s.name}`,
+        ...s.memfds.map((m) => `--memfd ${memfdArg(m, !restore || m.size <= AGENT_CHECK_LIMIT)}`),
+      ].join(" "),
+    )
+    .join(" ");
+}
+
+/** The SHA-256 the host expects for a memfd, from its own model of the agent's fill. */
+export function expectedSha(m: SeededMemfd): string {
+  return memfdPatternSha256(m.seed, m.size, {
+    ...(m.sparse ? { sparse: m.sparse } : {}),
+    ...(m.truncate !== undefined ? { truncate: m.truncate } : {}),
+  });
+}
+
+export function findMemfd(
+  r: AgentPreserveResult,
+  session: string,
+  token: number | bigint,
+): AgentMemfd | undefined {
+  return r.sessions.find((s) => s.name === session)?.memfds.find((m) => m.token === String(token));
+}
+
+export const framesText = (m: AgentMemfd): string => JSON.stringify(m.pfns);
+
+/** Every memfd of every session with its session: what a check walks. */
+export function eachMemfd<M extends MemfdSpec>(
+  sessions: readonly { readonly name: string; readonly memfds: readonly M[] }[],
+): [{ readonly name: string }, M][] {
+  return sessions.flatMap((s) => s.memfds.map((m): [{ readonly name: string }, M] => [s, m]));
+}
+
+// ------------------------------------------------------------------------------------------------
+// The agent holding its sessions across the kexec
+
+export interface HeldAgent<T> {
+  readonly result: T;
+  readonly stream: ExecStream;
+}
+
+/**
+ * Starts `kho-agent ARGS --wait` with the next kernel loaded; it holds every fd until told to
+ * kexec. Returns its first line, an error object included (the agent exits after one).
+ */
+export async function startHolding(
+  ctx: ScenarioContext,
+  args: string,
+  artifact: string,
+  deadlineMs = 120_000,
+): Promise<HeldAgent<AgentPreserveResult | AgentError>> {
+  const stream = await ctx.guest.stream(`kho-agent ${args} ${NEXT_KERNEL} --wait`);
+  const result = parseAgentLine<AgentPreserveResult | AgentError>(
+    await stream.readLine(deadlineMs),
+    `kho-agent ${args}`,
+    stream.stderr(),
+  );
+  await ctx.artifact(artifact, JSON.stringify(result, null, 2) + "\n");
+  return { result, stream };
+}
+
+/** As startHolding, but an agent error fails the scenario. */
+export async function holdSessions(
+  ctx: ScenarioContext,
+  args: string,
+  artifact: string,
+  deadlineMs?: number,
+): Promise<HeldAgent<AgentPreserveResult>> {
+  const { result, stream } = await startHolding(ctx, args, artifact, deadlineMs);
+  if (isAgentError(result)) throw agentFailure(result);
+  return { result, stream };
+}
+
+/** Tells the holding agent to kexec; returns the blackout (kexec to SSH in the new kernel). */
+export async function kexecHeld(ctx: ScenarioContext, stream: ExecStream, step = "kexec"): Promise<number> {
+  const { blackoutMs } = await ctx.phase("kexec", () =>
+    ctx.guest.kexec(async () => {
+      stream.writeLine("kexec");
+      await stream.done;
+    }, step),
+  );
+  return blackoutMs;
+}
+
+/** Restores and finishes the sessions; memfds are looked up by token, in the order given. */
+export function restoreSessions(
+  ctx: ScenarioContext,
+  sessions: readonly SessionSpec[],
+  extra = "--finish",
+  deadlineMs?: number,
+): Promise<AgentPreserveResult> {
+  return ctx.phase("restore", () =>
+    ctx.agent<AgentPreserveResult>(
+      `restore ${sessionArgs(sessions, true)} ${extra}`,
+      "agent-restore.json",
+      deadlineMs,
+    ),
+  );
+}
+
+/** Expects the agent to have failed at `step` with `errname` (an errno the kernel must give). */
+export function expectAgentError(
+  ctx: ScenarioContext,
+  r: AgentPreserveResult | AgentError,
+  step: string,
+  errname: string,
+  what: string,
+): AgentError {
+  if (!isAgentError(r)) {
+    throw new CheckFailed(`${what} succeeded; the kernel should have refused it with ${errname}`, [
+      JSON.stringify(r).slice(0, 600),
+    ]);
+  }
+  ctx.check(
+    r.step === step && r.errname === errname,
+    `${what} failed with ${r.errname ?? r.errno} at ${r.step}, expected ${errname} at ${step}`,
+    [JSON.stringify(r).slice(0, 600)],
+  );
+  return r;
+}
+
+// ------------------------------------------------------------------------------------------------
+// Checks
+
+/** Boot 1: the agent filled every memfd as the host's model says, and could read every frame. */
+export function checkPreserved(
+  ctx: ScenarioContext,
+  sessions: readonly SeededSession[],
+  r: AgentPreserveResult,
+): void {
+  for (const [s, spec] of eachMemfd(sessions)) {
+    const m = findMemfd(r, s.name, spec.token);
+    const where = `${s.name}/${spec.token}`;
+    if (!m) throw new CheckFailed(`the agent reported no memfd ${where}`, [JSON.stringify(r).slice(0, 400)]);
+    const want = expectedSha(spec);
+    ctx.check(m.sha256 === want, `memfd ${where}: the guest wrote other bytes than the host computed`, [
+      `guest ${m.sha256}`,
+      `host  ${want}`,
+    ]);
+    ctx.check(m.size === spec.size, `memfd ${where}: size ${m.size}, wanted ${spec.size}`);
+    ctx.check(
+      m.pfns !== null && m.pages_present === m.pages,
+      `memfd ${where}: the agent could not read every frame (${m.pages_present} of ${m.pages})`,
+      [framesText(m)],
+    );
+  }
+}
+
+/**
+ * Boot 2: every memfd came back with the host's expected contents, its size, position and seals,
+ * on the very frames it had, in folios of the same orders.
+ */
+export function checkRestored(
+  ctx: ScenarioContext,
+  sessions: readonly SeededSession[],
+  before: AgentPreserveResult,
+  after: AgentPreserveResult,
+): { memfds: number; bytes: number; frames: number } {
+  let bytes = 0;
+  let frames = 0;
+  for (const [s, spec] of eachMemfd(sessions)) {
+    const where = `${s.name}/${spec.token}`;
+    const pre = findMemfd(before, s.name, spec.token);
+    const post = findMemfd(after, s.name, spec.token);
+    if (!pre || !post) throw new CheckFailed(`memfd ${where} is missing from the agent's report`);
+    const want = expectedSha(spec);
+    ctx.check(post.size === pre.size, `memfd ${where}: restored size ${post.size}, preserved ${pre.size}`);
+    ctx.check(post.sha256 === want, `memfd ${where}: the contents changed across kexec`, [
+      `expected ${want}`,
+      `before   ${pre.sha256}`,
+      `after    ${post.sha256}`,
+    ]);
+    ctx.check(post.pos === pre.pos, `memfd ${where}: file position ${post.pos}, preserved ${pre.pos}`);
+    ctx.check(
+      post.seals === pre.seals,
+      `memfd ${where}: seals 0x${post.seals.toString(16)}, preserved 0x${pre.seals.toString(16)}`,
+    );
+    ctx.check(
+      framesText(post) === framesText(pre),
+      `memfd ${where} came back on other physical frames (in-place preservation broken)`,
+      [`before ${framesText(pre)}`.slice(0, 800), `after  ${framesText(post)}`.slice(0, 800)],
+    );
+    const orders = (m: AgentMemfd) => JSON.stringify(m.kpageflags?.folio_orders ?? null);
+    ctx.check(orders(post) === orders(pre), `memfd ${where}: folio sizes changed across kexec`, [
+      `before ${orders(pre)}`,
+      `after  ${orders(post)}`,
+    ]);
+    bytes += pre.size;
+    frames += pre.pages_present;
+  }
+  for (const s of sessions) {
+    ctx.check(
+      after.sessions.find((x) => x.name === s.name)?.finished === true,
+      `session ${s.name} could not be finished after retrieval`,
+    );
+  }
+  return { memfds: eachMemfd(sessions).length, bytes, frames };
+}
+
+export function formatBytes(n: number): string {
+  if (n >= MiB && n % MiB === 0) return `${n / MiB} MiB`;
+  if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
+  return `${n} bytes`;
+}
+
+/**
+ * The host's own reading of the handover: every frame of the preserved memfds is in the decoded
+ * preserved-memory map, and the decoded LUO state holds exactly the sessions and tokens, with the
+ * sizes and seals the agent saw.
+ */
+export async function checkDecodedHandover(
+  ctx: ScenarioContext,
+  dump: string,
+  sessions: readonly SessionSpec[],
+  before: AgentPreserveResult,
+): Promise<HandoverReport> {
+  const inFdt = await ctx.guest.readFile("/sys/kernel/debug/kho/in/fdt");
+  const frames = eachMemfd(sessions).flatMap(([s, spec]) => {
+    const m = findMemfd(before, s.name, spec.token);
+    return pfnAddresses(m?.pfns ?? [], m?.page_size ?? 4096).map((start) => ({
+      owner: `memfd ${s.name}/${spec.token}`,
+      start,
+      end: start + BigInt(m?.page_size ?? 4096),
+    }));
+  });
+  const report = await checkHandover(ctx, inFdt, dump, frames);
+  ctx.check(
+    report.missing.length === 0,
+    `${report.missing.length} preserved frames are missing from the decoded KHO map`,
+    report.missing.slice(0, 10).map((a) => `0x${a.toString(16)}`),
+  );
+  const luo = decodedLuo(report);
+  for (const [s, spec] of eachMemfd(sessions)) {
+    const m = findMemfd(before, s.name, spec.token);
+    const file = luo?.sessions
+      ?.find((x) => x.name === s.name)
+      ?.files.find((f) => f.token === BigInt(spec.token));
+    ctx.check(
+      file?.memfd !== undefined && BigInt(m?.size ?? -1) === file.memfd.size && m?.seals === file.memfd.seals,
+      `the decoded LUO state has no memfd ${s.name}/${spec.token} of ${m?.size} bytes with seals ${m?.seals}`,
+      [
+        JSON.stringify(file ?? null, (_k, v: unknown) => (typeof v === "bigint" ? v.toString() : v)).slice(
+          0,
+          400,
+        ),
+      ],
+    );
+  }
+  const decodedFiles = (luo?.sessions ?? []).reduce((n, s) => n + s.files.length, 0);
+  ctx.check(
+    decodedFiles === eachMemfd(sessions).length && luo?.sessions?.length === sessions.length,
+    `the decoded LUO state holds ${luo?.sessions?.length ?? 0} sessions with ${decodedFiles} files, the guest preserved ${sessions.length} with ${eachMemfd(sessions).length}`,
+  );
+  ctx.note(
+    `decoded KHO map: ${report.chunks.length} chunks, all ${frames.length} memfd frames found; LUO: ${sessions.length} session(s), ${decodedFiles} file(s) (${report.decodeMs.toFixed(0)} ms)`,
+  );
+  return report;
+}
+
+/** The LUO subtree's decoded state, if the handover has one that decoded. */
+export function decodedLuo(report: HandoverReport): LuoState | undefined {
+  const blob = report.decoded.subtrees.find((s) => s.blob?.kind === "luo")?.blob;
+  return blob?.kind === "luo" ? blob : undefined;
+}
+
+// ------------------------------------------------------------------------------------------------
+// The plain case as a scenario: preserve, kexec, restore, compare
+
+export interface MemfdCase {
+  readonly id: string;
+  readonly description: string;
+  readonly sessions: readonly SessionSpec[];
+  readonly boot?: GuestBoot;
+  readonly needs?: readonly Capability[];
+  /** Dump memory before the kexec and check the decoded handover (a few seconds). */
+  readonly decodeMap?: boolean;
+  /** Retrieve sessions and memfds in the reverse order of their preservation. */
+  readonly reverseRestore?: boolean;
+  /** Deadline of the agent's preserve and restore calls. */
+  readonly deadlineMs?: number;
+  /** Boot 1, before the memfds are created. */
+  readonly prepare?: (ctx: ScenarioContext) => Promise<void>;
+  /** Extra checks on the agent's reports, after the common ones. */
+  readonly verify?: (ctx: ScenarioContext, before: AgentPreserveResult, after: AgentPreserveResult) => void;
+}
+
+export function memfdScenario(c: MemfdCase): Scenario {
+  return {
+    id: c.id,
+    description: c.description,
+    needs: c.needs ?? ["kho", "luo", "luo-memfd", ...(c.decodeMap ? (["kho-debugfs"] as const) : [])],
+    boot: c.boot ?? { kho: true },
+    async run(ctx) {
+      const sessions = seeded(c.sessions);
+      await c.prepare?.(ctx);
+      const held = await ctx.phase("preserve", () =>
+        holdSessions(ctx, `preserve ${sessionArgs(sessions)}`, "agent-preserve.json", c.deadlineMs),
+      );
+      checkPreserved(ctx, sessions, held.result);
+      const dump = c.decodeMap ? await ctx.phase("dump", () => dumpBeforeKexec(ctx)) : undefined;
+      const blackoutMs = await kexecHeld(ctx, held.stream);
+      ctx.note(`kexec blackout ${Math.round(blackoutMs)} ms`);
+      const order = c.reverseRestore
+        ? [...sessions].reverse().map((s) => ({ ...s, memfds: [...s.memfds].reverse() }))
+        : sessions;
+      const after = await restoreSessions(ctx, order, "--finish", c.deadlineMs);
+      await ctx.phase("checks", async () => {
+        const { memfds, bytes, frames } = checkRestored(ctx, sessions, held.result, after);
+        c.verify?.(ctx, held.result, after);
+        ctx.note(
+          `${memfds} memfd(s) in ${sessions.length} session(s), ${formatBytes(bytes)}: contents as computed by the host, ${frames} frames identical before and after`,
+        );
+        if (dump) {
+          await checkDecodedHandover(ctx, dump, sessions, held.result);
+          await dropDump(dump);
+        }
+      });
+    },
+  };
+}
