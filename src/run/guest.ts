@@ -159,11 +159,13 @@ export class Guest {
     if (this.vm.exit || this.vm.console.linesSince(mark).length > 0) return err;
     const status = await this.vm.qmp.queryStatus().catch(() => undefined);
     const seconds = ((performance.now() - started) / 1000).toFixed(0);
+    const command = /while running: (.*)$/s.exec(err.message)?.[1] ?? step;
+    const why = this.current.closedReason ?? "connection lost";
     return new GuestFault({
       kind: "hung",
       step,
       boot: this.vm.console.boot,
-      detail: `${err.message} after ${seconds}s, and the console printed nothing since; QEMU is alive (${status ? `guest state ${status.status}` : "its QMP does not answer"})`,
+      detail: `the link dropped ${seconds}s into "${command}" (${why}) and the console printed nothing since; QEMU is alive (${status ? `guest state ${status.status}` : "its QMP does not answer"})`,
       excerpt: [...err.evidence, ...this.vm.console.lastLines()],
     });
   }
