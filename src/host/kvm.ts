@@ -31,8 +31,15 @@ export async function chooseAccel(
   log: Logger,
 ): Promise<{ accel: "kvm" | "tcg"; why: string }> {
   const forced = process.env.KHO_ACCEL;
-  if (forced === "kvm" || forced === "tcg") return { accel: forced, why: "KHO_ACCEL" };
   const facts = await readHostFacts();
+  if (forced === "tcg") return { accel: forced, why: "KHO_ACCEL=tcg" };
+  if (forced === "kvm") {
+    // Forcing is allowed (a probe can be wrong), but a guest that then hangs should say why.
+    const known = facts.kvm?.[arch];
+    const doubt =
+      known && !known.usable ? `, although the KVM probe found it unusable: ${known.reason ?? "?"}` : "";
+    return { accel: forced, why: `forced by KHO_ACCEL=kvm${doubt}` };
+  }
   let verdict = facts.kvm?.[arch];
   if (!verdict || Date.now() - Date.parse(verdict.probedAt) > MAX_AGE_MS) {
     verdict = (await probeAndRememberKvm(log))[arch];

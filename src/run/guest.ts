@@ -1,6 +1,7 @@
 // One guest under test: QEMU booted on the harness's kernel and initramfs, the SSH link to
 // whichever kernel runs now, and the kexec step as a state machine: trigger, lose the link,
 // see the new kernel's ready line on the console, reconnect to the new boot.
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ArchName } from "../arch.js";
@@ -87,7 +88,24 @@ export class Guest {
       return new Guest(vm, boots, first.link, first.boot);
     } catch (err) {
       const tail = vm.console.lastLines(15);
+      const underKvm =
+        opts.accel === "kvm" && err instanceof GuestFault && /^(silent|timeout)$/.test(err.kind);
+      const kvmState = underKvm ? await describeKvmStall(vm) : undefined;
       await vm.stop(1_000);
+      // A guest stuck under KVM is most often KVM not working on this host (see `kho doctor`).
+      if (err instanceof GuestFault && kvmState) {
+        throw new GuestFault({
+          kind: err.kind,
+          boot: err.boot,
+          ...(err.step ? { step: err.step } : {}),
+          detail: `${err.detail} under KVM (${kvmState.state})`,
+          excerpt: [
+            ...err.excerpt,
+            ...kvmState.errors,
+            "KVM may not work on this host: `kho doctor` probes it; KHO_ACCEL=tcg forces TCG",
+          ],
+        });
+      }
       // The guest printed its ready line, so the kernel and init run: say it is SSH that failed,
       // and show what the console says (init's lines about dropbear) next to SSH's own evidence.
       if (err instanceof SshFailure) {
@@ -205,4 +223,18 @@ export class Guest {
   consoleLog(boot: number): string {
     return this.vm.console.bootLog(boot) ?? join(this.vm.logDir, "console.log");
   }
+}
+
+/** QEMU's view of a guest that stalled under KVM: its run state and KVM's errors on stderr. */
+async function describeKvmStall(vm: Vm): Promise<{ state: string; errors: string[] }> {
+  const status = await vm.qmp.queryStatus().catch(() => undefined);
+  const stderr = await readFile(join(vm.logDir, "qemu-stderr.log"), "utf8").catch(() => "");
+  return {
+    state: status ? `guest state ${status.status}` : "QMP does not answer",
+    errors: stderr
+      .split("\n")
+      .filter((l) => /KVM|emulation failure/i.test(l))
+      .slice(0, 5)
+      .map((l) => `qemu: ${l}`),
+  };
 }

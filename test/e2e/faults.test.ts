@@ -475,6 +475,56 @@ describe("KVM present but unusable", () => {
   );
 });
 
+describe("KVM forced (KHO_ACCEL=kvm) where it is unusable", () => {
+  it(
+    "the run says the probe disagrees, and the stalled boot is reported within its silence limit, naming KVM",
+    { timeout: HOUR },
+    async (ctx) => {
+      const verdict = (await readHostFacts()).kvm?.x86_64;
+      // Only where /dev/kvm opens but guests fail under it (this machine); elsewhere QEMU itself refuses KVM.
+      if (
+        !verdict ||
+        verdict.usable ||
+        /does not exist|not accessible|cannot be opened/.test(verdict.reason ?? "")
+      ) {
+        ctx.skip();
+      }
+      process.env.KHO_ACCEL = "kvm";
+      let run: Awaited<ReturnType<typeof runFault>>;
+      const started = performance.now();
+      try {
+        run = await runFault("x86_64", {
+          id: "fault-forced-kvm",
+          description: "a boot under KVM that the probe found unusable",
+          needs: [],
+          boot: { kho: true },
+          run: () => Promise.resolve(),
+        });
+      } finally {
+        delete process.env.KHO_ACCEL;
+      }
+      const ms = performance.now() - started;
+      const { result, log } = run;
+      show(result, 10);
+      expect(
+        log.some((l) =>
+          l.includes("KVM (forced by KHO_ACCEL=kvm, although the KVM probe found it unusable: "),
+        ),
+      ).toBe(true);
+      if (result.verdict === "pass") return; // the guest came up after all: nothing to report
+      expect(result.verdict, explain(result)).toBe("fail");
+      expect(result.reason).toMatch(
+        /^the guest (looks hung: its console went silent|did not get there in time) \(during boot, boot 1\): .* under KVM \(guest state \S+\)$/,
+      );
+      expect(result.evidence).toContain(
+        "KVM may not work on this host: `kho doctor` probes it; KHO_ACCEL=tcg forces TCG",
+      );
+      expect(ms).toBeLessThan(DEADLINES.bootMs + 60_000);
+      note("forced KVM (x86_64): whole scenario, boot silence limit 90s", ms);
+    },
+  );
+});
+
 describe("a kernel cache entry cut short by a crash", () => {
   it("is detected, not trusted, and listed as such", { timeout: HOUR }, async () => {
     const real = await defaultKernel("x86_64");
