@@ -20,8 +20,8 @@ import { exitCodeFor } from "./verdict.js";
 
 export const REPORT_SCHEMA = RUN_REPORT_SCHEMA;
 
-/** An arch's setup as the runner describes it; accelReason once the runner passes chooseAccel's `why`. */
-export type ArchSetupInput = ArchSetup & { readonly accelReason?: string };
+/** An arch's setup as the runner describes it. */
+export type ArchSetupInput = ArchSetup;
 
 export interface ReportFacts {
   readonly wallMs: number;
@@ -58,7 +58,7 @@ async function archEntry(s: ArchSetupInput, qemu: (arch: ArchName) => Promise<Qe
   return {
     arch: s.arch,
     accel: s.accel,
-    accelReason: s.accelReason ?? null,
+    accelReason: s.accelReason,
     qemu: await qemu(s.arch),
     kernel: {
       image: s.kernel.image,

@@ -53,6 +53,8 @@ export interface ArchSetup {
   readonly arch: ArchName;
   readonly kernel: KernelUnderTest;
   readonly accel: "kvm" | "tcg";
+  /** Why that accelerator (the KVM probe's verdict). */
+  readonly accelReason: string;
   readonly phaseMs: Record<string, number>;
 }
 
@@ -171,6 +173,7 @@ async function prepareArch(
     summary: {
       arch,
       accel,
+      accelReason: why,
       phaseMs,
       kernel: {
         image,

@@ -87,6 +87,7 @@ describe("report.json reader", () => {
         {
           arch: "arm64",
           accel: "tcg",
+          accelReason: "KVM unusable: KVM cannot run arm64 guests on a x64 host",
           phaseMs: { kernel: 90, inspect: 150 },
           kernel: {
             image: "/nonexistent/Image",
