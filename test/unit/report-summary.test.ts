@@ -142,7 +142,7 @@ describe("report.json reader", () => {
       arches: [
         {
           arch: "arm64",
-          accelReason: null,
+          accelReason: "KVM unusable: KVM cannot run arm64 guests on a x64 host",
           qemu: { version: "10.0.2" },
           kernel: { imageSha256: null, configSha256: configSha256(config), configOptions: 3, source: null },
         },
