@@ -155,7 +155,7 @@ describe("report.json reader", () => {
     const md = renderMarkdown(doc, "/tmp/run");
     expect(md).toContain("# KHO run 2026-11-22 02:00:00 UTC: FAIL");
     expect(md).toMatch(
-      /\| arm64 \| 7\.2\.13 \| `[0-9a-f]{16}` \| TCG \| qemu-arm64 10\.0\.2 \| kernel 90 ms, inspect 150 ms \|/,
+      /\| arm64 \| 7\.2\.13 \| `[0-9a-f]{16}` \| TCG: KVM unusable: KVM cannot run arm64 guests on a x64 host \| qemu-arm64 10\.0\.2 \| kernel 90 ms, inspect 150 ms \|/,
     );
     expect(md).toContain("- KVM probe: arm64: unusable (KVM cannot run arm64 guests on a x64 host)");
   });
