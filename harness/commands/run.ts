@@ -5,8 +5,9 @@ import { ARCH_NAMES, type ArchName } from "../../src/arch.js";
 import { HarnessError } from "../../src/errors.js";
 import { KtapWriter } from "../../src/run/ktap.js";
 import { junitXml, summaryTable, writeRunReport } from "../../src/run/report.js";
-import { runScenarios } from "../../src/run/runner.js";
-import { exitCodeFor, findFlakes } from "../../src/run/verdict.js";
+import { pairTable, runCross, seriesPairs } from "../../src/run/cross.js";
+import { runScenarios, type RunReport } from "../../src/run/runner.js";
+import { exitCodeFor, findFlakes, type ScenarioResult } from "../../src/run/verdict.js";
 import { chainScenario, DEFAULT_CHAIN_HOPS } from "../../src/scenarios/chain.js";
 import { SCENARIOS, selectScenarios } from "../../src/scenarios/index.js";
 import { SELFTEST_SCENARIOS } from "../../src/scenarios/selftests.js";
@@ -35,28 +36,40 @@ function bootOptions(cmd: Command): Command {
 }
 
 /** Runs scenarios on every asked arch and reports them: KTAP on stdout, summary, JSON, JUnit. */
-async function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promise<number> {
+function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promise<number> {
   if (opts.kernel && opts.arch.length !== 1) {
     throw new HarnessError("--kernel names one image: give its arch with --arch x86_64 or --arch arm64");
   }
+  return reportRun(scenarios.length * opts.arch.length * (opts.repeat ?? 1), opts, (outDir, onResult) =>
+    runScenarios({
+      arches: opts.arch,
+      scenarios,
+      outDir,
+      log: stderrLogger,
+      onResult,
+      ...(opts.jobs ? { jobs: opts.jobs } : {}),
+      ...(opts.repeat ? { repeat: opts.repeat } : {}),
+      ...(opts.kernel ? { kernel: resolve(opts.kernel) } : {}),
+      ...(opts.nextKernel ? { nextKernel: resolve(opts.nextKernel) } : {}),
+    }),
+  );
+}
+
+/**
+ * The reporting every run command shares: KTAP as results arrive, then the JSON report, summary
+ * pages and JUnit in the run folder, totals, flakes, the summary table and `epilogue`'s lines.
+ */
+async function reportRun<R extends RunReport>(
+  total: number,
+  opts: { out?: string; repeat?: number },
+  execute: (outDir: string, onResult: (r: ScenarioResult) => void) => Promise<R>,
+  epilogue: (report: R) => string = () => "",
+): Promise<number> {
   const outDir = resolve(opts.out ?? join("out", "runs", new Date().toISOString().replace(/[:.]/g, "-")));
   await mkdir(outDir, { recursive: true });
-  const ktap = new KtapWriter(
-    (l) => process.stdout.write(`${l}\n`),
-    scenarios.length * opts.arch.length * (opts.repeat ?? 1),
-  );
+  const ktap = new KtapWriter((l) => process.stdout.write(`${l}\n`), total);
   const started = performance.now();
-  const report = await runScenarios({
-    arches: opts.arch,
-    scenarios,
-    outDir,
-    log: stderrLogger,
-    onResult: (r) => ktap.result(r),
-    ...(opts.jobs ? { jobs: opts.jobs } : {}),
-    ...(opts.repeat ? { repeat: opts.repeat } : {}),
-    ...(opts.kernel ? { kernel: resolve(opts.kernel) } : {}),
-    ...(opts.nextKernel ? { nextKernel: resolve(opts.nextKernel) } : {}),
-  });
+  const report = await execute(outDir, (r) => ktap.result(r));
   const wall = performance.now() - started;
   const written = await writeRunReport(outDir, report, { wallMs: wall, argv: process.argv.slice(1) });
   await writeFile(join(outDir, "junit.xml"), junitXml(report));
@@ -77,8 +90,9 @@ async function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): 
         .join(";")}`,
     );
   }
+  const extra = epilogue(report);
   process.stderr.write(
-    `\n${summaryTable(report)}\n\nwall time ${formatDuration(wall)}; report ${written.json}, summary ${written.html}\n`,
+    `\n${summaryTable(report)}\n${extra ? `\n${extra}\n` : ""}\nwall time ${formatDuration(wall)}; report ${written.json}, summary ${written.html}\n`,
   );
   return exitCodeFor(report.results);
 }
@@ -148,6 +162,39 @@ export function registerRun(program: Command): void {
       );
     }),
   );
+
+  program
+    .command("cross")
+    .description(
+      "cross-version handover: boot the harness's kernel of one series, kexec into another's, both ways",
+    )
+    .option("--arch <arch>", "x86_64, arm64 or all", archOption, [...ARCH_NAMES])
+    .option("--series <list>", "comma-separated Debian linux-source series", "7.2,7.3")
+    .option("--scenario <ids>", "scenario ids or globs run across each pair", "test-kho,memfd-basic")
+    .option("--jobs <n>", "guests running at once (default 1)", intOption)
+    .option("--out <dir>", "artifacts folder (default out/runs/<time>)")
+    .action(
+      action((opts: { arch: ArchName[]; series: string; scenario: string; jobs?: number; out?: string }) => {
+        const series = opts.series.split(",").map((s) => s.trim());
+        const pairs = seriesPairs(series);
+        const scenarios = selectScenarios(opts.scenario);
+        return reportRun(
+          scenarios.length * opts.arch.length * pairs.length,
+          opts,
+          (outDir, onResult) =>
+            runCross({
+              arches: opts.arch,
+              series,
+              scenarios,
+              outDir,
+              log: stderrLogger,
+              onResult,
+              ...(opts.jobs ? { jobs: opts.jobs } : {}),
+            }),
+          (report) => pairTable(report.pairs),
+        );
+      }),
+    );
 
   program
     .command("list")
