@@ -3,7 +3,8 @@
 
 /** A kernel banner starts a boot (the console's own rule, see src/vm/console.ts). */
 const BANNER = /(?:^|\[\s*\d+\.\d+\]\s*)(?:\[[^\]]*\]\s*)*Linux version \d/;
-const PRINTK_TIME = /^\[\s*(\d+)\.(\d+)\]/;
+// Anywhere on the line: a shell prompt on the console can precede the kernel's message.
+const PRINTK_TIME = /\[\s*(\d+)\.(\d+)\]/;
 
 export const GUEST_MARKERS: Readonly<Record<string, RegExp>> = {
   "initramfs unpacked": /Freeing initrd memory/,

@@ -27,6 +27,13 @@ function flowRows(f: FlowFigures): string[][] {
 
 export function formatBench(report: BenchReport): string {
   const out: string[] = [];
+  const loads = report.flows.flatMap((f) => f.samples.map((s) => s.load));
+  if (loads.length) {
+    out.push(
+      `${report.cpus} CPUs, 1-minute load average at the samples' start: ${Math.min(...loads).toFixed(1)} to ${Math.max(...loads).toFixed(1)}`,
+      "",
+    );
+  }
   for (const f of report.flows) out.push(...table(flowRows(f)), "");
   const guest = report.flows.filter((f) => Object.keys(f.guest).length);
   if (guest.length) {

@@ -122,7 +122,7 @@ describe("guest console marks", () => {
       "[    1.046052] Freeing initrd memory: 8996K",
       "[    1.945393] Run /init as init process",
       "Run /init as init process",
-      "[    4.212116] kexec_core: Starting new kernel",
+      "/ # \u001b[6n[    4.212116] kexec_core: Starting new kernel",
       "[    0.000000] Linux version 7.2.13 (root@vm) #1",
       "[    2.433679] test_kho: KHO restore succeeded",
       "[    2.500000] test_kho: KHO restore succeeded",
