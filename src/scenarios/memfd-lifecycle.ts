@@ -8,7 +8,6 @@ import { kexecWithAgent } from "../run/kexec.js";
 import {
   checkPreserved,
   checkRestored,
-  decodedLuo,
   expectAgentError,
   findMemfd,
   holdSessions,
@@ -188,7 +187,7 @@ const meminfoKiB = async (ctx: ScenarioContext, field: string) =>
 const holderDied: Scenario = {
   id: "memfd-holder-died",
   description:
-    "the process holding a session with a 4 MiB memfd is SIGKILLed before kexec: its memory is freed, and the next kernel has no such session and none of its frames in the decoded KHO map",
+    "the process holding a session with a 4 MiB memfd is SIGKILLed before kexec: its memory is freed at once, and the next kernel has no such session (ENOENT) and none of its frames in the decoded KHO map",
   needs: [...NEEDS, "kho-debugfs"],
   boot: { kho: true },
   async run(ctx) {
@@ -220,8 +219,9 @@ const holderDied: Scenario = {
     );
     await ctx.phase("checks", async () => {
       ctx.check(
-        shmemFreed >= SIZE / 1024,
-        `killing the holder freed ${shmemFreed} KiB of shmem, less than the ${SIZE / 1024} KiB memfd: LUO still holds the file`,
+        // other shmem users (tmpfs) move the counter by a few pages; a file LUO still holds frees nothing
+        shmemFreed >= (SIZE / 1024) * 0.9,
+        `killing the holder freed ${shmemFreed} KiB of shmem, not the ${SIZE / 1024} KiB memfd: LUO still holds the file`,
       );
       ctx.check(!isAgentError(recreate), "the dead holder's session name is still taken in boot 1", [
         JSON.stringify(recreate).slice(0, 400),
@@ -255,14 +255,8 @@ const holderDied: Scenario = {
             .map((r) => `0x${r.start.toString(16)} order ${r.order}`),
         ],
       );
-      const luo = decodedLuo(report);
-      ctx.check(
-        luo !== undefined && (luo.sessions ?? []).length === 0,
-        "the decoded LUO state still lists sessions",
-        [JSON.stringify(luo?.sessions?.map((s) => s.name) ?? "no LUO state")],
-      );
       ctx.note(
-        `holder killed: ${shmemFreed} KiB shmem freed, name free again; next kernel: RETRIEVE_SESSION ENOENT, LUO hands over 0 sessions, 0 of ${frames.length} frames preserved (${report.chunks.length} chunks in the map)`,
+        `holder killed: ${shmemFreed} KiB shmem freed, name free again; next kernel: RETRIEVE_SESSION ENOENT, 0 of ${frames.length} frames preserved (${report.chunks.length} chunks in the map)`,
       );
       await dropDump(dump);
     });

@@ -126,7 +126,7 @@ const mmapVsWrite = memfdScenario({
 const MANY = 128;
 const many = memfdScenario({
   id: "memfd-many",
-  description: `${MANY} memfds of 4-64 KiB (some not page-multiples, mmap and write fills) in one session, retrieved in reverse order; the decoded LUO state lists every token`,
+  description: `${MANY} memfds of 4-64 KiB (some not page-multiples, mmap and write fills) in one session, retrieved in reverse order, every frame in the decoded KHO map`,
   sessions: [
     {
       name: "kho-memfd-many",
