@@ -6,7 +6,7 @@
 // kernel, of a kernel of the other arch and of Debian's stock kernel (kernel.test.ts); the
 // console watchdog's classification (test/unit/console.test.ts) and QEMU reaped when the
 // harness dies, SIGKILL included (test/unit/qemu-leak.test.ts).
-import { copyFile, mkdir, mkdtemp, readdir, readFile, truncate, writeFile } from "node:fs/promises";
+import { copyFile, mkdir, mkdtemp, readdir, readFile, rm, truncate, writeFile } from "node:fs/promises";
 import { readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -57,6 +57,18 @@ function kho(args: readonly string[], env: Record<string, string | undefined> = 
     env: { KHO_ACCEL: undefined, ...env },
   });
 }
+
+/** Temporary folders of these tests, removed at the end (KHO_KEEP_TEST_DIRS=1 keeps them). */
+const made: string[] = [];
+async function tempDir(prefix: string): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  made.push(dir);
+  return dir;
+}
+afterAll(async () => {
+  if (process.env.KHO_KEEP_TEST_DIRS) return;
+  await Promise.all(made.map((d) => rm(d, { recursive: true, force: true })));
+});
 
 /** Alive means running or sleeping: a zombie waiting for its reaper is already dead. */
 function alive(pid: number): boolean {
@@ -140,7 +152,7 @@ async function runFault(
   scenario: Scenario,
 ): Promise<{ result: ScenarioResult; log: string[]; outDir: string }> {
   await defaultKernel(arch);
-  const outDir = await mkdtemp(join(tmpdir(), `kho-e2e-${scenario.id}-`));
+  const outDir = await tempDir(`kho-e2e-${scenario.id}-`);
   const log: string[] = [];
   const { results } = await runScenarios({
     arches: [arch],
@@ -167,7 +179,7 @@ const show = (r: ScenarioResult, lines = 6) =>
 
 describe("kho run refuses an unusable kernel before booting anything", () => {
   const refuse = async (arch: ArchName, kernel: string, sentence: RegExp) => {
-    const out = await mkdtemp(join(tmpdir(), "kho-e2e-refuse-"));
+    const out = await tempDir("kho-e2e-refuse-");
     const started = performance.now();
     const r = await kho([
       "run",
@@ -311,7 +323,7 @@ describe("a guest that hangs (x86_64)", () => {
     async () => {
       const kernel = await defaultKernel("x86_64");
       const { accel } = await chooseAccel("x86_64", stderrLogger);
-      const logDir = await mkdtemp(join(tmpdir(), "kho-e2e-boot-hang-"));
+      const logDir = await tempDir("kho-e2e-boot-hang-");
       const vm = await launchVm({
         arch: "x86_64",
         accel,
@@ -394,10 +406,10 @@ describe("a corrupt FDT given to kho inspect-fdt", () => {
   it.each(cases)(
     "%s: exit 1, one sentence with the offset, no stack trace",
     async (_name, corrupt, detail) => {
-      const dir = await mkdtemp(join(tmpdir(), "kho-e2e-fdt-"));
+      const dir = await tempDir("kho-e2e-fdt-");
       const file = join(dir, "kho-in.dtb");
       await writeFile(file, corrupt(await readFile(FDT)));
-      const scratch = await mkdtemp(join(tmpdir(), "kho-e2e-tmp-"));
+      const scratch = await tempDir("kho-e2e-tmp-");
       const started = performance.now();
       const r = await kho(["inspect-fdt", file], { TMPDIR: scratch });
       note(`inspect-fdt, ${_name}`, performance.now() - started);
@@ -432,7 +444,7 @@ describe("KVM present but unusable", () => {
     "kho doctor says unusable with the reason, and a run picks TCG by itself",
     { timeout: 10 * 60_000 },
     async () => {
-      const cache = await mkdtemp(join(tmpdir(), "kho-e2e-kvm-cache-"));
+      const cache = await tempDir("kho-e2e-kvm-cache-");
       const started = performance.now();
       const r = await kho(["doctor"], { KHO_CACHE_DIR: cache });
       note("kho doctor (fresh KVM probe of both arches)", performance.now() - started);
@@ -528,7 +540,7 @@ describe("KVM forced (KHO_ACCEL=kvm) where it is unusable", () => {
 describe("a kernel cache entry cut short by a crash", () => {
   it("is detected, not trusted, and listed as such", { timeout: HOUR }, async () => {
     const real = await defaultKernel("x86_64");
-    const cache = await mkdtemp(join(tmpdir(), "kho-e2e-cache-"));
+    const cache = await tempDir("kho-e2e-cache-");
     const key = real.manifest.key;
     // Copies (not links) of the entry's manifest and image: the real cache stays untouched.
     const copy = async (k: string) => {
@@ -591,8 +603,8 @@ describe("a run stopped by a signal cleans up", () => {
     { timeout: HOUR },
     async ({ signal, code }) => {
       await defaultKernel("arm64");
-      const tmp = await mkdtemp(join(tmpdir(), "kho-e2e-kill-tmp-"));
-      const out = await mkdtemp(join(tmpdir(), "kho-e2e-kill-out-"));
+      const tmp = await tempDir("kho-e2e-kill-tmp-");
+      const out = await tempDir("kho-e2e-kill-out-");
       const child = execa(
         "node",
         [join(ROOT, "bin/kho"), "run", "--arch", "arm64", "--scenario", "memfd-basic", "--out", out],
