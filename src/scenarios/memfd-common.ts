@@ -316,6 +316,24 @@ export async function checkFramesInMap(
   return `decoded KHO map: ${report.chunks.length} chunks, all ${frames.length} memfd frames found (${report.decodeMs.toFixed(0)} ms)`;
 }
 
+/**
+ * Boot 1 of most memfd scenarios: the agent preserves the sessions and holds them, the host checks
+ * what it wrote, optionally dumps memory (for the decoded-map check), and the guest kexecs.
+ */
+export async function preserveAndKexec(
+  ctx: ScenarioContext,
+  sessions: readonly SeededSession[],
+  opts: { readonly dump?: boolean; readonly deadlineMs?: number } = {},
+): Promise<{ before: AgentPreserveResult; dump: string | undefined }> {
+  const held = await ctx.phase("preserve", () =>
+    holdSessions(ctx, `preserve ${sessionArgs(sessions)}`, "agent-preserve.json", opts.deadlineMs),
+  );
+  checkPreserved(ctx, sessions, held.result);
+  const dump = opts.dump ? await ctx.phase("dump", () => dumpBeforeKexec(ctx)) : undefined;
+  ctx.note(`kexec blackout ${Math.round(await kexecHeld(ctx, held.stream))} ms`);
+  return { before: held.result, dump };
+}
+
 // ------------------------------------------------------------------------------------------------
 // The plain case as a scenario: preserve, kexec, restore, compare
 
@@ -346,25 +364,22 @@ export function memfdScenario(c: MemfdCase): Scenario {
     async run(ctx) {
       const sessions = seeded(c.sessions);
       await c.prepare?.(ctx);
-      const held = await ctx.phase("preserve", () =>
-        holdSessions(ctx, `preserve ${sessionArgs(sessions)}`, "agent-preserve.json", c.deadlineMs),
-      );
-      checkPreserved(ctx, sessions, held.result);
-      const dump = c.decodeMap ? await ctx.phase("dump", () => dumpBeforeKexec(ctx)) : undefined;
-      const blackoutMs = await kexecHeld(ctx, held.stream);
-      ctx.note(`kexec blackout ${Math.round(blackoutMs)} ms`);
+      const { before, dump } = await preserveAndKexec(ctx, sessions, {
+        dump: c.decodeMap === true,
+        ...(c.deadlineMs ? { deadlineMs: c.deadlineMs } : {}),
+      });
       const order = c.reverseRestore
         ? [...sessions].reverse().map((s) => ({ ...s, memfds: [...s.memfds].reverse() }))
         : sessions;
       const after = await restoreSessions(ctx, order, "--finish", c.deadlineMs);
       await ctx.phase("checks", async () => {
-        const { memfds, bytes, frames } = checkRestored(ctx, sessions, held.result, after);
-        c.verify?.(ctx, held.result, after);
+        const { memfds, bytes, frames } = checkRestored(ctx, sessions, before, after);
+        c.verify?.(ctx, before, after);
         ctx.note(
           `${memfds} memfd(s) in ${sessions.length} session(s), ${formatBytes(bytes)}: contents as computed by the host, ${frames} frames identical before and after`,
         );
         if (dump) {
-          ctx.note(await checkFramesInMap(ctx, dump, sessions, held.result));
+          ctx.note(await checkFramesInMap(ctx, dump, sessions, before));
           await dropDump(dump);
         }
       });

@@ -1,7 +1,12 @@
 // The edges of a LUO session's life, each asserted by the errno the kernel's source decides:
 // tokens nobody preserved, a session used after FINISH, and a session whose holder died
 // before the kexec (kernel/liveupdate/luo_session.c, luo_file.c).
-import { isAgentError, pfnAddresses, type AgentPreserveResult } from "../guest/agent-protocol.js";
+import {
+  isAgentError,
+  pfnAddresses,
+  type AgentMissingMemfd,
+  type AgentPreserveResult,
+} from "../guest/agent-protocol.js";
 import type { ScenarioContext } from "../run/context.js";
 import { checkHandover, dropDump, dumpBeforeKexec } from "../run/handover.js";
 import { kexecWithAgent } from "../run/kexec.js";
@@ -11,31 +16,19 @@ import {
   expectAgentError,
   findMemfd,
   holdSessions,
-  kexecHeld,
+  preserveAndKexec,
   MiB,
   restoreSessions,
   seeded,
   sessionArgs,
-  type SeededSession,
 } from "./memfd-common.js";
 import type { Scenario } from "./types.js";
 
 const NEEDS = ["kho", "luo", "luo-memfd"] as const;
 
-/** Boot 1: preserve the sessions, check what the agent wrote, kexec with them held. */
-async function preserveAndKexec(ctx: ScenarioContext, sessions: readonly SeededSession[]) {
-  const held = await ctx.phase("preserve", () =>
-    holdSessions(ctx, `preserve ${sessionArgs(sessions)}`, "agent-preserve.json"),
-  );
-  checkPreserved(ctx, sessions, held.result);
-  ctx.note(`kexec blackout ${Math.round(await kexecHeld(ctx, held.stream))} ms`);
-  return held.result;
-}
-
 /** The agent's JSON for a token it could not retrieve under `try`. */
 function retrieveError(r: AgentPreserveResult, session: string, token: number) {
-  const m = findMemfd(r, session, token) as
-    { retrieve_error?: { errno: number; errname: string } } | undefined;
+  const m = findMemfd(r, session, token) as Partial<AgentMissingMemfd> | undefined;
   return m?.retrieve_error;
 }
 
@@ -53,7 +46,7 @@ const unknownToken: Scenario = {
       { name: "kho-tokens-a", memfds: [{ token: 7, size: MiB }] },
       { name: "kho-tokens-b", memfds: [{ token: 9, size: MiB }] },
     ]);
-    const before = await preserveAndKexec(ctx, sessions);
+    const { before } = await preserveAndKexec(ctx, sessions);
     const noSession = await ctx.agentOutcome<AgentPreserveResult>(
       "restore --session kho-no-such-session",
       "agent-unknown-session.json",
@@ -125,7 +118,7 @@ const finishThenUse: Scenario = {
         ],
       },
     ]);
-    const before = await preserveAndKexec(ctx, sessions);
+    const { before } = await preserveAndKexec(ctx, sessions);
     const [session] = sessions;
     const first = session?.memfds[0];
     if (!session || !first) return;

@@ -58,7 +58,8 @@ const twoMiB = memfdScenario({
     // shmem THP is off by default; "advise" lets the agent's MADV_HUGEPAGE mapping get one
     await ctx.guest.run(`[ -w ${SHMEM_THP} ] && echo advise > ${SHMEM_THP} || true`);
   },
-  verify(ctx, before, after) {
+  verify(ctx, before) {
+    // checkRestored compares the folio orders; this says which case the guest gave
     const pre = findMemfd(before, "kho-memfd-2m", 1);
     const thp = pre?.kpageflags?.folio_orders["9"] === 1;
     ctx.note(
@@ -66,7 +67,6 @@ const twoMiB = memfdScenario({
         ? "the memfd was one order-9 folio and came back as one"
         : `no THP in boot 1 (folio orders ${orders(pre)}): order-0 pages compared instead`,
     );
-    ctx.check(orders(findMemfd(after, "kho-memfd-2m", 1)) === orders(pre), "folio orders changed");
   },
 });
 
