@@ -10,7 +10,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { archSpec, type ArchName } from "../../src/arch.js";
 import { HarnessError } from "../../src/errors.js";
-import { AGENT_SOURCE, buildAgent, memfdPattern } from "../../src/guest/agent-build.js";
+import { AGENT_SOURCE, buildAgent, memfdPattern, memfdPatternSha256 } from "../../src/guest/agent-build.js";
 
 const arch: ArchName = process.arch === "arm64" ? "arm64" : "x86_64";
 const cc = `${archSpec(arch).crossCompile}gcc`;
@@ -140,6 +140,9 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
     expect(a?.sha256).toBe(sha(expectedContents(40000, 26n)));
     expect(b).toMatchObject({ token: "7", size: 65536, pos: 0, seal_names: ["shrink", "grow"] });
     expect(b?.sha256).toBe(sha(expectedContents(65536, 99n, { sparse: 3, truncate: 20480 })));
+    // the host's streaming model (used for memfds too big to hold) agrees with the agent
+    expect(b?.sha256).toBe(memfdPatternSha256(99n, 65536, { sparse: 3, truncate: 20480 }));
+    expect(a?.sha256).toBe(memfdPatternSha256(26n, 40000));
     expect(b?.freeze_probe).toMatchObject({ ftruncate_grow: "EPERM", write_inside: "ok" });
     expect(c).toMatchObject({ token: "16", size: 12288, pos: 5 });
     expect(c?.sha256).toBe(sha(expectedContents(12288, 3n)));
