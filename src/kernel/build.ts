@@ -40,7 +40,11 @@ export interface BuildRequest {
   readonly userFragments: readonly string[];
   readonly jobs?: number;
   readonly log: Logger;
+  /** Only look in the cache: a miss is a KernelNotCached error instead of a build. */
+  readonly cachedOnly?: boolean;
 }
+
+export class KernelNotCached extends HarnessError {}
 
 export interface BuildResult {
   readonly kernel: CachedKernel;
@@ -89,6 +93,11 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const found = await lookupKernel(key);
   if (found.state === "hit") {
     return { kernel: found.kernel, cached: true, ms: performance.now() - started };
+  }
+  if (req.cachedOnly) {
+    throw new KernelNotCached(
+      `no cached ${spec.name} kernel for ${req.source.identity} (${found.state === "corrupt" ? `entry ${key} is corrupt` : `key ${key}`}): build it with kho kernel build --arch ${spec.name}${req.source.kind === "debian" ? ` --series ${req.source.series}` : ` --src ${req.source.tree}`}`,
+    );
   }
   if (found.state === "corrupt") log(`# cache entry ${key} is incomplete (${found.reason}): rebuilding it`);
 

@@ -18,6 +18,8 @@ export interface CrossOptions {
   readonly outDir: string;
   readonly log: Logger;
   readonly jobs?: number;
+  /** Use cached kernels only (KernelNotCached instead of a 30-minute build). */
+  readonly cachedOnly?: boolean;
   readonly onResult: (r: ScenarioResult) => void;
 }
 
@@ -73,7 +75,13 @@ export async function runCross(opts: CrossOptions): Promise<CrossReport> {
     const images = new Map<string, string>();
     for (const series of new Set(opts.series)) {
       const source = await debianKernelSource(series, opts.log);
-      const { kernel } = await buildKernel({ arch, source, userFragments: [], log: opts.log });
+      const { kernel } = await buildKernel({
+        arch,
+        source,
+        userFragments: [],
+        log: opts.log,
+        ...(opts.cachedOnly ? { cachedOnly: true } : {}),
+      });
       images.set(series, kernel.imagePath);
     }
     for (const [from, to] of pairs) {
