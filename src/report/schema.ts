@@ -5,7 +5,7 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { isArchName, type ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
-import type { Verdict } from "../run/verdict.js";
+import type { ScenarioResult, Verdict } from "../run/verdict.js";
 
 export const RUN_REPORT_SCHEMA = "kho-harness/run-report@2";
 /** Schemas this reader understands: the current one and what it upgrades. */
@@ -79,20 +79,22 @@ export interface HostInfo {
   readonly kvm: Readonly<Partial<Record<ArchName, KvmFact>>>;
 }
 
-/** One scenario run, as the runner produced it (src/run/verdict.ts ScenarioResult). */
-export interface ReportResult {
-  readonly id: string;
-  readonly arch: string;
-  /** Which run of the scenario (1-based) when the run repeated scenarios. */
-  readonly attempt?: number;
-  readonly verdict: Verdict;
-  readonly reason?: string;
-  readonly evidence?: readonly string[];
-  /** Wall time of each phase in ms, in the order the phases ran. */
-  readonly phaseMs: Readonly<Record<string, number>>;
-  readonly totalMs: number;
-  readonly artifactsDir?: string;
+/** A host known by name only (reports older than @2 recorded nothing else). */
+export function unknownHost(hostname: string): HostInfo {
+  return {
+    hostname,
+    os: null,
+    cpuArch: null,
+    cpuModel: null,
+    cpus: null,
+    memoryMiB: null,
+    node: null,
+    kvm: {},
+  };
 }
+
+/** One scenario run, exactly as the runner produced it. */
+export type ReportResult = ScenarioResult;
 
 export interface RunReportDoc {
   readonly schema: typeof RUN_REPORT_SCHEMA;
@@ -192,16 +194,7 @@ export function parseReport(
     wallMs: v.number(json, "wallMs"),
     exitCode: v.number(json, "exitCode"),
     totals: countVerdicts(results),
-    host: {
-      hostname: v.string(json, "host"),
-      os: null,
-      cpuArch: null,
-      cpuModel: null,
-      cpus: null,
-      memoryMiB: null,
-      node: null,
-      kvm: {},
-    },
+    host: unknownHost(v.string(json, "host")),
     arches: v.array(json, "arches").map((a, i) => v.arch(a, `arches[${i}]`, false)),
     results,
   };

@@ -8,7 +8,13 @@ import {
   isFlagged,
   type Comparison,
 } from "../../src/report/compare.js";
-import { loadReport, type ArchEntry, type ReportResult, type RunReportDoc } from "../../src/report/schema.js";
+import {
+  loadReport,
+  type ArchEntry,
+  type ReportResult,
+  type RunReportDoc,
+  unknownHost,
+} from "../../src/report/schema.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "reports");
 const load = async (name: string) => (await loadReport(join(FIXTURES, name))).doc;
@@ -23,16 +29,7 @@ function docOf(results: ReportResult[], arches: ArchEntry[] = []): RunReportDoc 
     wallMs: 0,
     exitCode: 0,
     totals: { pass: 0, fail: 0, xfail: 0, xpass: 0, skip: 0, error: 0 },
-    host: {
-      hostname: "h",
-      os: null,
-      cpuArch: null,
-      cpuModel: null,
-      cpus: null,
-      memoryMiB: null,
-      node: null,
-      kvm: {},
-    },
+    host: unknownHost("h"),
     arches,
     results,
   };

@@ -5,7 +5,13 @@ import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { configSha256, parseQemuVersion } from "../../src/report/collect.js";
 import { artifactsLink, escapeMarkdownCell, escapeXml, runTime } from "../../src/report/format.js";
-import { loadReport, parseReport, RUN_REPORT_SCHEMA, type RunReportDoc } from "../../src/report/schema.js";
+import {
+  loadReport,
+  parseReport,
+  RUN_REPORT_SCHEMA,
+  type RunReportDoc,
+  unknownHost,
+} from "../../src/report/schema.js";
 import { renderHtml, renderMarkdown, timingRows } from "../../src/report/summary.js";
 import { niceStep, phaseLegend, timingChart } from "../../src/report/svg.js";
 import { buildRunDocument } from "../../src/run/report.js";
@@ -320,16 +326,7 @@ describe("timing chart (SVG)", () => {
     wallMs: 0,
     exitCode: 0,
     totals: { pass: 0, fail: 0, xfail: 0, xpass: 0, skip: 0, error: 0 },
-    host: {
-      hostname: "h",
-      os: null,
-      cpuArch: null,
-      cpuModel: null,
-      cpus: null,
-      memoryMiB: null,
-      node: null,
-      kvm: {},
-    },
+    host: unknownHost("h"),
     arches: [],
     results,
   });
