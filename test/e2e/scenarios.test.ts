@@ -84,7 +84,7 @@ describe("kho run", () => {
     const r = await execa("node", ["bin/kho", "run", "--scenario", "nope"], { reject: false });
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(
-      /^kho: no scenario matches "nope" \(known: test-kho, memfd-basic, no-kho, .*\)$/m,
+      /^kho: no scenario matches "nope" \(known: test-kho, memfd-basic, .*, no-kho, .*, chain-memfd.*\)$/m,
     );
   });
 });
