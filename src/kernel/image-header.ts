@@ -211,7 +211,7 @@ export function parseArm64Header(bytes: Uint8Array): Arm64ImageHeader {
   if (r.ascii(0x38, 4, "magic") !== "ARM\x64")
     throw new DecodeError("arm64 Image", 0x38, 'no "ARM\\x64" magic');
   const flags = r.u64(0x18, "flags");
-  return {
+  const header: Arm64ImageHeader = {
     textOffset: r.u64(0x08, "text_offset"),
     imageSize: r.u64(0x10, "image_size"),
     flags: {
@@ -223,6 +223,31 @@ export function parseArm64Header(bytes: Uint8Array): Arm64ImageHeader {
     efiStub: r.ascii(0, 2, "code0") === "MZ",
     peOffset: r.u32(0x3c, "res5"),
   };
+  if (header.efiStub) checkPeRawEnd(r, header.peOffset, bytes.length);
+  return header;
+}
+
+/**
+ * An EFI-stub Image is also a PE file whose section table says where its last raw byte is: a
+ * shorter file was cut (a copy interrupted, a partial download), which would otherwise only
+ * show up later as "no IKCONFIG" or a silent boot.
+ */
+function checkPeRawEnd(r: Reader, pe: number, fileSize: number): void {
+  if (r.ascii(pe, 4, "PE signature") !== "PE\0\0") return;
+  const sections = r.u16(pe + 6, "NumberOfSections");
+  const table = pe + 24 + r.u16(pe + 20, "SizeOfOptionalHeader");
+  let rawEnd = 0;
+  for (let i = 0; i < sections; i++) {
+    const at = table + i * 40;
+    rawEnd = Math.max(rawEnd, r.u32(at + 20, "PointerToRawData") + r.u32(at + 16, "SizeOfRawData"));
+  }
+  if (rawEnd > fileSize) {
+    throw new DecodeError(
+      "arm64 Image",
+      fileSize,
+      `truncated: its PE section table ends at byte ${rawEnd}, the file has ${fileSize}`,
+    );
+  }
 }
 
 const ELF_MACHINES: Readonly<Record<number, KernelArch>> = {

@@ -266,6 +266,22 @@ describe("arm64 Image header", () => {
     });
   });
 
+  it("refuses an EFI-stub Image shorter than its PE section table says", () => {
+    const img = Buffer.alloc(0x200);
+    img.write("MZ", 0, "latin1");
+    img.write("ARM\x64", 0x38, "latin1");
+    img.writeUInt32LE(0x40, 0x3c); // PE header offset
+    img.write("PE\0\0", 0x40, "latin1");
+    img.writeUInt16LE(1, 0x46); // NumberOfSections
+    img.writeUInt16LE(0, 0x54); // SizeOfOptionalHeader: the section table follows at 0x58
+    img.writeUInt32LE(0x100, 0x58 + 16); // SizeOfRawData
+    img.writeUInt32LE(0x100, 0x58 + 20); // PointerToRawData: raw data ends at 0x200
+    expect(parseArm64Header(img).efiStub).toBe(true);
+    expect(() => parseArm64Header(img.subarray(0, 0x1c0))).toThrow(
+      /truncated: its PE section table ends at byte 512, the file has 448/,
+    );
+  });
+
   it("decodes big-endian and 64K-page flags", () => {
     const f = parseArm64Header(arm64Image(undefined, 0x7)).flags;
     expect(f).toEqual({ raw: 7, bigEndian: true, pageSize: "64K", placeAnywhere: false });
