@@ -1,6 +1,6 @@
 // The kernel's own liveupdate selftests (tools/testing/selftests/liveupdate/) as scenarios:
 // built from the tree of the kernel under test, uploaded to the guest, and for the two-stage
-// ones: stage 1, kexec with KHO, `--stage 2` in the new kernel, each stage judged from its
+// ones: stage 1, kexec with KHO, stage 2 (`-s 2`) in the new kernel, each stage judged from its
 // KTAP output and exit code.
 import { kexecWithAgent } from "../run/kexec.js";
 import type { ScenarioContext } from "../run/context.js";
@@ -49,15 +49,12 @@ function selftestScenario(spec: SelftestSpec): Scenario {
     boot: { kho: true },
     async run(ctx) {
       const bin = await binaryFor(ctx, spec);
-      if (!spec.twoStage) {
-        await stage(ctx, spec, 1, bin);
-        return;
-      }
-      await stage(ctx, spec, 1, bin);
+      await stage(ctx, spec, 1, [bin, ...(spec.twoStage ? spec.stage1.args : spec.run.args)].join(" "));
+      if (!spec.twoStage) return;
       await kexecWithAgent(ctx);
       // The new kernel boots a fresh initramfs: the binary has to be uploaded again.
       await binaryFor(ctx, spec);
-      await stage(ctx, spec, 2, `${bin} --stage 2`);
+      await stage(ctx, spec, 2, [bin, ...spec.stage2.args].join(" "));
     },
   };
 }

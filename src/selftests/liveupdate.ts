@@ -7,7 +7,7 @@
 // build, that the Makefile still lists the programs, library sources and CFLAGS we mirror.
 import { createHash } from "node:crypto";
 import { copyFile, mkdir, readdir, readFile, realpath, rename, rm, stat, writeFile } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { basename, join, relative } from "node:path";
 import { execa } from "execa";
 import { archSpec, type ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
@@ -21,8 +21,18 @@ export * from "./liveupdate-specs.js";
 /** Bump when the recipe below changes in a way the cache key does not capture. */
 const RECIPE_VERSION = "1";
 export const SELFTEST_DIR = "tools/testing/selftests/liveupdate";
-/** The Makefile's LIB_C: linked into every program. */
-const LIB_C = ["luo_test_utils.c"];
+/**
+ * The helper library linked into every program, in the two layouts upstream has used: 7.2's
+ * Makefile says `LIB_C += luo_test_utils.c` (next to the tests); 7.3 moved it to `lib/`
+ * (`include lib/libliveupdate.mk`: `LIBLIVEUPDATE_C := lu_utils.c`, `-I lib/include`).
+ */
+interface HelperLibrary {
+  readonly layout: "LIB_C" | "libliveupdate.mk";
+  /** Absolute paths of the library's C files. */
+  readonly sources: readonly string[];
+  /** Extra `-I` folders the library's header lives in. */
+  readonly includeDirs: readonly string[];
+}
 /** Files shipped beside the binaries (TEST_FILES, plus the kernel config fragment they need). */
 const EXTRA_FILES = ["do_kexec.sh", "config"];
 /**
@@ -80,7 +90,7 @@ export async function buildLiveupdateSelftestsFrom(input: SelftestBuildInput): P
   const cc = `${archSpec(input.arch).crossCompile}gcc`;
   const srcDir = join(input.sourceTree, SELFTEST_DIR);
   const selftests = join(input.sourceTree, "tools/testing/selftests");
-  await checkMakefile(srcDir);
+  const library = await checkMakefile(srcDir);
   const [sources, compiler, headers] = await Promise.all([
     sourceIdentity(srcDir, selftests),
     compilerIdentity(cc, input.arch),
@@ -115,8 +125,19 @@ export async function buildLiveupdateSelftestsFrom(input: SelftestBuildInput): P
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp);
   try {
-    const cflags = ["-D_GNU_SOURCE=", "-I", selftests, "-isystem", input.uapiInclude, ...MAKEFILE_CFLAGS];
-    const lib = LIB_C.map((c) => ({ src: join(srcDir, c), obj: join(tmp, c.replace(/\.c$/, ".o")) }));
+    const cflags = [
+      "-D_GNU_SOURCE=",
+      "-I",
+      selftests,
+      ...library.includeDirs.flatMap((d) => ["-I", d]),
+      "-isystem",
+      input.uapiInclude,
+      ...MAKEFILE_CFLAGS,
+    ];
+    const lib = library.sources.map((src) => ({
+      src,
+      obj: join(tmp, basename(src).replace(/\.c$/, ".o")),
+    }));
     await settleAll(lib.map((l) => compile(cc, [...cflags, "-c", l.src, "-o", l.obj], input)));
     const libObjs = lib.map((l) => l.obj);
     await settleAll(
@@ -136,6 +157,7 @@ export async function buildLiveupdateSelftestsFrom(input: SelftestBuildInput): P
       sourceTree: input.sourceTree,
       uapiInclude: input.uapiInclude,
       compiler: compiler.firstLine,
+      library: { layout: library.layout, sources: library.sources.map((f) => relative(srcDir, f)) },
       cflags: [...cflags, ...LDFLAGS],
       programs: LIVEUPDATE_SELFTESTS.map((s) => s.binary),
       builtAt: new Date().toISOString(),
@@ -184,39 +206,89 @@ function compilerEvidence(text: string): string[] {
 
 /**
  * Fails loudly if the tree's Makefile no longer builds what we build: a renamed program or a new
- * library file would otherwise give binaries the specs do not describe.
+ * library file would otherwise give binaries the specs do not describe. Returns the helper
+ * library the Makefile links in.
  */
-async function checkMakefile(srcDir: string): Promise<void> {
+async function checkMakefile(srcDir: string): Promise<HelperLibrary> {
   const text = await readFile(join(srcDir, "Makefile"), "utf8").catch(() => undefined);
   if (text === undefined) {
     throw new HarnessError(`this kernel tree has no liveupdate selftests (${srcDir}/Makefile is missing)`);
   }
-  const values = (variable: string): string[] =>
-    [...text.matchAll(new RegExp(`^${variable}\\s*\\+?=\\s*(.*)$`, "gm"))].flatMap((m) =>
-      (m[1] ?? "").trim().split(/\s+/),
-    );
   const problems: string[] = [];
-  const same = (a: readonly string[], b: readonly string[]) => a.join(" ") === b.join(" ");
-  const programs = [...values("TEST_GEN_PROGS"), ...values("TEST_GEN_PROGS_EXTENDED")];
+  const programs = [...makeValues(text, "TEST_GEN_PROGS"), ...makeValues(text, "TEST_GEN_PROGS_EXTENDED")];
   const known = LIVEUPDATE_SELFTESTS.map((s) => s.binary);
   if (!same([...programs].sort(), [...known].sort())) {
     problems.push(`programs: Makefile has [${programs.join(" ")}], the harness knows [${known.join(" ")}]`);
   }
-  if (!same(values("LIB_C"), LIB_C)) problems.push(`LIB_C: Makefile has [${values("LIB_C").join(" ")}]`);
-  const cflags = values("CFLAGS").filter((f) => f !== "$(KHDR_INCLUDES)" && f !== "-MD");
+  const cflags = makeValues(text, "CFLAGS").filter((f) => f !== "$(KHDR_INCLUDES)" && f !== "-MD");
   if (!same(cflags, MAKEFILE_CFLAGS)) problems.push(`CFLAGS: Makefile has [${cflags.join(" ")}]`);
-  if (problems.length) {
+  const library = await helperLibrary(srcDir, text, problems);
+  if (problems.length || !library) {
     throw new HarnessError(
       `the liveupdate selftests Makefile in ${srcDir} no longer matches what the harness builds`,
       problems,
     );
   }
+  return library;
 }
 
-/** Hash of every input file the compile reads from the tree. */
+/** The words assigned to a make variable (`=`, `:=`, `+=`), every assignment together. */
+function makeValues(text: string, variable: string): string[] {
+  return [...text.matchAll(new RegExp(`^${variable}\\s*[+:]?=\\s*(.*)$`, "gm"))].flatMap((m) =>
+    (m[1] ?? "").trim().split(/\s+/).filter(Boolean),
+  );
+}
+
+async function helperLibrary(
+  srcDir: string,
+  makefile: string,
+  problems: string[],
+): Promise<HelperLibrary | undefined> {
+  const libC = makeValues(makefile, "LIB_C");
+  const includesMk = /^include\s+lib\/libliveupdate\.mk\s*$/m.test(makefile);
+  if (libC.length && !includesMk) {
+    return { layout: "LIB_C", sources: libC.map((c) => join(srcDir, c)), includeDirs: [] };
+  }
+  if (includesMk && !libC.length) {
+    const mk = await readFile(join(srcDir, "lib/libliveupdate.mk"), "utf8").catch(() => undefined);
+    const files = mk === undefined ? [] : makeValues(mk, "LIBLIVEUPDATE_C");
+    const srcdir = mk === undefined ? [] : makeValues(mk, "LIBLIVEUPDATE_SRCDIR");
+    const include = mk === undefined ? [] : makeValues(mk, "CFLAGS");
+    if (
+      files.length &&
+      same(srcdir, ["$(selfdir)/liveupdate/lib"]) &&
+      same(include, ["-I$(LIBLIVEUPDATE_SRCDIR)/include"])
+    ) {
+      const lib = join(srcDir, "lib");
+      return {
+        layout: "libliveupdate.mk",
+        sources: files.map((c) => join(lib, c)),
+        includeDirs: [join(lib, "include")],
+      };
+    }
+    problems.push(
+      mk === undefined
+        ? "the Makefile includes lib/libliveupdate.mk, which is missing"
+        : `lib/libliveupdate.mk: LIBLIVEUPDATE_C [${files.join(" ")}], LIBLIVEUPDATE_SRCDIR [${srcdir.join(" ")}], CFLAGS [${include.join(" ")}]; the harness knows lu_utils.c in $(selfdir)/liveupdate/lib with -I$(LIBLIVEUPDATE_SRCDIR)/include`,
+    );
+    return undefined;
+  }
+  problems.push(
+    libC.length
+      ? `the Makefile has both LIB_C [${libC.join(" ")}] and lib/libliveupdate.mk`
+      : "the Makefile names no helper library (neither LIB_C nor lib/libliveupdate.mk)",
+  );
+  return undefined;
+}
+
+function same(a: readonly string[], b: readonly string[]): boolean {
+  return a.join(" ") === b.join(" ");
+}
+
+/** Hash of every input file the compile reads from the tree (lib/ included). */
 async function sourceIdentity(srcDir: string, selftests: string): Promise<string> {
-  const own = (await readdir(srcDir)).filter(
-    (f) => /\.[ch]$/.test(f) || EXTRA_FILES.includes(f) || f === "Makefile",
+  const own = (await readdir(srcDir, { recursive: true })).filter(
+    (f) => /\.([ch]|mk)$/.test(f) || EXTRA_FILES.includes(f) || f === "Makefile",
   );
   const files = [
     ...own.sort().map((f) => join(srcDir, f)),
