@@ -102,7 +102,7 @@ const trees = await findTrees();
 if (!trees.length) console.log("selftests-build: skipping failure paths: no kernel source tree in the cache");
 
 describe.skipIf(!trees.length).each(trees.map((t) => [basename(t), t] as const))(
-  "liveupdate selftests build failures (%s)",
+  "liveupdate selftests from the tree (%s)",
   (_name, tree) => {
     /** A minimal fake tree: the selftests and their headers, plus a uapi dir with liveupdate.h. */
     async function fakeTree(): Promise<{ root: string; include: string }> {
@@ -116,6 +116,15 @@ describe.skipIf(!trees.length).each(trees.map((t) => [basename(t), t] as const))
       await mkdir(join(include, "linux"), { recursive: true });
       await copyFile(join(tree, "include/uapi/linux/liveupdate.h"), join(include, "linux/liveupdate.h"));
       return { root, include };
+    }
+
+    /** What building the (doctored) fake tree for x86_64 throws. */
+    async function buildError(root: string, uapiInclude: string): Promise<HarnessError> {
+      const err = await buildLiveupdateSelftestsFrom({ arch: "x86_64", sourceTree: root, uapiInclude }).catch(
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(HarnessError);
+      return err as HarnessError;
     }
 
     it("reports compile errors with the compiler's error lines as evidence", async () => {
@@ -175,25 +184,13 @@ describe.skipIf(!trees.length).each(trees.map((t) => [basename(t), t] as const))
         join(root, SELFTEST_DIR, "lib/libliveupdate.mk"),
         "LIBLIVEUPDATE_C := lu_utils.c lu_new.c\n",
       );
-      const err = await buildLiveupdateSelftestsFrom({
-        arch: "x86_64",
-        sourceTree: root,
-        uapiInclude: include,
-      }).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(HarnessError);
-      expect((err as HarnessError).evidence.join("\n")).toContain("lu_new.c");
+      expect((await buildError(root, include)).evidence.join("\n")).toContain("lu_new.c");
     });
 
     it("refuses a Makefile that builds programs the harness does not describe", async () => {
       const { root, include } = await fakeTree();
       await appendFile(join(root, SELFTEST_DIR, "Makefile"), "\nTEST_GEN_PROGS_EXTENDED += luo_new_test\n");
-      const err = await buildLiveupdateSelftestsFrom({
-        arch: "x86_64",
-        sourceTree: root,
-        uapiInclude: include,
-      }).catch((e: unknown) => e);
-      expect(err).toBeInstanceOf(HarnessError);
-      expect((err as HarnessError).evidence.join("\n")).toContain("luo_new_test");
+      expect((await buildError(root, include)).evidence.join("\n")).toContain("luo_new_test");
     });
 
     it("refuses headers without linux/liveupdate.h", async () => {
@@ -201,12 +198,7 @@ describe.skipIf(!trees.length).each(trees.map((t) => [basename(t), t] as const))
       const empty = join(root, "empty-include");
       await mkdir(empty);
       await writeFile(join(empty, "README"), "no headers\n");
-      const err = await buildLiveupdateSelftestsFrom({
-        arch: "x86_64",
-        sourceTree: root,
-        uapiInclude: empty,
-      }).catch((e: unknown) => e);
-      expect((err as HarnessError).message).toMatch(/no linux\/liveupdate\.h/);
+      expect((await buildError(root, empty)).message).toMatch(/no linux\/liveupdate\.h/);
     });
   },
 );
