@@ -5,6 +5,7 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { isArchName, type ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
+import type { BootTiming } from "../run/boot-timeline.js";
 import type { ScenarioResult, Verdict } from "../run/verdict.js";
 
 export const RUN_REPORT_SCHEMA = "kho-harness/run-report@2";
@@ -277,6 +278,7 @@ class Validator {
     };
     const reason = optionalString("reason");
     const artifactsDir = optionalString("artifactsDir");
+    const boots = x.boots === undefined ? undefined : this.boots(x.boots, `${path}.boots`);
     return {
       id: this.string(x, "id", `${path}.id`),
       arch: this.string(x, "arch", `${path}.arch`),
@@ -286,8 +288,33 @@ class Validator {
       ...(evidence !== undefined ? { evidence } : {}),
       phaseMs: this.timings(x, "phaseMs", `${path}.phaseMs`),
       totalMs: this.number(x, "totalMs", `${path}.totalMs`),
+      ...(boots ? { boots } : {}),
       ...(typeof artifactsDir === "string" ? { artifactsDir } : {}),
     };
+  }
+
+  /** A result's boot timings (optional; runs before they were recorded have none). */
+  boots(x: unknown, path: string): BootTiming[] {
+    if (!Array.isArray(x)) return this.fail(path, "an array of boot timings", x);
+    return x.map((b: unknown, i) => {
+      const p = `${path}[${i}]`;
+      if (!isObject(b)) return this.fail(p, "an object", b);
+      if (b.via !== "boot" && b.via !== "kexec") return this.fail(`${p}.via`, "boot or kexec", b.via);
+      const segments = b.segments;
+      if (!Array.isArray(segments)) return this.fail(`${p}.segments`, "an array", segments);
+      return {
+        boot: this.number(b, "boot", `${p}.boot`),
+        via: b.via,
+        totalMs: this.number(b, "totalMs", `${p}.totalMs`),
+        segments: segments.map((s: unknown, j) => {
+          if (!isObject(s)) return this.fail(`${p}.segments[${j}]`, "an object", s);
+          return {
+            name: this.string(s, "name", `${p}.segments[${j}].name`),
+            ms: this.number(s, "ms", `${p}.segments[${j}].ms`),
+          };
+        }),
+      };
+    });
   }
 
   arch(x: unknown, path: string, current: boolean): ArchEntry {

@@ -15,6 +15,7 @@ import {
   seconds,
   totalsLine,
 } from "./format.js";
+import { SEGMENT_NAMES } from "../run/boot-timeline.js";
 import type { ArchEntry, HostInfo, ReportResult, RunReportDoc } from "./schema.js";
 import { phaseLegend, timingChart, VERDICT_COLOURS, type TimingRow } from "./svg.js";
 
@@ -145,12 +146,44 @@ export function renderMarkdown(doc: RunReportDoc, dir: string): string {
       ]),
     ),
     "",
-    "## Host",
-    "",
-    ...hostFacts(doc.host).map(([k, v]) => `- ${k}: ${md(v)}`),
-    "",
   );
+  const boots = bootRows(doc);
+  if (boots.rows.length) {
+    out.push(
+      "## Where each boot's time went (seconds)",
+      "",
+      "From QEMU start (boot 1) or the kexec trigger to SSH up, cut where the console shows the kernel banner, `Run /init` and the init's ready line.",
+      "",
+      ...table(["scenario", "arch", "boot", ...boots.segments.map(md), "total"], boots.rows),
+      "",
+    );
+  }
+  out.push("## Host", "", ...hostFacts(doc.host).map(([k, v]) => `- ${k}: ${md(v)}`), "");
   return out.join("\n");
+}
+
+/** One row a boot of every result that recorded them; segment columns in the order they happen. */
+function bootRows(doc: RunReportDoc): { segments: string[]; rows: string[][] } {
+  const seen = new Set(
+    doc.results.flatMap((r) => (r.boots ?? []).flatMap((b) => b.segments.map((s) => s.name))),
+  );
+  const segments = [
+    ...SEGMENT_NAMES.filter((n) => seen.has(n)),
+    ...[...seen].filter((n) => !SEGMENT_NAMES.includes(n)),
+  ];
+  const rows = doc.results.flatMap((r) =>
+    (r.boots ?? []).map((b) => [
+      md(`${r.id}${r.attempt ? ` #${r.attempt}` : ""}`),
+      md(r.arch),
+      `${b.boot} (${b.via})`,
+      ...segments.map((name) => {
+        const ms = b.segments.find((s) => s.name === name)?.ms;
+        return ms === undefined ? "" : (ms / 1000).toFixed(1);
+      }),
+      (b.totalMs / 1000).toFixed(1),
+    ]),
+  );
+  return { segments, rows };
 }
 
 const CSS = `

@@ -12,6 +12,7 @@ import { GuestFault } from "../vm/fault.js";
 import type { SshKeys } from "../vm/keys.js";
 import { launchVm, type Accel, type Vm } from "../vm/qemu.js";
 import { GuestBoots, SshFailure, type ExecResult, type ExecStream, type SshLink } from "../vm/ssh.js";
+import { bootTimeline, type BootTiming } from "./boot-timeline.js";
 
 /** Deadlines under TCG, generous enough for a loaded 2-core host. */
 export const DEADLINES = {
@@ -39,6 +40,9 @@ export interface GuestOptions {
 }
 
 export class Guest {
+  /** Where each boot's time went, in boot order. */
+  readonly timings: BootTiming[] = [];
+
   private constructor(
     readonly vm: Vm,
     private readonly boots: GuestBoots,
@@ -48,6 +52,7 @@ export class Guest {
 
   /** Boots the guest and connects to it; the console watchdog guards the whole boot. */
   static async start(opts: GuestOptions): Promise<Guest> {
+    const launched = performance.now();
     const vm = await launchVm({
       arch: opts.arch,
       name: opts.name,
@@ -85,7 +90,9 @@ export class Guest {
         hostKey: opts.keys.host.public,
       });
       const first = await vm.console.watch(boots.connect(DEADLINES.sshMs), { step: "ssh" });
-      return new Guest(vm, boots, first.link, first.boot);
+      const guest = new Guest(vm, boots, first.link, first.boot);
+      guest.timed("boot", vm.console.entriesSince(0), launched);
+      return guest;
     } catch (err) {
       const tail = vm.console.lastLines(15);
       const underKvm =
@@ -194,9 +201,10 @@ export class Guest {
 
   /**
    * The kexec step: `trigger` makes the guest reboot into the next kernel (the SSH link drops);
-   * then the new kernel must print its ready line and accept SSH. Returns the blackout time.
+   * then the new kernel must print its ready line and accept SSH. Returns the blackout (trigger
+   * to SSH up in the new kernel) cut at its console landmarks.
    */
-  async kexec(trigger: () => Promise<void>, step = "kexec"): Promise<{ blackoutMs: number }> {
+  async kexec(trigger: () => Promise<void>, step = "kexec"): Promise<BootTiming> {
     const since = this.vm.console.mark();
     const started = performance.now();
     await trigger();
@@ -212,7 +220,23 @@ export class Guest {
     });
     this.current = next.link;
     this.bootNo = next.boot;
-    return { blackoutMs: performance.now() - started };
+    return this.timed("kexec", this.vm.console.entriesSince(since), started);
+  }
+
+  private timed(
+    via: BootTiming["via"],
+    lines: Parameters<typeof bootTimeline>[0],
+    started: number,
+  ): BootTiming {
+    const ended = performance.now();
+    const timing = {
+      boot: this.bootNo,
+      via,
+      totalMs: Math.round(ended - started),
+      segments: bootTimeline(lines, started, ended, via).map((s) => ({ ...s, ms: Math.round(s.ms) })),
+    };
+    this.timings.push(timing);
+    return timing;
   }
 
   async stop(): Promise<void> {

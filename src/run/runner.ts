@@ -243,9 +243,25 @@ async function runOne(
     await scenario.run(ctx);
     // Ends the scenario under the watchdog: a fault printed after the last step fails it too.
     await ctx.artifact(`dmesg-boot${guest.boot}.txt`, await guest.run("dmesg"));
-    return finish(base, ...expect(expectation, ["pass", undefined, []]), ctx, phaseMs, started, artifactsDir);
+    return finish(
+      base,
+      ...expect(expectation, ["pass", undefined, []]),
+      ctx,
+      guest,
+      phaseMs,
+      started,
+      artifactsDir,
+    );
   } catch (err) {
-    return finish(base, ...expect(expectation, classify(err, guest)), ctx, phaseMs, started, artifactsDir);
+    return finish(
+      base,
+      ...expect(expectation, classify(err, guest)),
+      ctx,
+      guest,
+      phaseMs,
+      started,
+      artifactsDir,
+    );
   } finally {
     await guest?.stop();
   }
@@ -284,6 +300,7 @@ function finish(
   reason: string | undefined,
   evidence: readonly string[],
   ctx: ScenarioContext | undefined,
+  guest: Guest | undefined,
   phaseMs: Record<string, number>,
   started: number,
   artifactsDir: string,
@@ -300,6 +317,7 @@ function finish(
     evidence,
     phaseMs: { ...phaseMs, ...(ctx?.phaseMs ?? {}) },
     totalMs: Math.round(performance.now() - started),
+    ...(guest?.timings.length ? { boots: [...guest.timings] } : {}),
     artifactsDir,
   };
 }

@@ -1,6 +1,7 @@
 // Verdicts as CI tools and kselftest understand them. An expected failure (xfail) names the
 // kernel behaviour it expects; if the kernel gets fixed the result turns into xpass, which is
 // reported loudly (and counts as a failure) so the expectation gets updated.
+import type { BootTiming } from "./boot-timeline.js";
 
 export type Verdict = "pass" | "fail" | "skip" | "xfail" | "xpass" | "error";
 
@@ -17,6 +18,8 @@ export interface ScenarioResult {
   /** Wall time of each phase in ms: boot, ssh, preserve, dump, kexec, checks... */
   readonly phaseMs: Readonly<Record<string, number>>;
   readonly totalMs: number;
+  /** Every boot of the guest cut at its console landmarks (firmware, kernel, init, ssh...). */
+  readonly boots?: readonly BootTiming[];
   /** Where this scenario's artifacts are. */
   readonly artifactsDir?: string;
 }

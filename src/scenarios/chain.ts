@@ -5,6 +5,7 @@ import { randomInt } from "node:crypto";
 import type { AgentMemfd, AgentPreserveResult } from "../guest/agent-protocol.js";
 import { memfdPatternSha256 } from "../guest/agent-build.js";
 import { CheckFailed } from "../run/outcome.js";
+import { formatTimeline } from "../run/boot-timeline.js";
 import { holdSessions, kexecHeld } from "./memfd-common.js";
 import type { Scenario } from "./types.js";
 
@@ -38,7 +39,7 @@ export function chainScenario(hops = DEFAULT_CHAIN_HOPS): Scenario {
       const frames = JSON.stringify(first.pfns);
 
       for (let hop = 1; hop <= hops; hop++) {
-        const blackoutMs = await kexecHeld(ctx, held.stream, `kexec ${hop}`);
+        const blackout = await kexecHeld(ctx, held.stream, `kexec ${hop}`);
         const dmesg = await ctx.guest.run("dmesg");
         await ctx.artifact(`dmesg-hop${hop}.txt`, dmesg);
         const count = EXEC_COUNT.exec(dmesg);
@@ -61,7 +62,7 @@ export function chainScenario(hops = DEFAULT_CHAIN_HOPS): Scenario {
           `boot 1 ${frames}`,
           `hop ${hop} ${JSON.stringify(m.pfns)}`,
         ]);
-        ctx.note(`hop ${hop}: count ${hop}, blackout ${Math.round(blackoutMs)} ms`);
+        ctx.note(`hop ${hop}: count ${hop}, blackout ${formatTimeline(blackout.segments)}`);
       }
       ctx.note(`${hops} hops, 2 MiB identical on the same frames throughout`);
     },

@@ -10,7 +10,7 @@ import {
   checkPreserved,
   checkRestored,
   findMemfd,
-  kexecHeld,
+  kexecHeldNoted,
   restoreSessions,
   seeded,
   sessionArgs,
@@ -68,7 +68,7 @@ export const hugetlbMemfd: Scenario = {
       (pre?.kpageflags?.huge ?? 0) === pre?.pages,
       `the memfd's pages are not huge pages (${pre?.kpageflags?.huge ?? "?"} of ${pre?.pages})`,
     );
-    ctx.note(`kexec blackout ${Math.round(await kexecHeld(ctx, held.stream))} ms`);
+    await kexecHeldNoted(ctx, held.stream);
     const after = await restoreSessions(ctx, sessions);
     await ctx.phase("checks", () => {
       const { frames } = checkRestored(ctx, sessions, before, after);

@@ -13,6 +13,7 @@ import {
 } from "../guest/agent-protocol.js";
 import { memfdPatternSha256 } from "../guest/agent-build.js";
 import { agentFailure, parseAgentLine, type ScenarioContext } from "../run/context.js";
+import { formatTimeline, type BootTiming } from "../run/boot-timeline.js";
 import { checkHandover, dropDump, dumpBeforeKexec } from "../run/handover.js";
 import { CheckFailed } from "../run/outcome.js";
 import type { ExecStream } from "../vm/ssh.js";
@@ -159,14 +160,22 @@ export async function holdSessions(
 }
 
 /** Tells the holding agent to kexec; returns the blackout (kexec to SSH in the new kernel). */
-export async function kexecHeld(ctx: ScenarioContext, stream: ExecStream, step = "kexec"): Promise<number> {
-  const { blackoutMs } = await ctx.phase("kexec", () =>
+export async function kexecHeld(
+  ctx: ScenarioContext,
+  stream: ExecStream,
+  step = "kexec",
+): Promise<BootTiming> {
+  return ctx.phase("kexec", () =>
     ctx.guest.kexec(async () => {
       stream.writeLine("kexec");
       await stream.done;
     }, step),
   );
-  return blackoutMs;
+}
+
+/** Kexecs through the holding agent and notes the blackout with where its time went. */
+export async function kexecHeldNoted(ctx: ScenarioContext, stream: ExecStream): Promise<void> {
+  ctx.note(`kexec blackout ${formatTimeline((await kexecHeld(ctx, stream)).segments)}`);
 }
 
 /** Restores and finishes the sessions; memfds are looked up by token, in the order given. */
@@ -330,7 +339,7 @@ export async function preserveAndKexec(
   );
   checkPreserved(ctx, sessions, held.result);
   const dump = opts.dump ? await ctx.phase("dump", () => dumpBeforeKexec(ctx)) : undefined;
-  ctx.note(`kexec blackout ${Math.round(await kexecHeld(ctx, held.stream))} ms`);
+  await kexecHeldNoted(ctx, held.stream);
   return { before: held.result, dump };
 }
 

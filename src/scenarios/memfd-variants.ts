@@ -13,7 +13,7 @@ import {
   checkRestored,
   findMemfd,
   holdSessions,
-  kexecHeld,
+  kexecHeldNoted,
   MiB,
   memfdScenario,
   restoreSessions,
@@ -239,8 +239,7 @@ const sealed: Scenario = {
     });
     const session = { name: SEALED, memfds: kept };
     checkPreserved(ctx, [session], held.result);
-    const blackoutMs = await kexecHeld(ctx, held.stream);
-    ctx.note(`kexec blackout ${Math.round(blackoutMs)} ms`);
+    await kexecHeldNoted(ctx, held.stream);
     const after = await restoreSessions(ctx, [
       { name: SEALED, memfds: kept.map((m) => ({ ...m, try: false, probeFreeze: true })) },
     ]);

@@ -12,6 +12,8 @@ export interface ConsoleLine {
   /** 1 for the first kernel, +1 at every kernel banner or kexec. */
   readonly boot: number;
   readonly text: string;
+  /** Host time (performance.now()) when the line was complete: where a boot spent its time. */
+  readonly at: number;
 }
 
 export interface ConsoleOptions {
@@ -131,6 +133,11 @@ export class GuestConsole {
     return this.history.filter((l) => l.seq >= seq).map((l) => l.text);
   }
 
+  /** The same, as lines with their boot and host time. */
+  entriesSince(seq: number): ConsoleLine[] {
+    return this.history.filter((l) => l.seq >= seq);
+  }
+
   onLine(listener: (line: ConsoleLine) => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
@@ -166,6 +173,7 @@ export class GuestConsole {
         seq: this.nextSeq,
         boot: this.bootNo,
         text: this.partial.replace(/\r+$/, ""),
+        at: performance.now(),
       };
       for (const step of [...this.steps]) if (!step.armed) step.onLine?.(line);
     }
@@ -241,7 +249,7 @@ export class GuestConsole {
     }
     if (BANNER.test(text)) this.bannerSeen = true;
     if (KEXEC.test(text)) this.kexecPending = true;
-    const line: ConsoleLine = { seq: this.nextSeq++, boot: this.bootNo, text };
+    const line: ConsoleLine = { seq: this.nextSeq++, boot: this.bootNo, text, at: performance.now() };
     this.history.push(line);
     if (this.history.length > this.keep) this.history.splice(0, this.history.length - this.keep);
     for (const l of this.listeners) l(line);

@@ -80,6 +80,26 @@ describe("report.json reader", () => {
     ).toThrow(
       'r.json is not a valid kho run report: results[0].verdict should be pass|fail|xfail|xpass|skip|error, got "maybe"',
     );
+    const withBoots = (boots: unknown) => ({
+      schema: "kho-harness/run-report@1",
+      host: "h",
+      startedFrom: "kho run",
+      wallMs: 1,
+      exitCode: 0,
+      arches: [],
+      results: [{ id: "a", arch: "x86_64", verdict: "pass", phaseMs: {}, totalMs: 1, boots }],
+    });
+    expect(() =>
+      parseReport(withBoots([{ boot: 1, via: "reboot", totalMs: 1, segments: [] }]), "r.json"),
+    ).toThrow(
+      'r.json is not a valid kho run report: results[0].boots[0].via should be boot or kexec, got "reboot"',
+    );
+    expect(() =>
+      parseReport(
+        withBoots([{ boot: 1, via: "boot", totalMs: 1, segments: [{ name: "kernel" }] }]),
+        "r.json",
+      ),
+    ).toThrow(/results\[0\]\.boots\[0\]\.segments\[0\]\.ms should be/);
   });
 
   it("builds a @2 document from the runner's report, which reads back unchanged", async () => {
@@ -229,6 +249,19 @@ describe("summary.md", () => {
     expect(md).toContain("| scenario | arch | boot | build | kexec load | kexec | checks | other | total |");
     expect(md).toContain("| pages-folio-order0 | x86_64 | 4.1 | 0.0 | 0.8 | 6.7 | 0.0 | 0.5 | 12.1 |");
     expect(md).toContain("- hostname: vm");
+  });
+
+  it("cuts every boot at its console landmarks when the report has boot timings", async () => {
+    const r = await fixture("x86_64-boots");
+    const md = renderMarkdown(r.doc, r.dir);
+    expect(md).toContain("## Where each boot's time went (seconds)");
+    expect(md).toContain(
+      "| scenario | arch | boot | firmware | shutdown | handover | kernel | init | ssh | total |",
+    );
+    expect(md).toContain("| test-kho | x86_64 | 1 (boot) | 2.6 |  |  | 6.4 | 2.3 | 1.0 | 12.4 |");
+    expect(md).toContain("| test-kho | x86_64 | 2 (kexec) |  | 1.6 | 2.8 | 5.4 | 1.9 | 0.9 | 12.6 |");
+    // Reports from before boot timings have no such section.
+    expect(renderMarkdown((await fixture("x86_64-pages")).doc, r.dir)).not.toContain("Where each boot");
   });
 
   it('escapes reasons with <, & and "', async () => {
