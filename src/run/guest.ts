@@ -202,19 +202,24 @@ export class Guest {
   /**
    * The kexec step: `trigger` makes the guest reboot into the next kernel (the SSH link drops);
    * then the new kernel must print its ready line and accept SSH. Returns the blackout (trigger
-   * to SSH up in the new kernel) cut at its console landmarks.
+   * to SSH up in the new kernel) cut at its console landmarks. `failed` rejects when the trigger
+   * reports that no kexec will come (the wait ends then, not at the deadline).
    */
-  async kexec(trigger: () => Promise<void>, step = "kexec"): Promise<BootTiming> {
+  async kexec(trigger: () => Promise<void>, step = "kexec", failed?: Promise<never>): Promise<BootTiming> {
     const since = this.vm.console.mark();
     const started = performance.now();
     await trigger();
+    const abort = new AbortController();
+    failed?.catch((err: unknown) => abort.abort(err));
     await this.vm.console.waitFor(READY, {
       since,
       deadlineMs: DEADLINES.kexecMs,
       silenceMs: DEADLINES.silenceMs,
       step,
+      signal: abort.signal,
     });
-    await this.current.close().catch(() => undefined);
+    // The old kernel's link is dead; closing it waits for slirp to notice, so do not wait for it.
+    void this.current.close().catch(() => undefined);
     const next = await this.vm.console.watch(this.boots.reconnect(DEADLINES.sshMs), {
       step: `${step}: reconnect`,
     });

@@ -165,11 +165,24 @@ export async function kexecHeld(
   stream: ExecStream,
   step = "kexec",
 ): Promise<BootTiming> {
+  // The agent answers only when the reboot fails. A kexec ends the stream by losing the link,
+  // which SSH notices seconds after the new kernel is up: wait for the new kernel, not for that.
+  const failed = stream.done.then((outcome): Promise<never> => {
+    if (outcome.kind !== "exited") return new Promise<never>(() => undefined);
+    throw new CheckFailed(
+      `the guest agent exited (${outcome.code ?? outcome.signal}) when told to kexec: no kexec happened`,
+      stream.stderr().trimEnd().split("\n").slice(-10),
+    );
+  });
   return ctx.phase("kexec", () =>
-    ctx.guest.kexec(async () => {
-      stream.writeLine("kexec");
-      await stream.done;
-    }, step),
+    ctx.guest.kexec(
+      () => {
+        stream.writeLine("kexec");
+        return Promise.resolve();
+      },
+      step,
+      failed,
+    ),
   );
 }
 

@@ -44,6 +44,8 @@ export interface WaitOptions extends StepOptions {
   readonly deadlineMs: number;
   /** Search from this `mark()`; by default from the start of the current boot. */
   readonly since?: number;
+  /** Ends the wait early, rejecting with the signal's reason (e.g. the trigger failed). */
+  readonly signal?: AbortSignal;
 }
 
 export interface ConsoleMatch {
@@ -237,6 +239,15 @@ export class GuestConsole {
       if (step.armed || !this.steps.has(step)) return;
       if (this.history.some((l) => l.seq >= since && check(l))) return;
       step.onLine = check;
+      const signal = opts.signal;
+      if (!signal) return;
+      const cancel = () => {
+        if (!this.steps.has(step) || step.armed) return;
+        this.close(step);
+        reject(signal.reason instanceof Error ? signal.reason : new Error(String(signal.reason)));
+      };
+      if (signal.aborted) cancel();
+      else signal.addEventListener("abort", cancel, { once: true });
     });
   }
 

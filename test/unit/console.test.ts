@@ -125,6 +125,22 @@ describe("waitFor", () => {
     expect((await next).line.seq).toBe(since);
   });
 
+  it("ends early when its signal aborts, and the ended wait fails on nothing later", async () => {
+    const c = new GuestConsole({ settleMs: 10 });
+    const abort = new AbortController();
+    const p = c.waitFor(/KHO-GUEST: ready/, { deadlineMs: 200, silenceMs: 100, signal: abort.signal });
+    expect(await state(p)).toBe("pending");
+    const why = new Error("the guest agent exited (1) when told to kexec");
+    abort.abort(why);
+    await expect(p).rejects.toBe(why);
+    // Its step is closed: neither a later fault nor its deadline fails it again (no unhandled rejection).
+    feedLines(c, ["[    5.0] Kernel panic - not syncing: sysrq triggered crash"]);
+    await new Promise((r) => setTimeout(r, 250));
+    // Each line carries the host time it was complete at.
+    const [line] = c.entriesSince(0);
+    expect(line?.at).toBeGreaterThan(0);
+  });
+
   it("matches a prompt that has no newline yet", async () => {
     const c = new GuestConsole();
     const p = c.waitFor(/login: $/, { deadlineMs: 1000 });
