@@ -9,6 +9,7 @@ import { archSpec, type ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import { CpioWriter } from "../image/cpio.js";
 import { cacheRoot } from "../paths.js";
+import { workPath } from "../util/build-slot.js";
 
 export const KHO_SELFTEST_DIR = "tools/testing/selftests/kho";
 const NOLIBC_DIR = "tools/include/nolibc";
@@ -83,7 +84,7 @@ export async function buildSelftestInit(input: SelftestInitInput): Promise<Selft
     return { path, key, cached: true, compiler };
 
   await mkdir(dir, { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
+  const tmp = workPath(path);
   const r = await execa(cc, [...VMTEST_CFLAGS, "-I", input.uapiInclude, "-I", nolibc, "-o", tmp, initC], {
     reject: false,
     all: true,

@@ -7,6 +7,7 @@ import { execa } from "execa";
 import { archSpec, type ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import { guestDir } from "../paths.js";
+import { workPath } from "../util/build-slot.js";
 
 export const AGENT_SOURCE = guestDir("agent", "kho-agent.c");
 export const AGENT_CFLAGS: readonly string[] = ["-static", "-O2", "-Wall", "-Wextra", "-Werror"];
@@ -39,7 +40,7 @@ export async function buildAgent(arch: ArchName, opts: AgentBuildOptions): Promi
 
   await mkdir(opts.outDir, { recursive: true });
   // Build under a private name and rename: concurrent builds never see a half-written binary.
-  const tmp = `${out}.tmp-${process.pid}`;
+  const tmp = workPath(out);
   const r = await execa(cc, [...AGENT_CFLAGS, "-I", opts.uapiInclude, "-o", tmp, AGENT_SOURCE], {
     reject: false,
     all: true,

@@ -11,6 +11,7 @@ import { HarnessError } from "../errors.js";
 import type { CachedKernel } from "../kernel/cache.js";
 import { cacheRoot, guestDir } from "../paths.js";
 import { sha256File } from "../util/hash.js";
+import { sharedBuild, workPath } from "../util/build-slot.js";
 
 export const KMOD_DIR = guestDir("kmod");
 export const KMOD_NAME = "kho_harness";
@@ -38,15 +39,19 @@ export async function kmodSourceHash(dir = KMOD_DIR): Promise<string> {
  * built from the same sources for the same kernel entry is reused.
  */
 export async function buildKmod(kernel: CachedKernel): Promise<string> {
-  const { manifest } = kernel;
-  const spec = archSpec(manifest.arch);
-  const entry = join(kmodCacheDir(), `${manifest.key}-${await kmodSourceHash()}`);
+  const entry = join(kmodCacheDir(), `${kernel.manifest.key}-${await kmodSourceHash()}`);
   const ko = join(entry, `${KMOD_NAME}.ko`);
   if (await exists(ko)) return ko;
+  return sharedBuild(entry, () => compileKmod(kernel, entry, ko));
+}
+
+async function compileKmod(kernel: CachedKernel, entry: string, ko: string): Promise<string> {
+  const { manifest } = kernel;
+  const spec = archSpec(manifest.arch);
 
   await checkBuildDir(kernel);
   // Build in a private folder and rename it into place: a half-built entry is never visible.
-  const work = `${entry}.tmp-${process.pid}`;
+  const work = workPath(entry);
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true });
   await Promise.all(KMOD_SOURCES.map((name) => copyFile(join(KMOD_DIR, name), join(work, name))));

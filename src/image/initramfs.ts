@@ -12,6 +12,7 @@ import { cacheKey, sha256 } from "../util/hash.js";
 import type { Logger } from "../util/log.js";
 import { CpioWriter } from "./cpio.js";
 import { extractUserspace, fetchGuestDebs } from "./userspace.js";
+import { workPath } from "../util/build-slot.js";
 
 /** Bump when the layout below changes in a way the inputs' hashes do not capture. */
 const LAYOUT_VERSION = "1";
@@ -96,7 +97,7 @@ export async function buildGuestImage(
   // gunzip of a few MiB, and the file never leaves this machine.
   const bytes = cpio.finish();
   await mkdir(dir, { recursive: true });
-  const tmp = `${path}.tmp-${process.pid}`;
+  const tmp = workPath(path);
   await writeFile(tmp, bytes);
   await rename(tmp, path);
   log(`# ${arch}: guest image ${path} (${(bytes.length / 1048576).toFixed(1)} MiB)`);

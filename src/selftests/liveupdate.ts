@@ -14,6 +14,7 @@ import { HarnessError } from "../errors.js";
 import type { CachedKernel } from "../kernel/cache.js";
 import { cacheRoot } from "../paths.js";
 import { LIVEUPDATE_SELFTESTS, type LiveupdateSelftestName } from "./liveupdate-specs.js";
+import { workPath } from "../util/build-slot.js";
 
 export * from "./ktap.js";
 export * from "./liveupdate-specs.js";
@@ -121,7 +122,7 @@ export async function buildLiveupdateSelftestsFrom(input: SelftestBuildInput): P
   // Build in a private folder and rename it into place: a concurrent build or a crash never
   // leaves a half-filled folder under the final name.
   await mkdir(root, { recursive: true });
-  const tmp = join(root, `.tmp-${key}-${process.pid}`);
+  const tmp = workPath(join(root, `.${key}`));
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp);
   try {
