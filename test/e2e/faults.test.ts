@@ -499,6 +499,9 @@ describe("KVM forced (KHO_ACCEL=kvm) where it is unusable", () => {
         verdict.usable ||
         /does not exist|not accessible|cannot be opened/.test(verdict.reason ?? "")
       ) {
+        console.log(
+          `skipping forced-KVM fault: it needs a /dev/kvm that opens but fails guests; here the probe says ${verdict ? (verdict.usable ? "usable" : `unusable: ${verdict.reason ?? "?"}`) : "nothing"}`,
+        );
         ctx.skip();
       }
       process.env.KHO_ACCEL = "kvm";
