@@ -9,6 +9,7 @@ import { HarnessError } from "../errors.js";
 import type { GuestBoot } from "../scenarios/types.js";
 import type { Logger } from "../util/log.js";
 import { GuestFault } from "../vm/fault.js";
+import type { ConsoleLine } from "../vm/console.js";
 import type { SshKeys } from "../vm/keys.js";
 import { launchVm, type Accel, type Vm } from "../vm/qemu.js";
 import { GuestBoots, SshFailure, type ExecResult, type ExecStream, type SshLink } from "../vm/ssh.js";
@@ -228,11 +229,8 @@ export class Guest {
     return this.timed("kexec", this.vm.console.entriesSince(since), started);
   }
 
-  private timed(
-    via: BootTiming["via"],
-    lines: Parameters<typeof bootTimeline>[0],
-    started: number,
-  ): BootTiming {
+  /** Records where the boot that just answered SSH spent its time since `started`. */
+  private timed(via: BootTiming["via"], lines: readonly ConsoleLine[], started: number): BootTiming {
     const ended = performance.now();
     const timing = {
       boot: this.bootNo,
