@@ -6,7 +6,7 @@ import { HarnessError } from "../../src/errors.js";
 import { KtapWriter } from "../../src/run/ktap.js";
 import { junitXml, summaryTable, writeRunReport } from "../../src/run/report.js";
 import { pairTable, runCross, seriesPairs } from "../../src/run/cross.js";
-import { runScenarios, type RunReport } from "../../src/run/runner.js";
+import { defaultGuestJobs, runScenarios, type RunReport } from "../../src/run/runner.js";
 import { exitCodeFor, findFlakes, type ScenarioResult } from "../../src/run/verdict.js";
 import { chainScenario, DEFAULT_CHAIN_HOPS } from "../../src/scenarios/chain.js";
 import { SCENARIOS, selectScenarios } from "../../src/scenarios/index.js";
@@ -25,13 +25,15 @@ interface BootOptions {
   out?: string;
 }
 
+const JOBS_HELP = `guests running at once (default ${defaultGuestJobs()} here: one per core, 7 GiB of RAM each)`;
+
 function bootOptions(cmd: Command): Command {
   return cmd
     .option("--arch <arch>", "x86_64, arm64 or all", archOption, [...ARCH_NAMES])
     .option("--kernel <file>", "boot this prebuilt image instead of building (one arch)")
     .option("--next-kernel <file>", "kexec into this image instead of the booted one")
     .option("--out <dir>", "artifacts folder (default out/runs/<time>)")
-    .option("--jobs <n>", "guests running at once (default 1)", intOption)
+    .option("--jobs <n>", JOBS_HELP, intOption)
     .option("--repeat <n>", "run every scenario n times and count flakes (default 1)", intOption);
 }
 
@@ -47,7 +49,7 @@ function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promis
       outDir,
       log: stderrLogger,
       onResult,
-      ...(opts.jobs ? { jobs: opts.jobs } : {}),
+      jobs: opts.jobs ?? defaultGuestJobs(),
       ...(opts.repeat ? { repeat: opts.repeat } : {}),
       ...(opts.kernel ? { kernel: resolve(opts.kernel) } : {}),
       ...(opts.nextKernel ? { nextKernel: resolve(opts.nextKernel) } : {}),
@@ -171,7 +173,7 @@ export function registerRun(program: Command): void {
     .option("--arch <arch>", "x86_64, arm64 or all", archOption, [...ARCH_NAMES])
     .option("--series <list>", "comma-separated Debian linux-source series", "7.2,7.3")
     .option("--scenario <ids>", "scenario ids or globs run across each pair", "test-kho,memfd-basic")
-    .option("--jobs <n>", "guests running at once (default 1)", intOption)
+    .option("--jobs <n>", JOBS_HELP, intOption)
     .option("--out <dir>", "artifacts folder (default out/runs/<time>)")
     .action(
       action((opts: { arch: ArchName[]; series: string; scenario: string; jobs?: number; out?: string }) => {
@@ -189,7 +191,7 @@ export function registerRun(program: Command): void {
               outDir,
               log: stderrLogger,
               onResult,
-              ...(opts.jobs ? { jobs: opts.jobs } : {}),
+              jobs: opts.jobs ?? defaultGuestJobs(),
             }),
           (report) => pairTable(report.pairs),
         );

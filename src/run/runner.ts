@@ -1,7 +1,7 @@
 // `kho run`: for each arch, get the kernel (cache or build) and check it, build the guest image,
 // then boot a fresh guest per scenario, run it, and turn how it ended into a verdict.
 import { mkdir, mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import type { ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
@@ -28,6 +28,17 @@ import { ScenarioContext, type KernelUnderTest } from "./context.js";
 import { Guest } from "./guest.js";
 import { CheckFailed, Skipped } from "./outcome.js";
 import type { ScenarioResult } from "./verdict.js";
+
+/** The largest guest a scenario boots (pages-folio-order18: 6 GiB) and QEMU's own share. */
+const GIB_PER_GUEST = 7;
+
+/**
+ * Guests at once when the user does not say: one per host core (a TCG guest keeps a core busy
+ * while it boots, and waits on SSH and kexec otherwise), as far as the host's memory holds them.
+ */
+export function defaultGuestJobs(): number {
+  return Math.max(1, Math.min(cpus().length, Math.floor(totalmem() / 2 ** 30 / GIB_PER_GUEST)));
+}
 
 export interface RunOptions {
   readonly arches: readonly ArchName[];

@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { cpus, totalmem } from "node:os";
+import { defaultGuestJobs } from "../../src/run/runner.js";
 import { runPool } from "../../src/util/pool.js";
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -31,5 +33,14 @@ describe("runPool", () => {
     await expect(run).rejects.toThrow("boom");
     expect(started).toEqual([1, 2]);
     expect(settled).toBe(2);
+  });
+});
+
+describe("defaultGuestJobs", () => {
+  it("is one guest per core, as far as 7 GiB of RAM a guest allows, and at least one", () => {
+    const jobs = defaultGuestJobs();
+    expect(jobs).toBeGreaterThanOrEqual(1);
+    expect(jobs).toBeLessThanOrEqual(Math.max(1, cpus().length));
+    expect(jobs).toBeLessThanOrEqual(Math.max(1, Math.floor(totalmem() / 2 ** 30 / 7)));
   });
 });
