@@ -64,31 +64,20 @@ describe("report.json reader", () => {
     expect(() => parseReport({ schema: "junit" }, "r.json")).toThrow(
       'r.json is not a kho run report (schema "junit")',
     );
-    expect(() =>
-      parseReport(
-        {
-          schema: "kho-harness/run-report@1",
-          host: "h",
-          startedFrom: "kho run",
-          wallMs: 1,
-          exitCode: 0,
-          arches: [],
-          results: [{ id: "a", arch: "x86_64", verdict: "maybe", phaseMs: {}, totalMs: 1 }],
-        },
-        "r.json",
-      ),
-    ).toThrow(
-      'r.json is not a valid kho run report: results[0].verdict should be pass|fail|xfail|xpass|skip|error, got "maybe"',
-    );
-    const withBoots = (boots: unknown) => ({
+    /** A minimal @1 report with one result, `extra` merged into that result. */
+    const oneResult = (extra: Record<string, unknown>) => ({
       schema: "kho-harness/run-report@1",
       host: "h",
       startedFrom: "kho run",
       wallMs: 1,
       exitCode: 0,
       arches: [],
-      results: [{ id: "a", arch: "x86_64", verdict: "pass", phaseMs: {}, totalMs: 1, boots }],
+      results: [{ id: "a", arch: "x86_64", verdict: "pass", phaseMs: {}, totalMs: 1, ...extra }],
     });
+    expect(() => parseReport(oneResult({ verdict: "maybe" }), "r.json")).toThrow(
+      'r.json is not a valid kho run report: results[0].verdict should be pass|fail|xfail|xpass|skip|error, got "maybe"',
+    );
+    const withBoots = (boots: unknown) => oneResult({ boots });
     expect(() =>
       parseReport(withBoots([{ boot: 1, via: "reboot", totalMs: 1, segments: [] }]), "r.json"),
     ).toThrow(
