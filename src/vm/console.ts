@@ -132,7 +132,7 @@ export class GuestConsole {
 
   /** Lines printed since `mark()` returned `seq` (as far as the history still holds them). */
   linesSince(seq: number): string[] {
-    return this.history.filter((l) => l.seq >= seq).map((l) => l.text);
+    return this.entriesSince(seq).map((l) => l.text);
   }
 
   /** The same, as lines with their boot and host time. */
