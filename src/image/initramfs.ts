@@ -50,13 +50,18 @@ export async function buildGuestImage(
     uapiInclude: kernel ? join(kernel.dir, kernel.manifest.headersDir, "include") : noHeaders,
     outDir: join(cacheRoot(), "agent"),
   });
-  const [init, agent] = await Promise.all([readFile(imagesDir("initramfs", "init")), readFile(agentPath)]);
+  const [init, fstab, agent] = await Promise.all([
+    readFile(imagesDir("initramfs", "init")),
+    readFile(imagesDir("initramfs", "fstab")),
+    readFile(agentPath),
+  ]);
   const key = cacheKey({
     layout: LAYOUT_VERSION,
     arch,
     debs: debs.map((d) => basename(d)).join(","),
     agent: sha256(agent),
     init: sha256(init),
+    fstab: sha256(fstab),
     extras: extras.map((e) => `${e.path}:${e.mode}:${sha256(e.data)}`).join(","),
   });
   const dir = join(cacheRoot(), "images");
@@ -73,6 +78,7 @@ export async function buildGuestImage(
     "tmp",
     "run",
     "root",
+    "boot",
     "etc",
     "usr/bin",
     "usr/sbin",
@@ -88,6 +94,7 @@ export async function buildGuestImage(
     else if (f.data) cpio.file(f.path, f.data, f.mode);
   }
   cpio.file("init", init, 0o755);
+  cpio.file("etc/fstab", fstab, 0o644);
   cpio.file("usr/bin/kho-agent", agent, 0o755);
   cpio.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
   cpio.file("etc/group", "root:x:0:\n");

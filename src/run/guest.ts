@@ -9,11 +9,12 @@ import { HarnessError } from "../errors.js";
 import type { GuestBoot } from "../scenarios/types.js";
 import type { Logger } from "../util/log.js";
 import { GuestFault } from "../vm/fault.js";
-import type { ConsoleLine } from "../vm/console.js";
+import type { ConsoleLine, ConsoleMatch } from "../vm/console.js";
 import type { SshKeys } from "../vm/keys.js";
 import { launchVm, type Accel, type Vm } from "../vm/qemu.js";
 import { GuestBoots, SshFailure, type ExecResult, type ExecStream, type SshLink } from "../vm/ssh.js";
 import { bootTimeline, type BootTiming } from "./boot-timeline.js";
+import { kexecHangEvidence } from "./hang-evidence.js";
 
 /** Deadlines under TCG, generous enough for a loaded 2-core host. */
 export const DEADLINES = {
@@ -26,11 +27,19 @@ export const DEADLINES = {
 
 const READY = /KHO-GUEST: ready boot_id=(\S+)/;
 
+/**
+ * The boot id the init printed with its ready line (a printk record, so whole). Once a boot's
+ * ready line is out, the kernel that printed it is the one sshd runs on: no need to ask again.
+ */
+function bootIdOf(ready: ConsoleMatch): string | undefined {
+  return ready.match[1];
+}
+
 export interface GuestOptions {
   readonly arch: ArchName;
   readonly kernel: string;
   readonly initrd: string;
-  /** Tar disk with next-kernel and next-initrd (see overlay.ts). */
+  /** Disk with next-kernel and next-initrd (see overlay.ts). */
   readonly nextDisk: string;
   readonly boot: GuestBoot;
   readonly accel: Accel;
@@ -77,7 +86,7 @@ export class Guest {
       ],
     });
     try {
-      await vm.console.waitFor(READY, {
+      const ready = await vm.console.waitFor(READY, {
         deadlineMs: DEADLINES.bootMs,
         silenceMs: DEADLINES.silenceMs,
         step: "boot",
@@ -90,7 +99,7 @@ export class Guest {
         privateKey: opts.keys.client.private,
         hostKey: opts.keys.host.public,
       });
-      const first = await vm.console.watch(boots.connect(DEADLINES.sshMs), { step: "ssh" });
+      const first = await vm.console.watch(boots.connect(DEADLINES.sshMs, bootIdOf(ready)), { step: "ssh" });
       const guest = new Guest(vm, boots, first.link, first.boot);
       guest.timed("boot", vm.console.entriesSince(0), launched);
       return guest;
@@ -212,16 +221,22 @@ export class Guest {
     await trigger();
     const abort = new AbortController();
     failed?.catch((err: unknown) => abort.abort(err));
-    await this.vm.console.waitFor(READY, {
-      since,
-      deadlineMs: DEADLINES.kexecMs,
-      silenceMs: DEADLINES.silenceMs,
-      step,
-      signal: abort.signal,
-    });
+    const ready = await this.vm.console
+      .waitFor(READY, { since, deadlineMs: DEADLINES.kexecMs, silenceMs: DEADLINES.silenceMs, step, signal: abort.signal })
+      .catch(async (err: unknown) => {
+        if (!(err instanceof GuestFault) || !/^(silent|timeout)$/.test(err.kind)) throw err;
+        const evidence = await kexecHangEvidence(this.vm, this.current);
+        throw new GuestFault({
+          kind: err.kind,
+          boot: err.boot,
+          step,
+          detail: err.detail,
+          excerpt: [...err.excerpt, ...evidence],
+        });
+      });
     // The old kernel's link is dead; closing it waits for slirp to notice, so do not wait for it.
     void this.current.close().catch(() => undefined);
-    const next = await this.vm.console.watch(this.boots.reconnect(DEADLINES.sshMs), {
+    const next = await this.vm.console.watch(this.boots.reconnect(DEADLINES.sshMs, bootIdOf(ready)), {
       step: `${step}: reconnect`,
     });
     this.current = next.link;

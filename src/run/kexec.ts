@@ -1,17 +1,19 @@
 // The plain kexec step most scenarios share: the guest agent loads the next kernel with
-// kexec_file_load (so KHO data travels) and reports the load; then it reboots into it. Two
-// calls, because the reboot can cut the SSH channel before a combined call's report arrives.
+// kexec_file_load (so KHO data travels) and reports the load; then it reboots into the loaded
+// kernel. Two calls, because the reboot can cut the SSH channel before a combined call's report
+// arrives; the second does not load again (that would read and hash both images twice).
 import { formatTimeline } from "./boot-timeline.js";
 import type { ScenarioContext } from "./context.js";
 
-const KEXEC = "kho-agent kexec --kernel /boot/next-kernel --initrd /boot/next-initrd --reuse-cmdline";
+const LOAD = "kexec --kernel /boot/next-kernel --initrd /boot/next-initrd --reuse-cmdline --load-only";
+const REBOOT = "kho-agent kexec --loaded";
 
 export async function kexecWithAgent(ctx: ScenarioContext, step = "kexec"): Promise<void> {
-  await ctx.phase(`${step} load`, () => ctx.agent(`${KEXEC.replace("kho-agent ", "")} --load-only`));
+  await ctx.phase(`${step} load`, () => ctx.agent(LOAD));
   const blackout = await ctx.phase(step, () =>
     ctx.guest.kexec(async () => {
       // Fire and forget: the channel dies with the old kernel; the console says what happened.
-      await ctx.guest.stream(KEXEC);
+      await ctx.guest.stream(REBOOT);
     }, step),
   );
   ctx.note(`${step} blackout ${formatTimeline(blackout.segments)}`);

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import { buildGuestImage } from "../image/initramfs.js";
-import { keysOverlay, writeBootInitrd, writeNextKernelDisk } from "../image/overlay.js";
+import { keysOverlay, nextDiskFormat, writeBootInitrd, writeNextKernelDisk } from "../image/overlay.js";
 import { buildKernel } from "../kernel/build.js";
 import type { CachedKernel } from "../kernel/cache.js";
 import { assertBootableKernel, type KernelReport } from "../kernel/inspect.js";
@@ -171,10 +171,11 @@ async function prepareArch(
   if (opts.nextKernel) await assertBootableKernel(opts.nextKernel, arch);
   const base = await timed("image", () => buildGuestImage(arch, built, opts.log));
   const bootInitrd = join(scratch, "initrd.cpio");
-  const nextDisk = join(scratch, "next.tar");
+  const diskFormat = nextDiskFormat(report.config ?? new Map<string, string>());
+  const nextDisk = join(scratch, `next.${diskFormat}`);
   await timed("boot-files", async () => {
     await writeBootInitrd(base.path, keysOverlay(keys), bootInitrd);
-    await writeNextKernelDisk({ kernel: nextImage, initrd: bootInitrd }, nextDisk);
+    await writeNextKernelDisk({ kernel: nextImage, initrd: bootInitrd }, nextDisk, diskFormat);
   });
   const { accel, why } = await chooseAccel(arch, opts.log);
   opts.log(

@@ -68,10 +68,22 @@ const STDERR_LINES = 40;
 /** QEMU option values escape commas by doubling them. */
 const optValue = (s: string) => s.replaceAll(",", ",,");
 
+/**
+ * The kernel brings eth0 up with slirp's fixed addresses itself (CONFIG_IP_PNP, no DHCP), which
+ * spares the guest's init four `ip` processes in every boot; the init still does it by hand for
+ * a kernel without IP_PNP.
+ */
+const IP_CONFIG = `ip=${GUEST_IP}::10.0.2.2:255.255.255.0::eth0:off`;
+
 /** The kernel command line: the harness's parameters first, the caller's last (they win). */
-export function kernelCmdline(arch: ArchName, boot: Extract<BootSource, { kind: "kernel" }>): string {
+export function kernelCmdline(
+  arch: ArchName,
+  boot: Extract<BootSource, { kind: "kernel" }>,
+  network = false,
+): string {
   const kho = boot.kho === false ? [] : ["kho=on", "liveupdate=on"];
-  return [`console=${archSpec(arch).console}`, ...kho, "panic=-1", boot.append ?? ""].join(" ").trim();
+  const ip = network ? [IP_CONFIG] : [];
+  return [`console=${archSpec(arch).console}`, ...kho, ...ip, "panic=-1", boot.append ?? ""].join(" ").trim();
 }
 
 /** QEMU's argv (without the binary). Pure, so tests and reproducer lines can use it. */
@@ -103,7 +115,7 @@ export function qemuArgs(opts: LaunchOptions, paths: { qmpSocket: string; consol
   if (opts.boot.kind === "kernel") {
     args.push("-kernel", opts.boot.kernel);
     if (opts.boot.initrd) args.push("-initrd", opts.boot.initrd);
-    args.push("-append", kernelCmdline(opts.arch, opts.boot));
+    args.push("-append", kernelCmdline(opts.arch, opts.boot, opts.ssh === true));
   } else {
     args.push("-bios", opts.boot.firmware);
   }

@@ -477,16 +477,24 @@ export class GuestBoots {
     return this.ids;
   }
 
-  /** Connects to whichever boot answers. */
-  async connect(deadlineMs: number, signal?: AbortSignal): Promise<BootConnection> {
+  /**
+   * Connects to whichever boot answers. `knownBootId` is the boot id the guest already told
+   * (its console's ready line): it spares an SSH command, ~0.1-0.2 s under TCG.
+   */
+  async connect(deadlineMs: number, knownBootId?: string, signal?: AbortSignal): Promise<BootConnection> {
     const link = await connectSsh({ ...this.opts, deadlineMs, ...(signal ? { signal } : {}) });
-    return this.record(link, await link.bootId());
+    return this.record(link, knownBootId ?? (await link.bootId()));
   }
 
-  /** After a kexec (or reboot): retries until a boot not seen before answers. */
-  async reconnect(deadlineMs: number, signal?: AbortSignal): Promise<BootConnection> {
+  /**
+   * After a kexec (or reboot): retries until a boot not seen before answers. With `knownBootId`
+   * (the new boot's ready line was seen, so the old kernel is gone) the first link is the one,
+   * unless the id is not new: then no kexec happened.
+   */
+  async reconnect(deadlineMs: number, knownBootId?: string, signal?: AbortSignal): Promise<BootConnection> {
     const end = Date.now() + deadlineMs;
     const previous = this.ids.at(-1);
+    if (knownBootId !== undefined && knownBootId !== previous) return this.connect(deadlineMs, knownBootId, signal);
     for (;;) {
       const remaining = end - Date.now();
       const link = await connectSsh({

@@ -23,7 +23,10 @@ describe("qemuArgs", () => {
     expect(after("-M")).toBe("q35");
     // Single-threaded TCG on x86: MTTCG races with int3 text patching (see src/arch.ts).
     expect(after("-accel")).toBe("tcg,thread=single");
-    expect(after("-append")).toBe("console=ttyS0 kho=on liveupdate=on panic=-1 quiet");
+    // With SSH the kernel configures slirp's network itself (ip=), sparing init four processes.
+    expect(after("-append")).toBe(
+      "console=ttyS0 kho=on liveupdate=on ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off panic=-1 quiet",
+    );
     expect(after("-initrd")).toBe("/k/initrd");
     expect(after("-netdev")).toBe("user,id=n0,hostfwd=tcp:127.0.0.1:0-:22");
     expect(args).toEqual(expect.arrayContaining(["-nographic", "-nodefaults", "-no-reboot"]));

@@ -239,6 +239,23 @@ describe("GuestBoots", () => {
     expect(err).toMatchObject({ kind: "timeout" });
     expect(boots.bootIds).toHaveLength(2);
   });
+
+  it("takes a boot id the console already told, and asks when it is not new", async () => {
+    const boots = new GuestBoots({ host: "127.0.0.1", port, ...login() });
+    // The server's own id differs: a link recorded under the told id ran no boot_id command.
+    const told = "33333333-3333-3333-3333-333333333333";
+    const first = await boots.connect(5_000, told);
+    expect(first).toMatchObject({ boot: 1, bootId: told });
+    await first.link.close();
+    const next = "44444444-4444-4444-4444-444444444444";
+    const second = await boots.reconnect(5_000, next);
+    expect(second).toMatchObject({ boot: 2, bootId: next });
+    await second.link.close();
+    // The same id again is no new boot: fall back to asking, which finds the server's own id.
+    const third = await boots.reconnect(5_000, next);
+    expect(third).toMatchObject({ boot: 3, bootId });
+    await third.link.close();
+  });
 });
 
 function freePort(): Promise<number> {

@@ -1,0 +1,53 @@
+// What a guest that went quiet during a kexec was doing, asked of it before it is killed. A
+// kexec that never starts looks the same on the console whether the old kernel is stuck in
+// its reboot path, the trigger never reached the guest, or the vCPUs stopped: the old kernel's
+// SSH link, its tasks' kernel stacks and QEMU's view of the vCPUs tell them apart.
+import { setTimeout as sleep } from "node:timers/promises";
+import type { Vm } from "../vm/qemu.js";
+import type { SshLink } from "../vm/ssh.js";
+
+/**
+ * Runnable and blocked tasks with their kernel stacks, then SysRq-w (blocked tasks) and SysRq-l
+ * (every CPU's backtrace) into the console. Busybox sh only: the guest has nothing else.
+ */
+export const TASK_SNAPSHOT = [
+  "for d in /proc/[0-9]*; do",
+  '  s=$(sed -n "s/^State:[[:space:]]*//p" $d/status 2>/dev/null)',
+  '  case "$s" in D*|R*) echo "pid ${d#/proc/} $(cat $d/comm 2>/dev/null) $s"; sed "s/^/    /" $d/stack 2>/dev/null | head -16;; esac',
+  "done",
+  "echo w >/proc/sysrq-trigger; echo l >/proc/sysrq-trigger",
+].join("\n");
+
+const SNAPSHOT_DEADLINE_MS = 10_000;
+/** Long enough for SysRq's backtraces to reach the serial console under TCG. */
+const SYSRQ_SETTLE_MS = 2_000;
+
+/** Evidence lines for a guest whose console went silent (or ran out of time) mid-kexec. */
+export async function kexecHangEvidence(vm: Vm, oldLink: SshLink): Promise<string[]> {
+  const lines: string[] = [];
+  const status = await vm.qmp.queryStatus().catch(() => undefined);
+  lines.push(`QEMU: ${status ? `guest state ${status.status}` : "QMP does not answer"}`);
+  const mark = vm.console.mark();
+  const answer = await oldLink
+    .exec(TASK_SNAPSHOT, { deadlineMs: SNAPSHOT_DEADLINE_MS })
+    .then((r) => ({ ok: true as const, stdout: r.stdout }))
+    .catch((err: unknown) => ({ ok: false as const, why: err instanceof Error ? err.message : String(err) }));
+  if (answer.ok) {
+    lines.push("the old kernel still answers SSH (no kexec started); its running and blocked tasks:");
+    lines.push(...answer.stdout.trimEnd().split("\n").map((l) => `  ${l}`));
+    await sleep(SYSRQ_SETTLE_MS);
+    const sysrq = vm.console.linesSince(mark);
+    if (sysrq.length > 0) lines.push("SysRq w and l on the console:", ...sysrq.slice(0, 80).map((l) => `  ${l}`));
+  } else {
+    lines.push(`the old kernel does not answer SSH either: ${answer.why.split("\n")[0] ?? ""}`);
+  }
+  lines.push(...(await vcpuPointers(vm)));
+  return lines;
+}
+
+/** Each vCPU's program counter from QEMU's monitor: where a frozen guest sits. */
+async function vcpuPointers(vm: Vm): Promise<string[]> {
+  const text = await vm.qmp.humanMonitorCommand("info registers -a").catch(() => "");
+  const pcs = [...text.matchAll(/\b(?:PC|RIP)=([0-9a-f]+)/gi)].map((m, i) => `CPU${i} pc=${m[1] ?? "?"}`);
+  return pcs.length ? [`vCPUs: ${pcs.join(", ")}`] : [];
+}
