@@ -75,12 +75,21 @@ async function writeExt4Disk(files: NextKernelFiles, dest: string): Promise<void
     // No journal: the guest mounts it read-only, and a journal would only cost room.
     const r = await execa(
       "mke2fs",
-      ["-q", "-F", "-t", "ext4", "-O", "^has_journal", "-b", "4096", "-m", "0", "-N", "16"]
-        .concat(["-L", "kho-next", "-d", staging, dest, String(blocks)]),
+      ["-q", "-F", "-t", "ext4", "-O", "^has_journal", "-b", "4096", "-m", "0", "-N", "16"].concat([
+        "-L",
+        "kho-next",
+        "-d",
+        staging,
+        dest,
+        String(blocks),
+      ]),
       { reject: false, all: true },
     );
     if (r.exitCode !== 0) {
-      throw new HarnessError(`mke2fs could not write the next kernel's disk ${dest}`, (r.all ?? "").split("\n"));
+      throw new HarnessError(
+        `mke2fs could not write the next kernel's disk ${dest}`,
+        (r.all ?? "").split("\n"),
+      );
     }
   } finally {
     await rm(staging, { recursive: true, force: true });

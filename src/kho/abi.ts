@@ -7,6 +7,10 @@
 
 import { DecodeError } from "../errors.js";
 import {
+  FDT_BEGIN_NODE,
+  FDT_MAGIC,
+  FDT_NOP,
+  FDT_PROP,
   type Fdt,
   type FdtNode,
   decodeStringList,
@@ -48,6 +52,66 @@ export class KhoBlobError extends DecodeError {
 /** Guest-physical memory, e.g. an ElfReader over a dump-guest-memory vmcore. */
 export interface PhysMemory {
   readPhys(paddr: bigint, length: number): Promise<Uint8Array>;
+}
+
+/**
+ * The radix root from the old kernel's debugfs kho/out/fdt, which is truncated (its size is
+ * fixed at fs_initcall, before LUO and the other subtrees grow the FDT): the strings block,
+ * and with it the property names, usually lies past the end. The root node's properties still
+ * sit whole at the start of the structure block: `compatible` (readable) and one 8-byte value,
+ * `preserved-memory-map`. A name that can be read must be that one; an unreadable name is taken
+ * only when the root has exactly one 8-byte property. The caller checks the result against the
+ * complete kho/in/fdt after the kexec.
+ */
+export function outFdtRadixRoot(blob: Uint8Array): { readonly abi: KhoAbi; readonly root: bigint } {
+  const fail = (offset: number, reason: string): never => {
+    throw new DecodeError("kho out/fdt", offset, reason);
+  };
+  const view = new DataView(blob.buffer, blob.byteOffset, blob.byteLength);
+  const u32 = (off: number): number =>
+    off + 4 <= blob.length ? view.getUint32(off, false) : fail(off, "ends early");
+  if (u32(0) !== FDT_MAGIC) fail(0, "bad FDT magic");
+  const structStart = u32(8);
+  const stringsStart = u32(12);
+  let off = structStart;
+  if (u32(off) !== FDT_BEGIN_NODE || blob[off + 4] !== 0)
+    fail(off, "the structure block does not open the root node");
+  off += 8;
+  let abi: KhoAbi | undefined;
+  const eightByte: { name: string | undefined; value: bigint; at: number }[] = [];
+  for (;;) {
+    const token = u32(off);
+    if (token === FDT_NOP) {
+      off += 4;
+      continue;
+    }
+    if (token !== FDT_PROP) break;
+    const len = u32(off + 4);
+    const nameAt = stringsStart + u32(off + 8);
+    const value = off + 12;
+    if (len > blob.length || value + len > blob.length)
+      fail(off, `property of ${len} bytes runs past the blob`);
+    const nul = nameAt < blob.length ? blob.indexOf(0, nameAt) : -1;
+    const name = nul < 0 ? undefined : new TextDecoder().decode(blob.subarray(nameAt, nul));
+    if (len === 8) eightByte.push({ name, value: view.getBigUint64(value, true), at: off });
+    else if (name === undefined || name === "compatible") {
+      const text = new TextDecoder().decode(blob.subarray(value, value + len)).replace(/\0+$/, "");
+      if (isKhoAbi(text)) abi = text;
+    }
+    off = value + ((len + 3) & ~3);
+  }
+  if (!abi) return fail(structStart, "the root has no KHO compatible this harness knows");
+  const named = eightByte.filter((p) => p.name === "preserved-memory-map");
+  const unnamed = eightByte.filter((p) => p.name === undefined);
+  const pick =
+    named.length === 1 ? named[0] : named.length === 0 && unnamed.length === 1 ? unnamed[0] : undefined;
+  if (!pick)
+    return fail(
+      structStart,
+      `no single preserved-memory-map among ${eightByte.length} 8-byte root properties`,
+    );
+  if (pick.value === 0n) return fail(pick.at, "preserved-memory-map is 0");
+  return { abi, root: pick.value };
 }
 
 // ------------------------------------------------------------------------------------------------

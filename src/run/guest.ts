@@ -222,7 +222,13 @@ export class Guest {
     const abort = new AbortController();
     failed?.catch((err: unknown) => abort.abort(err));
     const ready = await this.vm.console
-      .waitFor(READY, { since, deadlineMs: DEADLINES.kexecMs, silenceMs: DEADLINES.silenceMs, step, signal: abort.signal })
+      .waitFor(READY, {
+        since,
+        deadlineMs: DEADLINES.kexecMs,
+        silenceMs: DEADLINES.silenceMs,
+        step,
+        signal: abort.signal,
+      })
       .catch(async (err: unknown) => {
         if (!(err instanceof GuestFault) || !/^(silent|timeout)$/.test(err.kind)) throw err;
         const evidence = await kexecHangEvidence(this.vm, this.current);

@@ -1,18 +1,34 @@
 // The host's own reading of the handover: the new kernel's kho/in/fdt (complete, unlike the
-// old kernel's out/fdt) decoded against a memory dump taken right before the kexec, where the
-// radix tree (whose pages are not preserved) is still intact. Then: is every frame the guest
-// preserved in the map, and what else is in it.
+// old kernel's out/fdt) decoded against the old kernel's memory read right before the kexec,
+// where the radix tree (whose pages are not preserved) is still intact. Then: is every frame
+// the guest preserved in the map, and what else is in it.
 import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ElfReader } from "../elf/reader.js";
 import { decodeKho, formatKhoTree, toJson, type DecodedKho } from "../kho/abi.js";
 import type { PreservedChunk } from "../kho/radix.js";
 import type { ScenarioContext } from "./context.js";
+import { inRam, type RadixSnapshot, SnapshotMemory, snapshotRadixTree } from "./radix-snapshot.js";
 
 const PAGE = 4096n;
 
-/** Pauses the guest, dumps its RAM to an ELF file in the artifacts, resumes. */
-export async function dumpBeforeKexec(ctx: ScenarioContext): Promise<string> {
+/**
+ * The old kernel's memory as the host kept it: the radix tree's pages (read live, the usual
+ * case), or a full ELF dump of RAM (taken with the guest paused) where out/fdt cannot give the
+ * tree's root, e.g. in a kexec'd boot.
+ */
+export type PreKexecMemory =
+  | { readonly kind: "radix"; readonly snapshot: RadixSnapshot }
+  | { readonly kind: "dump"; readonly path: string };
+
+/** Reads what the decode will need of the old kernel's memory, right before the kexec. */
+export async function dumpBeforeKexec(ctx: ScenarioContext): Promise<PreKexecMemory> {
+  const taken = await snapshotRadixTree(ctx);
+  if ("snapshot" in taken) {
+    const s = taken.snapshot;
+    ctx.note(`radix tree read live: ${s.pages.size} pages in ${s.readMs.toFixed(0)} ms`);
+    return { kind: "radix", snapshot: s };
+  }
   const path = join(ctx.artifactsDir, "memory-before-kexec.elf");
   const qmp = ctx.guest.vm.qmp;
   await qmp.stop();
@@ -22,8 +38,8 @@ export async function dumpBeforeKexec(ctx: ScenarioContext): Promise<string> {
     await qmp.cont();
   }
   const size = (await stat(path)).size;
-  ctx.note(`memory dump: ${(size / 1048576).toFixed(0)} MiB`);
-  return path;
+  ctx.note(`memory dump: ${(size / 1048576).toFixed(0)} MiB (${taken.why})`);
+  return { kind: "dump", path };
 }
 
 export interface ClaimedRange {
@@ -46,23 +62,23 @@ function chunkEnd(c: PreservedChunk): bigint {
   return c.phys + (PAGE << BigInt(c.order));
 }
 
-/** Decodes in/fdt against the dump; `claims` are the ranges the scenario knows it preserved. */
+/** Decodes in/fdt against the old kernel's memory; `claims` are what the scenario preserved. */
 export async function checkHandover(
   ctx: ScenarioContext,
   inFdt: Uint8Array,
-  dumpPath: string,
+  before: PreKexecMemory,
   claims: readonly ClaimedRange[],
 ): Promise<HandoverReport> {
   const started = performance.now();
-  const elf = await ElfReader.open(dumpPath);
-  let decoded: DecodedKho;
-  try {
-    decoded = await decodeKho(inFdt, { memory: elf, isRam: (p) => elf.isMapped(p) });
-  } finally {
-    await elf.close();
-  }
+  const decoded = await decodeAgainst(ctx, inFdt, before);
   const decodeMs = performance.now() - started;
   await ctx.artifact("kho-in.dtb", inFdt);
+  if (before.kind === "radix" && decoded.preservedMemoryMap !== before.snapshot.root) {
+    ctx.check(
+      false,
+      `the new kernel got radix root 0x${decoded.preservedMemoryMap.toString(16)}, the old kernel's out/fdt had 0x${before.snapshot.root.toString(16)}`,
+    );
+  }
   await ctx.artifact("handover.json", JSON.stringify(toJson(decoded), null, 2) + "\n");
   if (decoded.preservedMemoryError) {
     await ctx.artifact("handover.txt", formatKhoTree(decoded) + "\n");
@@ -104,7 +120,24 @@ export async function checkHandover(
   return { decoded, chunks, missing, table, decodeMs };
 }
 
-/** The dump is large: keep it only when the scenario failed. */
-export async function dropDump(path: string): Promise<void> {
-  await rm(path, { force: true });
+async function decodeAgainst(
+  ctx: ScenarioContext,
+  inFdt: Uint8Array,
+  before: PreKexecMemory,
+): Promise<DecodedKho> {
+  if (before.kind === "radix") {
+    const memory = new SnapshotMemory(before.snapshot, ctx.guest.vm.qmp, ctx.artifactsDir);
+    return decodeKho(inFdt, { memory, isRam: inRam(before.snapshot.ram) });
+  }
+  const elf = await ElfReader.open(before.path);
+  try {
+    return await decodeKho(inFdt, { memory: elf, isRam: (p) => elf.isMapped(p) });
+  } finally {
+    await elf.close();
+  }
+}
+
+/** What was kept of the old kernel's memory stays only when the scenario failed. */
+export async function dropDump(before: PreKexecMemory): Promise<void> {
+  await rm(before.kind === "dump" ? before.path : before.snapshot.artifact, { force: true });
 }

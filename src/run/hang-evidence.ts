@@ -34,10 +34,16 @@ export async function kexecHangEvidence(vm: Vm, oldLink: SshLink): Promise<strin
     .catch((err: unknown) => ({ ok: false as const, why: err instanceof Error ? err.message : String(err) }));
   if (answer.ok) {
     lines.push("the old kernel still answers SSH (no kexec started); its running and blocked tasks:");
-    lines.push(...answer.stdout.trimEnd().split("\n").map((l) => `  ${l}`));
+    lines.push(
+      ...answer.stdout
+        .trimEnd()
+        .split("\n")
+        .map((l) => `  ${l}`),
+    );
     await sleep(SYSRQ_SETTLE_MS);
     const sysrq = vm.console.linesSince(mark);
-    if (sysrq.length > 0) lines.push("SysRq w and l on the console:", ...sysrq.slice(0, 80).map((l) => `  ${l}`));
+    if (sysrq.length > 0)
+      lines.push("SysRq w and l on the console:", ...sysrq.slice(0, 80).map((l) => `  ${l}`));
   } else {
     lines.push(`the old kernel does not answer SSH either: ${answer.why.split("\n")[0] ?? ""}`);
   }

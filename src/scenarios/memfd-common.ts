@@ -14,7 +14,7 @@ import {
 import { memfdPatternSha256 } from "../guest/agent-build.js";
 import { agentFailure, parseAgentLine, type ScenarioContext } from "../run/context.js";
 import { formatTimeline, type BootTiming } from "../run/boot-timeline.js";
-import { checkHandover, dropDump, dumpBeforeKexec } from "../run/handover.js";
+import { checkHandover, dropDump, dumpBeforeKexec, type PreKexecMemory } from "../run/handover.js";
 import { CheckFailed } from "../run/outcome.js";
 import type { ExecStream } from "../vm/ssh.js";
 import type { Capability, GuestBoot, Scenario } from "./types.js";
@@ -315,7 +315,7 @@ export function formatBytes(n: number): string {
 /** The host's own reading of the preserved-memory map: every frame of the memfds is in it. */
 export async function checkFramesInMap(
   ctx: ScenarioContext,
-  dump: string,
+  dump: PreKexecMemory,
   sessions: readonly SessionSpec[],
   before: AgentPreserveResult,
 ): Promise<string> {
@@ -340,13 +340,14 @@ export async function checkFramesInMap(
 
 /**
  * Boot 1 of most memfd scenarios: the agent preserves the sessions and holds them, the host checks
- * what it wrote, optionally dumps memory (for the decoded-map check), and the guest kexecs.
+ * what it wrote, optionally keeps the old kernel's radix tree (for the decoded-map check), and the
+ * guest kexecs.
  */
 export async function preserveAndKexec(
   ctx: ScenarioContext,
   sessions: readonly SeededSession[],
   opts: { readonly dump?: boolean; readonly deadlineMs?: number } = {},
-): Promise<{ before: AgentPreserveResult; dump: string | undefined }> {
+): Promise<{ before: AgentPreserveResult; dump: PreKexecMemory | undefined }> {
   const held = await ctx.phase("preserve", () =>
     holdSessions(ctx, `preserve ${sessionArgs(sessions)}`, "agent-preserve.json", opts.deadlineMs),
   );

@@ -494,7 +494,8 @@ export class GuestBoots {
   async reconnect(deadlineMs: number, knownBootId?: string, signal?: AbortSignal): Promise<BootConnection> {
     const end = Date.now() + deadlineMs;
     const previous = this.ids.at(-1);
-    if (knownBootId !== undefined && knownBootId !== previous) return this.connect(deadlineMs, knownBootId, signal);
+    if (knownBootId !== undefined && knownBootId !== previous)
+      return this.connect(deadlineMs, knownBootId, signal);
     for (;;) {
       const remaining = end - Date.now();
       const link = await connectSsh({

@@ -1,0 +1,133 @@
+// The old kernel's preserved-memory radix tree, read page by page over QMP right before the
+// kexec, while the guest runs on: the tree's pages are not preserved (the new kernel frees and
+// reuses them), so they must be read in the old kernel, and nothing changes the tree while the
+// agent holds its sessions. A few dozen pages instead of dumping all of RAM (1 GiB, ~2 s and
+// a pause of the guest).
+import { writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { DecodeError } from "../errors.js";
+import { outFdtRadixRoot, type PhysMemory } from "../kho/abi.js";
+import { type KhoAbi, walkRadixTree } from "../kho/radix.js";
+import type { QmpClient } from "../vm/qmp.js";
+import type { ScenarioContext } from "./context.js";
+import { QmpMemory } from "./guest-memory.js";
+
+const PAGE = 4096n;
+
+export interface RamRange {
+  readonly start: bigint;
+  /** Exclusive. */
+  readonly end: bigint;
+}
+
+export interface RadixSnapshot {
+  readonly abi: KhoAbi;
+  /** preserved-memory-map as the old kernel's out/fdt gives it. */
+  readonly root: bigint;
+  /** Every tree page, by physical address. */
+  readonly pages: ReadonlyMap<bigint, Uint8Array>;
+  readonly ram: readonly RamRange[];
+  /** The pages and the RAM map as JSON in the artifacts (kept when the scenario fails). */
+  readonly artifact: string;
+  readonly readMs: number;
+}
+
+/** Top-level "System RAM" lines of /proc/iomem (read as root, so the addresses are real). */
+export function parseSystemRam(iomem: string): RamRange[] {
+  return [...iomem.matchAll(/^([0-9a-f]+)-([0-9a-f]+) : System RAM$/gm)].map((m) => ({
+    start: BigInt(`0x${m[1] ?? "0"}`),
+    end: BigInt(`0x${m[2] ?? "0"}`) + 1n,
+  }));
+}
+
+export const inRam = (ram: readonly RamRange[]) => (paddr: bigint) =>
+  ram.some((r) => paddr >= r.start && paddr < r.end);
+
+const SEPARATOR = "--- iomem ---";
+
+/**
+ * Reads the radix root from kho/out/fdt and walks the tree live. Undefined (with the reason)
+ * when this kernel does not allow it: out/fdt exists only in a cold-booted kernel, and a kernel
+ * whose out/fdt or tree this harness cannot read gets the full dump instead.
+ */
+export async function snapshotRadixTree(
+  ctx: ScenarioContext,
+): Promise<{ snapshot: RadixSnapshot } | { why: string }> {
+  const out = await ctx.guest.run(
+    `base64 /sys/kernel/debug/kho/out/fdt 2>/dev/null; echo '${SEPARATOR}'; grep 'System RAM' /proc/iomem`,
+  );
+  const [b64 = "", iomem = ""] = out.split(`${SEPARATOR}\n`);
+  if (!b64.trim()) return { why: "no kho/out/fdt in this boot (a kexec'd kernel has none)" };
+  const ram = parseSystemRam(iomem);
+  if (ram.length === 0) return { why: "no System RAM in /proc/iomem" };
+  const started = performance.now();
+  try {
+    const { abi, root } = outFdtRadixRoot(Buffer.from(b64, "base64"));
+    const live = new QmpMemory(ctx.guest.vm.qmp, ctx.artifactsDir, { base: 0n, size: 1n << 62n });
+    const pages = new Map<bigint, Uint8Array>();
+    await walkRadixTree({
+      root,
+      abi,
+      isRam: inRam(ram),
+      readPage: async (paddr) => {
+        const page = await live.readPhys(paddr, Number(PAGE));
+        pages.set(paddr, page);
+        return page;
+      },
+    });
+    const artifact = join(ctx.artifactsDir, "radix-before-kexec.json");
+    await writeFile(artifact, snapshotJson(abi, root, ram, pages));
+    return { snapshot: { abi, root, pages, ram, artifact, readMs: performance.now() - started } };
+  } catch (err) {
+    if (!(err instanceof DecodeError)) throw err;
+    return { why: `the old kernel's tree does not decode live (${err.message})` };
+  }
+}
+
+function snapshotJson(
+  abi: KhoAbi,
+  root: bigint,
+  ram: readonly RamRange[],
+  pages: ReadonlyMap<bigint, Uint8Array>,
+): string {
+  const hex = (v: bigint) => `0x${v.toString(16)}`;
+  const doc = {
+    abi,
+    root: hex(root),
+    ram: ram.map((r) => ({ start: hex(r.start), end: hex(r.end) })),
+    pages: [...pages].map(([phys, bytes]) => ({
+      phys: hex(phys),
+      base64: Buffer.from(bytes).toString("base64"),
+    })),
+  };
+  return JSON.stringify(doc, null, 1) + "\n";
+}
+
+/**
+ * Memory for decoding the handed-over FDT after the kexec: tree pages from the snapshot, and
+ * everything else (the subtrees' blobs, which are preserved and so still intact) read live.
+ */
+export class SnapshotMemory implements PhysMemory {
+  private readonly live: QmpMemory;
+
+  constructor(
+    private readonly snapshot: RadixSnapshot,
+    qmp: QmpClient,
+    scratchDir: string,
+  ) {
+    this.live = new QmpMemory(qmp, scratchDir, { base: 0n, size: 1n << 62n });
+  }
+
+  readPhys(paddr: bigint, length: number): Promise<Uint8Array> {
+    const first = paddr & ~(PAGE - 1n);
+    const out = new Uint8Array(length);
+    for (let page = first; page < paddr + BigInt(length); page += PAGE) {
+      const bytes = this.snapshot.pages.get(page);
+      if (!bytes) return this.live.readPhys(paddr, length);
+      const from = page < paddr ? Number(paddr - page) : 0;
+      const into = page < paddr ? 0 : Number(page - paddr);
+      out.set(bytes.subarray(from, from + Math.min(Number(PAGE) - from, length - into)), into);
+    }
+    return Promise.resolve(out);
+  }
+}
