@@ -7,13 +7,14 @@ import type { Vm } from "../vm/qemu.js";
 import type { SshLink } from "../vm/ssh.js";
 
 /**
- * Runnable and blocked tasks with their kernel stacks, then SysRq-w (blocked tasks) and SysRq-l
+ * Runnable and blocked tasks, and the guest agent whatever its state (waiting on stdin means the
+ * trigger never reached it), with their kernel stacks; then SysRq-w (blocked tasks) and SysRq-l
  * (every CPU's backtrace) into the console. Busybox sh only: the guest has nothing else.
  */
 export const TASK_SNAPSHOT = [
   "for d in /proc/[0-9]*; do",
-  '  s=$(sed -n "s/^State:[[:space:]]*//p" $d/status 2>/dev/null)',
-  '  case "$s" in D*|R*) echo "pid ${d#/proc/} $(cat $d/comm 2>/dev/null) $s"; sed "s/^/    /" $d/stack 2>/dev/null | head -16;; esac',
+  '  s=$(sed -n "s/^State:[[:space:]]*//p" $d/status 2>/dev/null); c=$(cat $d/comm 2>/dev/null)',
+  '  case "$s:$c" in D*|R*|*:kho-agent) echo "pid ${d#/proc/} $c $s"; sed "s/^/    /" $d/stack 2>/dev/null | head -16;; esac',
   "done",
   "echo w >/proc/sysrq-trigger; echo l >/proc/sysrq-trigger",
 ].join("\n");
