@@ -65,20 +65,6 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const started = performance.now();
   const spec = archSpec(req.arch);
   const { log } = req;
-  await requireTools(
-    [
-      "make",
-      "flex",
-      "bison",
-      "bc",
-      "perl",
-      "libelf headers",
-      "libssl headers",
-      "rsync",
-      `${spec.crossCompile}gcc`,
-    ],
-    `building the ${spec.name} kernel`,
-  );
   const fragments = await loadFragments(spec, req.userFragments);
   const compiler = await compilerVersion(spec);
   const fragmentHashes = fragments.map((f) => ({ name: basename(f.path), sha256: sha256(f.text) }));
@@ -100,6 +86,21 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
     );
   }
   if (found.state === "corrupt") log(`# cache entry ${key} is incomplete (${found.reason}): rebuilding it`);
+  // Only a build needs these (probing them costs ~0.2 s, which a cache hit should not pay).
+  await requireTools(
+    [
+      "make",
+      "flex",
+      "bison",
+      "bc",
+      "perl",
+      "libelf headers",
+      "libssl headers",
+      "rsync",
+      `${spec.crossCompile}gcc`,
+    ],
+    `building the ${spec.name} kernel`,
+  );
 
   const out = entryDir(key);
   await rm(out, { recursive: true, force: true });

@@ -1,10 +1,13 @@
 // `kho kernel inspect`, and the check before every boot: what a kernel image is (arch,
 // format, compression, release), the config it was built with, and whether that config can
 // run the KHO/LUO scenarios. Each refusal is one sentence saying what to do about it.
-import { readFile, stat } from "node:fs/promises";
+import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { isArchName, type ArchName } from "../arch.js";
 import { DecodeError, HarnessError } from "../errors.js";
+import { cacheRoot } from "../paths.js";
+import { workPath } from "../util/build-slot.js";
+import { sha256 } from "../util/hash.js";
 import { parseConfig, type ConfigMap } from "./config.js";
 import { decompress, type Compression } from "./decompress.js";
 import { findBanner, findIkconfig, releaseOf } from "./ikconfig.js";
@@ -92,9 +95,41 @@ export async function inspectKernel(path: string, opts: InspectOptions = {}): Pr
 
 /** Refuses, with one sentence, a kernel the harness cannot boot scenarios on. Runs before every boot. */
 export async function assertBootableKernel(path: string, arch: ArchName): Promise<KernelReport> {
-  const report = await inspectKernel(path, { expectArch: arch });
+  const report = await inspectBootable(path, arch);
   const [first] = report.problems;
   if (first) throw new HarnessError(first.sentence, first.evidence);
+  return report;
+}
+
+/**
+ * inspectKernel for a boot, remembered by the image's SHA-256: reaching the config of a
+ * bzImage means decompressing it (~0.4 s), in every run. Only a ready report whose config is
+ * inside the image is kept (a sibling config file can change on its own; a refusal names the
+ * path, and is cheap to redo).
+ */
+async function inspectBootable(path: string, arch: ArchName): Promise<KernelReport> {
+  const info = await stat(path).catch(() => undefined);
+  if (!info?.isFile() || info.size > MAX_FILE) return inspectKernel(path, { expectArch: arch });
+  const bytes = await readFile(path);
+  const remembered = join(cacheRoot(), "inspect", `${sha256(bytes)}-${arch}.json`);
+  const text = await readFile(remembered, "utf8").catch(() => undefined);
+  if (text !== undefined) {
+    try {
+      const saved = JSON.parse(text) as Omit<KernelReport, "config" | "path"> & {
+        config: [string, string][];
+      };
+      return { ...saved, path, config: new Map(saved.config) };
+    } catch {
+      // A torn write: inspect again and rewrite it.
+    }
+  }
+  const report = await inspectKernelBytes(bytes, path, { expectArch: arch });
+  if (report.ready && report.configSource.kind === "ikconfig" && report.config) {
+    await mkdir(dirname(remembered), { recursive: true });
+    const tmp = workPath(remembered);
+    await writeFile(tmp, JSON.stringify({ ...report, path: undefined, config: [...report.config] }));
+    await rename(tmp, remembered);
+  }
   return report;
 }
 

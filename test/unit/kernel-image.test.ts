@@ -2,7 +2,7 @@
 // header, arm64 booting.rst Image header, EFI zboot, ELF), compressed the way the kernel's build
 // compresses them, then every field, every refusal sentence, and fuzzing that shows hostile
 // input only ever gives a report, a DecodeError or a HarnessError.
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -185,8 +185,12 @@ const file = (name: string, data: Buffer): string => {
   return p;
 };
 
+let savedCacheDir: string | undefined;
 beforeAll(async () => {
   dir = mkdtempSync(join(tmpdir(), "kho-kernel-image-"));
+  // assertBootableKernel remembers ready reports in the cache: keep this test's out of the user's.
+  savedCacheDir = process.env.KHO_CACHE_DIR;
+  process.env.KHO_CACHE_DIR = join(dir, "cache");
   const vmlinux = fakeVmlinux(KHO_CONFIG);
   await Promise.all(
     FORMATS.map(async (f) => vectors.set(`bzImage-${f}`, bzImage(await compressLikeKbuild(f, vmlinux)))),
@@ -204,6 +208,8 @@ beforeAll(async () => {
 }, 30_000);
 
 afterAll(() => {
+  if (savedCacheDir === undefined) delete process.env.KHO_CACHE_DIR;
+  else process.env.KHO_CACHE_DIR = savedCacheDir;
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -479,6 +485,27 @@ describe("refusals before a boot: one sentence each", () => {
     await expect(assertBootableKernel(file("ok-bz", vec("bzImage-xz")), "x86_64")).resolves.toMatchObject({
       ready: true,
     });
+  });
+
+  it("remembers a ready report by the image's hash, and inspects again when that record is torn", async () => {
+    const path = file("remembered-bz", vec("bzImage-gzip"));
+    const records = join(dir, "cache", "inspect");
+    const known = new Set(existsSync(records) ? readdirSync(records) : []);
+    const first = await assertBootableKernel(path, "x86_64");
+    const [name] = readdirSync(records).filter((n) => !known.has(n));
+    expect(name).toMatch(/^[0-9a-f]{64}-x86_64\.json$/);
+    const record = join(records, name ?? "");
+    // A changed record is what comes back: the image was not decompressed again.
+    const saved = JSON.parse(readFileSync(record, "utf8")) as { release: string };
+    writeFileSync(record, JSON.stringify({ ...saved, release: "from-the-record" }));
+    const again = await assertBootableKernel(path, "x86_64");
+    expect(again).toMatchObject({ release: "from-the-record", path, ready: true });
+    expect(again.config).toEqual(first.config);
+    writeFileSync(record, "{ torn");
+    expect((await assertBootableKernel(path, "x86_64")).release).toBe(first.release);
+    // Other bytes, other record; a refusal is never remembered.
+    await assertBootableKernel(file("nokho-bz", vec("bzImage-nokho")), "x86_64").catch(() => undefined);
+    expect(readdirSync(records)).toHaveLength(known.size + 1);
   });
 
   it("not a kernel", async () => {
