@@ -15,7 +15,7 @@ import { extractUserspace, fetchGuestDebs } from "./userspace.js";
 import { workPath } from "../util/build-slot.js";
 
 /** Bump when the layout below changes in a way the inputs' hashes do not capture. */
-const LAYOUT_VERSION = "1";
+const LAYOUT_VERSION = "2"; // 2: libraries cut to the DT_NEEDED closure
 
 export interface GuestImage {
   readonly arch: ArchName;
