@@ -4,7 +4,7 @@ import { ARCH_NAMES, archSpec, parseArchList } from "../../src/arch.js";
 describe("arch table", () => {
   it("answers every per-arch question for both arches", () => {
     expect(archSpec("x86_64")).toMatchObject({
-      machine: "q35",
+      machine: "q35,i8042=off",
       console: "ttyS0",
       imageTarget: "bzImage",
       debianArch: "amd64",

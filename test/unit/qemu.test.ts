@@ -20,7 +20,7 @@ describe("qemuArgs", () => {
       paths,
     );
     const after = (flag: string) => args[args.indexOf(flag) + 1];
-    expect(after("-M")).toBe("q35");
+    expect(after("-M")).toBe("q35,i8042=off");
     // Single-threaded TCG on x86: MTTCG races with int3 text patching (see src/arch.ts).
     expect(after("-accel")).toBe("tcg,thread=single");
     // With SSH the kernel configures slirp's network itself (ip=), sparing init four processes.
@@ -124,7 +124,7 @@ describe.skipIf(missing)("launchVm with the probe stub under TCG", () => {
       expect(existsSync(vm.workDir)).toBe(false); // logs live elsewhere, so the work dir goes
       expect(readFileSync(join(vm.logDir, "boot-1.log"), "utf8")).toBe("kho-kvm-probe-ok\n");
       expect(readFileSync(join(vm.logDir, "console.log"), "utf8")).toBe("kho-kvm-probe-ok\r\n");
-      expect(readFileSync(join(vm.logDir, "qemu.cmd"), "utf8")).toMatch(/^qemu-system-x86_64 -M q35 /);
+      expect(readFileSync(join(vm.logDir, "qemu.cmd"), "utf8")).toMatch(/^qemu-system-x86_64 -M q35,i8042=off /);
     }
   });
 
