@@ -124,7 +124,9 @@ describe.skipIf(missing)("launchVm with the probe stub under TCG", () => {
       expect(existsSync(vm.workDir)).toBe(false); // logs live elsewhere, so the work dir goes
       expect(readFileSync(join(vm.logDir, "boot-1.log"), "utf8")).toBe("kho-kvm-probe-ok\n");
       expect(readFileSync(join(vm.logDir, "console.log"), "utf8")).toBe("kho-kvm-probe-ok\r\n");
-      expect(readFileSync(join(vm.logDir, "qemu.cmd"), "utf8")).toMatch(/^qemu-system-x86_64 -M q35,i8042=off /);
+      expect(readFileSync(join(vm.logDir, "qemu.cmd"), "utf8")).toMatch(
+        /^qemu-system-x86_64 -M q35,i8042=off /,
+      );
     }
   });
 
