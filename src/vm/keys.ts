@@ -17,11 +17,31 @@ export interface SshKeys {
 }
 
 export function generateKeys(comment = "kho-harness"): SshKeys {
-  const pair = (role: string): KeyPair => {
-    const k = utils.generateKeyPairSync("ed25519", { comment: `${comment}-${role}` });
-    return { private: k.private, public: k.public };
-  };
-  return { host: pair("host"), client: pair("client") };
+  return { host: ed25519Pair(`${comment}-host`), client: ed25519Pair(`${comment}-client`) };
+}
+
+/**
+ * ssh2 1.x writes an ed25519 public key that starts with a zero byte one byte short (31), so
+ * about one key in 128 cannot be parsed back ("Malformed OpenSSH private key") and a whole run
+ * fails to log in. Such a key is drawn again; a valid one is returned as ssh2 wrote it.
+ */
+function ed25519Pair(comment: string): KeyPair {
+  for (let attempt = 0; attempt < 64; attempt++) {
+    const k = utils.generateKeyPairSync("ed25519", { comment });
+    if (!(utils.parseKey(k.private) instanceof Error) && isWellFormed(k.private)) {
+      return { private: k.private, public: k.public };
+    }
+  }
+  throw new Error("ssh2 kept generating malformed ed25519 keys");
+}
+
+function isWellFormed(openSshPrivate: string): boolean {
+  try {
+    readOpenSshPrivate(openSshPrivate);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The SSH wire blob of a public key line (what a server presents during key exchange). */
