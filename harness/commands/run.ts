@@ -23,6 +23,7 @@ interface BootOptions {
   kernel?: string;
   nextKernel?: string;
   out?: string;
+  isolate?: boolean;
 }
 
 const JOBS_HELP = `guests running at once (default ${defaultGuestJobs()} here: one per core, 7 GiB of RAM each)`;
@@ -34,7 +35,11 @@ function bootOptions(cmd: Command): Command {
     .option("--next-kernel <file>", "kexec into this image instead of the booted one")
     .option("--out <dir>", "artifacts folder (default out/runs/<time>)")
     .option("--jobs <n>", JOBS_HELP, intOption)
-    .option("--repeat <n>", "run every scenario n times and count flakes (default 1)", intOption);
+    .option("--repeat <n>", "run every scenario n times and count flakes (default 1)", intOption)
+    .option(
+      "--isolate",
+      "a fresh guest for every scenario (by default scenarios that can share one guest and one kexec do)",
+    );
 }
 
 /** Runs scenarios on every asked arch and reports them: KTAP on stdout, summary, JSON, JUnit. */
@@ -51,6 +56,7 @@ function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promis
       onResult,
       jobs: opts.jobs ?? defaultGuestJobs(),
       ...(opts.repeat ? { repeat: opts.repeat } : {}),
+      ...(opts.isolate ? { isolate: true } : {}),
       ...(opts.kernel ? { kernel: resolve(opts.kernel) } : {}),
       ...(opts.nextKernel ? { nextKernel: resolve(opts.nextKernel) } : {}),
     }),

@@ -34,13 +34,23 @@ export class ScenarioContext {
     readonly memoryMiB: number,
   ) {}
 
+  /** Time spent waiting for other scenarios on a shared guest: kept out of the phases. */
+  private waitedMs = 0;
+
   async phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
     const start = performance.now();
+    const waitedBefore = this.waitedMs;
     try {
       return await fn();
     } finally {
-      this.phaseMs[name] = Math.round((this.phaseMs[name] ?? 0) + performance.now() - start);
+      const own = performance.now() - start - (this.waitedMs - waitedBefore);
+      this.phaseMs[name] = Math.round((this.phaseMs[name] ?? 0) + own);
     }
+  }
+
+  /** Records time the scenario spent waiting on others (see shared-guest.ts). */
+  waited(ms: number): void {
+    this.waitedMs += ms;
   }
 
   check(condition: boolean, message: string, evidence: readonly string[] = []): void {

@@ -1,6 +1,6 @@
 // `kho run`: for each arch, get the kernel (cache or build) and check it, build the guest image,
-// then boot a fresh guest per scenario, run it, and turn how it ended into a verdict.
-import { mkdir, mkdtemp, rm } from "node:fs/promises";
+// then run the scenarios (scenario-run.ts): one guest each, or one shared by those that can.
+import { mkdtemp, rm } from "node:fs/promises";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import type { ArchName } from "../arch.js";
@@ -9,25 +9,18 @@ import { buildGuestImage } from "../image/initramfs.js";
 import { keysOverlay, nextDiskFormat, writeBootInitrd, writeNextKernelDisk } from "../image/overlay.js";
 import { buildKernel } from "../kernel/build.js";
 import type { CachedKernel } from "../kernel/cache.js";
-import { assertBootableKernel, type KernelReport } from "../kernel/inspect.js";
+import { assertBootableKernel } from "../kernel/inspect.js";
 import { debianKernelSource } from "../kernel/source.js";
 import { chooseAccel } from "../host/kvm.js";
-import {
-  activeExpectation,
-  kernelFeatures,
-  type Expectation,
-  type KernelFeature,
-} from "../scenarios/expectations.js";
-import { CAPABILITIES, type Scenario } from "../scenarios/types.js";
+import { kernelFeatures } from "../scenarios/expectations.js";
+import type { Scenario } from "../scenarios/types.js";
 import { formatDuration, type Logger } from "../util/log.js";
 import { runPool } from "../util/pool.js";
-import { GuestFault } from "../vm/fault.js";
 import { generateKeys } from "../vm/keys.js";
-import { SshFailure } from "../vm/ssh.js";
-import { ScenarioContext, type KernelUnderTest } from "./context.js";
-import { Guest } from "./guest.js";
-import { CheckFailed, Skipped } from "./outcome.js";
+import { canShare, runOne, runShared, type ArchSetup, type PreparedArch } from "./scenario-run.js";
 import type { ScenarioResult } from "./verdict.js";
+
+export type { ArchSetup } from "./scenario-run.js";
 
 /** The largest guest a scenario boots (pages-folio-order18: 6 GiB) and QEMU's own share. */
 const GIB_PER_GUEST = 7;
@@ -56,17 +49,10 @@ export interface RunOptions {
   readonly jobs?: number;
   /** Runs of every scenario, to hunt flakes (default 1). */
   readonly repeat?: number;
+  /** One guest per scenario, even for those that could share one (see shared-guest.ts). */
+  readonly isolate?: boolean;
   /** Called with every result as soon as it is known (KTAP line). */
   readonly onResult: (r: ScenarioResult) => void;
-}
-
-export interface ArchSetup {
-  readonly arch: ArchName;
-  readonly kernel: KernelUnderTest;
-  readonly accel: "kvm" | "tcg";
-  /** Why that accelerator (the KVM probe's verdict). */
-  readonly accelReason: string;
-  readonly phaseMs: Record<string, number>;
 }
 
 export interface RunReport {
@@ -81,7 +67,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
   const scratchDirs: string[] = [];
   const repeat = opts.repeat ?? 1;
   // Every (arch, scenario, attempt), attempt-major so a flake hunt sweeps the whole suite each time.
-  const work: { scenario: Scenario; prepared: PreparedArch; attempt: number; order: number }[] = [];
+  const work: Work[] = [];
   const order = (arch: ArchName, scenario: Scenario, attempt: number) =>
     (attempt * opts.arches.length + opts.arches.indexOf(arch)) * opts.scenarios.length +
     opts.scenarios.indexOf(scenario);
@@ -120,26 +106,21 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
         }
       }
     }
-    work.sort((x, y) => x.order - y.order);
-    await runPool(work, opts.jobs ?? 1, async (w) =>
-      record(await runOne(w.scenario, w.prepared, opts, repeat > 1 ? w.attempt + 1 : undefined), w.order),
-    );
+    await runPool(planUnits(work, opts.isolate === true), opts.jobs ?? 1, async (u) => {
+      const attempt = repeat > 1 ? u.attempt + 1 : undefined;
+      if (u.kind === "one") {
+        record(await runOne(u.scenario, u.prepared, opts, attempt), u.order);
+        return;
+      }
+      const rs = await runShared(u.members, u.label, u.prepared, opts, attempt);
+      rs.forEach((r, i) => record(r, u.orders[i] ?? u.order));
+    });
   } finally {
     for (const dir of scratchDirs) await rm(dir, { recursive: true, force: true });
   }
   // Results arrive in completion order; the report lists them in suite order.
   results.sort((x, y) => (ranked.get(x) ?? 0) - (ranked.get(y) ?? 0));
   return { results, setups };
-}
-
-interface PreparedArch {
-  readonly summary: ArchSetup;
-  readonly report: KernelReport;
-  readonly bootInitrd: string;
-  readonly nextDisk: string;
-  readonly keys: ReturnType<typeof generateKeys>;
-  /** Capabilities of the kernel's source that decide expected failures. */
-  readonly features: ReadonlySet<KernelFeature>;
 }
 
 async function prepareArch(
@@ -203,133 +184,61 @@ async function prepareArch(
   };
 }
 
-function missingCapabilities(scenario: Scenario, kernel: KernelUnderTest): string[] {
-  return scenario.needs
-    .filter((c) => (kernel.config.get(CAPABILITIES[c]) ?? "n") === "n")
-    .map((c) => `CONFIG_${CAPABILITIES[c]}`);
+interface Work {
+  readonly scenario: Scenario;
+  readonly prepared: PreparedArch;
+  readonly attempt: number;
+  readonly order: number;
 }
 
-async function runOne(
-  scenario: Scenario,
-  prepared: PreparedArch,
-  opts: RunOptions,
-  attempt: number | undefined,
-): Promise<ScenarioResult> {
-  const { arch, kernel, accel } = prepared.summary;
-  const started = performance.now();
-  const base = { id: scenario.id, arch, ...(attempt ? { attempt } : {}) };
-  const missing = missingCapabilities(scenario, kernel);
-  if (missing.length > 0) {
-    return {
-      ...base,
-      verdict: "skip",
-      reason: `kernel lacks ${missing.join(", ")}`,
-      phaseMs: {},
-      totalMs: 0,
+type Unit =
+  | ({ readonly kind: "one" } & Work)
+  | {
+      readonly kind: "shared";
+      readonly members: readonly Scenario[];
+      readonly orders: readonly number[];
+      readonly label: string;
+      readonly prepared: PreparedArch;
+      readonly attempt: number;
+      readonly order: number;
     };
+
+/**
+ * Groups the shareable scenarios of one arch, attempt and boot onto one guest each (unless
+ * `isolate`); the rest run one guest each. Shared guests go first: they are the longest units,
+ * and starting them early keeps the other jobs busy with short ones at the end.
+ */
+export function planUnits(work: readonly Work[], isolate: boolean): Unit[] {
+  const groups = new Map<string, Work[]>();
+  const units: Unit[] = [];
+  for (const w of [...work].sort((x, y) => x.order - y.order)) {
+    if (isolate || !canShare(w.scenario, w.prepared)) {
+      units.push({ kind: "one", ...w });
+      continue;
+    }
+    const key = `${w.prepared.summary.arch}|${w.attempt}|${JSON.stringify(w.scenario.boot)}`;
+    groups.set(key, [...(groups.get(key) ?? []), w]);
   }
-  const artifactsDir = join(opts.outDir, arch, scenario.id, attempt ? `run-${attempt}` : "");
-  await mkdir(artifactsDir, { recursive: true });
-  opts.log(`# ${scenario.id}.${arch}${attempt ? ` (run ${attempt})` : ""}: ${scenario.description}`);
-  const expectation = activeExpectation(scenario.id, prepared.features);
-  let guest: Guest | undefined;
-  let ctx: ScenarioContext | undefined;
-  const phaseMs: Record<string, number> = {};
-  try {
-    const bootStart = performance.now();
-    guest = await Guest.start({
-      arch,
-      kernel: kernel.image,
-      initrd: prepared.bootInitrd,
-      nextDisk: prepared.nextDisk,
-      boot: scenario.boot,
-      accel,
-      keys: prepared.keys,
-      logDir: artifactsDir,
-      name: `kho-${scenario.id}-${arch}${attempt ? `-${attempt}` : ""}`,
-      log: opts.log,
+  const shared: Unit[] = [];
+  const perArch = new Map<string, number>();
+  for (const members of groups.values()) {
+    const [head] = members;
+    if (!head) continue;
+    if (members.length === 1) {
+      units.push({ kind: "one", ...head });
+      continue;
+    }
+    const n = (perArch.get(head.prepared.summary.arch) ?? 0) + 1;
+    perArch.set(head.prepared.summary.arch, n);
+    shared.push({
+      kind: "shared",
+      members: members.map((m) => m.scenario),
+      orders: members.map((m) => m.order),
+      label: `shared-guest-${n}`,
+      prepared: head.prepared,
+      attempt: head.attempt,
+      order: head.order,
     });
-    phaseMs.boot = Math.round(performance.now() - bootStart);
-    if (expectation) guest.vm.console.allow(expectation.consoleLines);
-    ctx = new ScenarioContext(arch, guest, kernel, artifactsDir, opts.log, scenario.boot.memoryMiB ?? 1024);
-    await scenario.run(ctx);
-    // Ends the scenario under the watchdog: a fault printed after the last step fails it too.
-    await ctx.artifact(`dmesg-boot${guest.boot}.txt`, await guest.run("dmesg"));
-    return finish(
-      base,
-      ...expect(expectation, ["pass", undefined, []]),
-      ctx,
-      guest,
-      phaseMs,
-      started,
-      artifactsDir,
-    );
-  } catch (err) {
-    return finish(
-      base,
-      ...expect(expectation, classify(err, guest)),
-      ctx,
-      guest,
-      phaseMs,
-      started,
-      artifactsDir,
-    );
-  } finally {
-    await guest?.stop();
   }
-}
-
-type Outcome = [ScenarioResult["verdict"], string | undefined, readonly string[]];
-
-/** Applies the expectation table: an expected failure is xfail, a surprise pass is xpass. */
-function expect(expectation: Expectation | undefined, [verdict, reason, evidence]: Outcome): Outcome {
-  if (!expectation) return [verdict, reason, evidence];
-  if (verdict === "fail") return ["xfail", `${expectation.reason} (observed: ${reason ?? "?"})`, evidence];
-  if (verdict === "pass") {
-    return [
-      "xpass",
-      `EXPECTED FAILURE DID NOT HAPPEN: the kernel now gets this right; update src/scenarios/expectations.ts (${expectation.reason})`,
-      evidence,
-    ];
-  }
-  return [verdict, reason, evidence];
-}
-
-function classify(err: unknown, guest: Guest | undefined): Outcome {
-  if (err instanceof Skipped) return ["skip", err.message, []];
-  if (err instanceof CheckFailed) return ["fail", err.message, err.evidence];
-  if (err instanceof GuestFault) return ["fail", err.message, err.excerpt];
-  if (err instanceof SshFailure)
-    return ["fail", err.message, [...err.evidence, ...(guest?.vm.console.lastLines(15) ?? [])]];
-  if (err instanceof HarnessError) return ["error", err.message, err.evidence];
-  const e = err instanceof Error ? err : new Error(String(err));
-  return ["error", `harness bug: ${e.message}`, (e.stack ?? "").split("\n").slice(0, 8)];
-}
-
-function finish(
-  base: { id: string; arch: ArchName; attempt?: number },
-  verdict: ScenarioResult["verdict"],
-  reason: string | undefined,
-  evidence: readonly string[],
-  ctx: ScenarioContext | undefined,
-  guest: Guest | undefined,
-  phaseMs: Record<string, number>,
-  started: number,
-  artifactsDir: string,
-): ScenarioResult {
-  const notes = ctx?.notes ?? [];
-  return {
-    ...base,
-    verdict,
-    ...(reason !== undefined
-      ? { reason }
-      : verdict === "pass" && notes.length
-        ? { reason: notes.join("; ") }
-        : {}),
-    evidence,
-    phaseMs: { ...phaseMs, ...(ctx?.phaseMs ?? {}) },
-    totalMs: Math.round(performance.now() - started),
-    ...(guest?.timings.length ? { boots: [...guest.timings] } : {}),
-    artifactsDir,
-  };
+  return [...shared, ...units.sort((x, y) => x.order - y.order)];
 }

@@ -384,6 +384,7 @@ export function memfdScenario(c: MemfdCase): Scenario {
     description: c.description,
     needs: c.needs ?? ["kho", "luo", "luo-memfd", ...(c.decodeMap ? (["kho-debugfs"] as const) : [])],
     boot: c.boot ?? { kho: true },
+    shareable: true,
     async run(ctx) {
       const sessions = seeded(c.sessions);
       await c.prepare?.(ctx);

@@ -41,6 +41,7 @@ const unknownToken: Scenario = {
     "after kexec, an unknown session name and tokens no session holds (or only another session holds) are refused with ENOENT; the real tokens still come back intact",
   needs: NEEDS,
   boot: { kho: true },
+  shareable: true,
   async run(ctx) {
     const sessions = seeded([
       { name: "kho-tokens-a", memfds: [{ token: 7, size: MiB }] },
@@ -108,6 +109,7 @@ const finishThenUse: Scenario = {
     "a session used after FINISH: its tokens are gone (ENOENT, also one never retrieved), FINISH again is a no-op, PRESERVE_FD and RETRIEVE_SESSION give EINVAL, after close the name is gone (ENOENT); the retrieved memfd stays usable",
   needs: NEEDS,
   boot: { kho: true },
+  shareable: true,
   async run(ctx) {
     const sessions = seeded([
       {

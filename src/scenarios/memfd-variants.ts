@@ -207,6 +207,7 @@ const sealed: Scenario = {
     "memfds with all six seals, with shrink+grow, and unsealable: preserved or refused (EOPNOTSUPP) exactly as memfd_luo decides from MEMFD_LUO_ALL_SEALS; restored seals still refuse resizes and writes",
   needs: ["kho", "luo", "luo-memfd"],
   boot: { kho: true },
+  shareable: true,
   async run(ctx) {
     const supported = await preservableSeals(ctx);
     const [spec] = seeded([

@@ -9,6 +9,7 @@ export const testKho: Scenario = {
     "the kernel's test_kho preserves random-order folios; the next kernel reports KHO restore succeeded",
   needs: ["kho", "test-kho"],
   boot: { kho: true },
+  shareable: true,
   async run(ctx) {
     const since = ctx.guest.vm.console.mark();
     await kexecWithAgent(ctx);

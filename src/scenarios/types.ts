@@ -28,5 +28,11 @@ export interface Scenario {
   readonly description: string;
   readonly needs: readonly Capability[];
   readonly boot: GuestBoot;
+  /**
+   * May run on one guest with other shareable scenarios of the same boot, all through one
+   * kexec (src/run/shared-guest.ts): it kexecs exactly once, uses its own session names, and
+   * nothing it checks can be disturbed by other sessions or preserved memory in the guest.
+   */
+  readonly shareable?: boolean;
   run(ctx: ScenarioContext): Promise<void>;
 }

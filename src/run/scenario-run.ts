@@ -1,0 +1,278 @@
+// Running scenarios on guests and turning how each ended into a verdict: one guest per
+// scenario (runOne), or one guest and one kexec shared by several (runShared, see
+// shared-guest.ts). The runner (runner.ts) decides which.
+import { mkdir } from "node:fs/promises";
+import { join, relative } from "node:path";
+import type { ArchName } from "../arch.js";
+import { HarnessError } from "../errors.js";
+import type { KernelReport } from "../kernel/inspect.js";
+import { activeExpectation, type Expectation, type KernelFeature } from "../scenarios/expectations.js";
+import { CAPABILITIES, type Scenario } from "../scenarios/types.js";
+import type { Logger } from "../util/log.js";
+import { GuestFault } from "../vm/fault.js";
+import type { generateKeys } from "../vm/keys.js";
+import { SshFailure } from "../vm/ssh.js";
+import { ScenarioContext, type KernelUnderTest } from "./context.js";
+import { Guest } from "./guest.js";
+import { CheckFailed, Skipped } from "./outcome.js";
+import { KexecRendezvous, memberGuest, Turn } from "./shared-guest.js";
+import type { ScenarioResult } from "./verdict.js";
+
+export interface ArchSetup {
+  readonly arch: ArchName;
+  readonly kernel: KernelUnderTest;
+  readonly accel: "kvm" | "tcg";
+  /** Why that accelerator (the KVM probe's verdict). */
+  readonly accelReason: string;
+  readonly phaseMs: Record<string, number>;
+}
+
+export interface PreparedArch {
+  readonly summary: ArchSetup;
+  readonly report: KernelReport;
+  readonly bootInitrd: string;
+  readonly nextDisk: string;
+  readonly keys: ReturnType<typeof generateKeys>;
+  /** Capabilities of the kernel's source that decide expected failures. */
+  readonly features: ReadonlySet<KernelFeature>;
+}
+
+export interface RunWhere {
+  /** Artifacts root of this run. */
+  readonly outDir: string;
+  readonly log: Logger;
+}
+
+export function missingCapabilities(scenario: Scenario, kernel: KernelUnderTest): string[] {
+  return scenario.needs
+    .filter((c) => (kernel.config.get(CAPABILITIES[c]) ?? "n") === "n")
+    .map((c) => `CONFIG_${CAPABILITIES[c]}`);
+}
+
+export async function runOne(
+  scenario: Scenario,
+  prepared: PreparedArch,
+  opts: RunWhere,
+  attempt: number | undefined,
+): Promise<ScenarioResult> {
+  const { arch, kernel, accel } = prepared.summary;
+  const started = performance.now();
+  const base = { id: scenario.id, arch, ...(attempt ? { attempt } : {}) };
+  const missing = missingCapabilities(scenario, kernel);
+  if (missing.length > 0) {
+    return {
+      ...base,
+      verdict: "skip",
+      reason: `kernel lacks ${missing.join(", ")}`,
+      phaseMs: {},
+      totalMs: 0,
+    };
+  }
+  const artifactsDir = join(opts.outDir, arch, scenario.id, attempt ? `run-${attempt}` : "");
+  await mkdir(artifactsDir, { recursive: true });
+  opts.log(`# ${scenario.id}.${arch}${attempt ? ` (run ${attempt})` : ""}: ${scenario.description}`);
+  const expectation = activeExpectation(scenario.id, prepared.features);
+  let guest: Guest | undefined;
+  let ctx: ScenarioContext | undefined;
+  const phaseMs: Record<string, number> = {};
+  try {
+    const bootStart = performance.now();
+    guest = await Guest.start({
+      arch,
+      kernel: kernel.image,
+      initrd: prepared.bootInitrd,
+      nextDisk: prepared.nextDisk,
+      boot: scenario.boot,
+      accel,
+      keys: prepared.keys,
+      logDir: artifactsDir,
+      name: `kho-${scenario.id}-${arch}${attempt ? `-${attempt}` : ""}`,
+      log: opts.log,
+    });
+    phaseMs.boot = Math.round(performance.now() - bootStart);
+    if (expectation) guest.vm.console.allow(expectation.consoleLines);
+    ctx = new ScenarioContext(arch, guest, kernel, artifactsDir, opts.log, scenario.boot.memoryMiB ?? 1024);
+    await scenario.run(ctx);
+    // Ends the scenario under the watchdog: a fault printed after the last step fails it too.
+    await ctx.artifact(`dmesg-boot${guest.boot}.txt`, await guest.run("dmesg"));
+    return finish(
+      base,
+      ...expect(expectation, ["pass", undefined, []]),
+      ctx,
+      guest,
+      phaseMs,
+      started,
+      artifactsDir,
+    );
+  } catch (err) {
+    return finish(
+      base,
+      ...expect(expectation, classify(err, guest)),
+      ctx,
+      guest,
+      phaseMs,
+      started,
+      artifactsDir,
+    );
+  } finally {
+    await guest?.stop();
+  }
+}
+
+type Outcome = [ScenarioResult["verdict"], string | undefined, readonly string[]];
+
+/** Applies the expectation table: an expected failure is xfail, a surprise pass is xpass. */
+function expect(expectation: Expectation | undefined, [verdict, reason, evidence]: Outcome): Outcome {
+  if (!expectation) return [verdict, reason, evidence];
+  if (verdict === "fail") return ["xfail", `${expectation.reason} (observed: ${reason ?? "?"})`, evidence];
+  if (verdict === "pass") {
+    return [
+      "xpass",
+      `EXPECTED FAILURE DID NOT HAPPEN: the kernel now gets this right; update src/scenarios/expectations.ts (${expectation.reason})`,
+      evidence,
+    ];
+  }
+  return [verdict, reason, evidence];
+}
+
+function classify(err: unknown, guest: Guest | undefined): Outcome {
+  if (err instanceof Skipped) return ["skip", err.message, []];
+  if (err instanceof CheckFailed) return ["fail", err.message, err.evidence];
+  if (err instanceof GuestFault) return ["fail", err.message, err.excerpt];
+  if (err instanceof SshFailure)
+    return ["fail", err.message, [...err.evidence, ...(guest?.vm.console.lastLines(15) ?? [])]];
+  if (err instanceof HarnessError) return ["error", err.message, err.evidence];
+  const e = err instanceof Error ? err : new Error(String(err));
+  return ["error", `harness bug: ${e.message}`, (e.stack ?? "").split("\n").slice(0, 8)];
+}
+
+function finish(
+  base: { id: string; arch: ArchName; attempt?: number },
+  verdict: ScenarioResult["verdict"],
+  reason: string | undefined,
+  evidence: readonly string[],
+  ctx: ScenarioContext | undefined,
+  guest: Guest | undefined,
+  phaseMs: Record<string, number>,
+  started: number,
+  artifactsDir: string,
+): ScenarioResult {
+  const notes = ctx?.notes ?? [];
+  return {
+    ...base,
+    verdict,
+    ...(reason !== undefined
+      ? { reason }
+      : verdict === "pass" && notes.length
+        ? { reason: notes.join("; ") }
+        : {}),
+    evidence,
+    phaseMs: { ...phaseMs, ...(ctx?.phaseMs ?? {}) },
+    totalMs: Math.round(performance.now() - started),
+    ...(guest?.timings.length ? { boots: [...guest.timings] } : {}),
+    artifactsDir,
+  };
+}
+
+/** Shareable scenarios the runner may group: same boot, all capabilities, no expected failure. */
+export function canShare(scenario: Scenario, prepared: PreparedArch): boolean {
+  return (
+    scenario.shareable === true &&
+    missingCapabilities(scenario, prepared.summary.kernel).length === 0 &&
+    activeExpectation(scenario.id, prepared.features) === undefined
+  );
+}
+
+/**
+ * Runs `members` (all canShare, one boot) on one guest: each takes its turn up to its kexec,
+ * one kexec carries them all, then each takes its turn in the new kernel. A member's verdict is
+ * its own; a fault of the shared boot or kexec fails every member waiting on it, with the same
+ * evidence. Each result's phases are its own plus the shared boot; `totalMs` is their sum.
+ */
+export async function runShared(
+  members: readonly Scenario[],
+  label: string,
+  prepared: PreparedArch,
+  opts: RunWhere,
+  attempt: number | undefined,
+): Promise<ScenarioResult[]> {
+  const { arch, kernel, accel } = prepared.summary;
+  const [first] = members;
+  if (!first) return [];
+  const started = performance.now();
+  const logDir = join(opts.outDir, arch, label, attempt ? `run-${attempt}` : "");
+  await mkdir(logDir, { recursive: true });
+  const dirOf = (s: Scenario) => join(opts.outDir, arch, s.id, attempt ? `run-${attempt}` : "");
+  const baseOf = (s: Scenario) => ({ id: s.id, arch, ...(attempt ? { attempt } : {}) });
+  const consoleDir = relative(opts.outDir, logDir) || ".";
+  opts.log(`# ${label}.${arch}: one guest, one kexec for ${members.map((m) => m.id).join(", ")}`);
+  let guest: Guest;
+  const bootStart = performance.now();
+  try {
+    guest = await Guest.start({
+      arch,
+      kernel: kernel.image,
+      initrd: prepared.bootInitrd,
+      nextDisk: prepared.nextDisk,
+      boot: first.boot,
+      accel,
+      keys: prepared.keys,
+      logDir,
+      name: `kho-${label}-${arch}${attempt ? `-${attempt}` : ""}`,
+      log: opts.log,
+    });
+  } catch (err) {
+    const [verdict, reason, evidence] = classify(err, undefined);
+    return members.map((m) => ({
+      ...baseOf(m),
+      verdict,
+      reason: `${reason ?? "?"} (the guest shared by ${members.length} scenarios did not boot)`,
+      evidence,
+      phaseMs: {},
+      totalMs: Math.round(performance.now() - started),
+      artifactsDir: logDir,
+    }));
+  }
+  const bootMs = Math.round(performance.now() - bootStart);
+  const shared = guest;
+  const rendezvous = new KexecRendezvous(shared, members.length);
+  const turn = new Turn();
+  try {
+    return await Promise.all(
+      members.map(async (m): Promise<ScenarioResult> => {
+        let release = await turn.acquire();
+        const dir = dirOf(m);
+        await mkdir(dir, { recursive: true });
+        opts.log(`# ${m.id}.${arch}${attempt ? ` (run ${attempt})` : ""}: ${m.description}`);
+        const view = memberGuest(
+          shared,
+          rendezvous,
+          {
+            release: () => release(),
+            reacquire: async () => {
+              release = await turn.acquire();
+            },
+          },
+          (ms) => ctx.waited(ms),
+        );
+        const ctx = new ScenarioContext(arch, view, kernel, dir, opts.log, m.boot.memoryMiB ?? 1024);
+        let outcome: Outcome;
+        try {
+          await m.run(ctx);
+          await ctx.artifact(`dmesg-boot${shared.boot}.txt`, await shared.run("dmesg"));
+          outcome = ["pass", undefined, []];
+        } catch (err) {
+          outcome = classify(err, shared);
+        } finally {
+          rendezvous.leave();
+          release();
+        }
+        ctx.note(`on a guest shared with ${members.length - 1} other scenarios (console: ${consoleDir})`);
+        const r = finish(baseOf(m), ...outcome, ctx, shared, { boot: bootMs }, started, dir);
+        return { ...r, totalMs: Object.values(r.phaseMs).reduce((a, b) => a + b, 0) };
+      }),
+    );
+  } finally {
+    await shared.stop();
+  }
+}
