@@ -1,0 +1,152 @@
+import { setTimeout as sleep } from "node:timers/promises";
+import { describe, expect, it } from "vitest";
+import type { BootTiming } from "../../src/run/boot-timeline.js";
+import type { Guest } from "../../src/run/guest.js";
+import { planUnits } from "../../src/run/runner.js";
+import type { PreparedArch } from "../../src/run/scenario-run.js";
+import { KexecRendezvous, memberGuest, Turn } from "../../src/run/shared-guest.js";
+import type { Scenario } from "../../src/scenarios/types.js";
+
+const TIMING: BootTiming = { boot: 2, via: "kexec", totalMs: 4000, segments: [] };
+
+/** A guest whose kexec records which trigger ran and takes `ms`. */
+function fakeGuest(ms = 20, fail?: Error) {
+  const fired: string[] = [];
+  const guest = {
+    boot: 1,
+    kexec: async (trigger: () => Promise<void>, step?: string) => {
+      await trigger();
+      fired.push(step ?? "?");
+      await sleep(ms);
+      if (fail) throw fail;
+      return TIMING;
+    },
+  } as unknown as Guest;
+  return { guest, fired };
+}
+
+/** Runs members as runShared does: turn by turn, kexec through the rendezvous. */
+async function runMembers(
+  guest: Guest,
+  plans: readonly { name: string; before: number; kexec: boolean }[],
+): Promise<{ log: string[]; waited: Map<string, number>; outcomes: (BootTiming | Error | undefined)[] }> {
+  const rendezvous = new KexecRendezvous(guest, plans.length);
+  const turn = new Turn();
+  const log: string[] = [];
+  const waited = new Map<string, number>();
+  const outcomes = await Promise.all(
+    plans.map(async (p) => {
+      let release = await turn.acquire();
+      const view = memberGuest(
+        guest,
+        rendezvous,
+        { release: () => release(), reacquire: async () => void (release = await turn.acquire()) },
+        (ms) => waited.set(p.name, (waited.get(p.name) ?? 0) + ms),
+      );
+      try {
+        log.push(`${p.name} start`);
+        await sleep(p.before);
+        log.push(`${p.name} end of boot 1`);
+        if (!p.kexec) return undefined;
+        const t = await view.kexec(() => Promise.resolve(), `kexec by ${p.name}`);
+        log.push(`${p.name} in boot 2`);
+        return t;
+      } catch (err) {
+        return err as Error;
+      } finally {
+        rendezvous.leave();
+        release();
+      }
+    }),
+  );
+  return { log, waited, outcomes };
+}
+
+describe("a guest shared by several scenarios", () => {
+  it("members take turns, one kexec for all with the last arrival's trigger, then turns again", async () => {
+    const { guest, fired } = fakeGuest();
+    const { log, waited, outcomes } = await runMembers(guest, [
+      { name: "a", before: 30, kexec: true },
+      { name: "b", before: 10, kexec: false },
+      { name: "c", before: 10, kexec: true },
+    ]);
+    expect(fired).toEqual(["kexec by c"]);
+    expect(outcomes).toEqual([TIMING, undefined, TIMING]);
+    // Nobody's boot-1 step overlaps another's; boot 2 starts after every boot 1 ended.
+    expect(log).toEqual([
+      "a start",
+      "a end of boot 1",
+      "b start",
+      "b end of boot 1",
+      "c start",
+      "c end of boot 1",
+      "a in boot 2",
+      "c in boot 2",
+    ]);
+    // a waited for b and c (~20 ms at least), not for the kexec itself.
+    expect(waited.get("a") ?? 0).toBeGreaterThanOrEqual(15);
+    expect(waited.get("c") ?? 0).toBeLessThan(15);
+  });
+
+  it("a failed kexec fails every member waiting on it", async () => {
+    const { guest } = fakeGuest(5, new Error("kexec went silent"));
+    const { outcomes } = await runMembers(guest, [
+      { name: "a", before: 1, kexec: true },
+      { name: "b", before: 1, kexec: true },
+    ]);
+    expect(outcomes.map((o) => (o instanceof Error ? o.message : o))).toEqual([
+      "kexec went silent",
+      "kexec went silent",
+    ]);
+  });
+});
+
+describe("which scenarios share a guest", () => {
+  const prepared = (arch: string) =>
+    ({
+      summary: { arch, kernel: { config: new Map([["KEXEC_HANDOVER", "y"]]) } },
+      features: new Set(),
+    }) as unknown as PreparedArch;
+  const scenario = (id: string, shareable: boolean, memoryMiB?: number): Scenario => ({
+    id,
+    description: id,
+    needs: ["kho"],
+    boot: { kho: true, ...(memoryMiB ? { memoryMiB } : {}) },
+    shareable,
+    run: () => Promise.resolve(),
+  });
+  const x86 = prepared("x86_64");
+  const arm = prepared("arm64");
+  const work = [
+    { scenario: scenario("a", true), prepared: x86, attempt: 0, order: 0 },
+    { scenario: scenario("b", false), prepared: x86, attempt: 0, order: 1 },
+    { scenario: scenario("c", true), prepared: x86, attempt: 0, order: 2 },
+    { scenario: scenario("big", true, 1536), prepared: x86, attempt: 0, order: 3 },
+    { scenario: scenario("a", true), prepared: arm, attempt: 0, order: 4 },
+    { scenario: scenario("c", true), prepared: arm, attempt: 0, order: 5 },
+  ];
+  const describeUnit = (u: ReturnType<typeof planUnits>[number]) =>
+    u.kind === "one"
+      ? `${u.scenario.id}.${u.prepared.summary.arch}`
+      : `${u.label}.${u.prepared.summary.arch}: ${u.members.map((m) => m.id).join(",")}`;
+
+  it("one guest per arch and boot for the shareable ones, first; the rest one each, in order", () => {
+    expect(planUnits(work, false).map(describeUnit)).toEqual([
+      "shared-guest-1.x86_64: a,c",
+      "shared-guest-1.arm64: a,c",
+      "b.x86_64",
+      "big.x86_64",
+    ]);
+  });
+
+  it("--isolate: one guest each", () => {
+    expect(planUnits(work, true).map(describeUnit)).toEqual([
+      "a.x86_64",
+      "b.x86_64",
+      "c.x86_64",
+      "big.x86_64",
+      "a.arm64",
+      "c.arm64",
+    ]);
+  });
+});
