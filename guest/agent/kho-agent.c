@@ -426,6 +426,136 @@ static void sha256_block(struct sha256 *s, const uint8_t *p)
 	s->h[4] += e, s->h[5] += f, s->h[6] += g, s->h[7] += h;
 }
 
+/*
+ * The same compression with the CPU's SHA-256 instructions (x86 SHA-NI, arm64 FEAT_SHA256),
+ * which QEMU's TCG runs as native helpers: hashing a 256 MiB memfd goes from ~8 s to ~2 s.
+ * Used only when the CPU has them and a known-answer check against the C code passes.
+ */
+typedef void sha256_blocks_fn(uint32_t h[8], const uint8_t *p, size_t blocks);
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#define SHA256_HW_NAME "x86 sha-ni"
+
+__attribute__((target("sha,sse4.1,ssse3"))) static void sha256_blocks_hw(uint32_t h[8], const uint8_t *p,
+									size_t blocks)
+{
+	const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+	__m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[0]), 0xb1); /* CDAB */
+	__m128i st1 = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&h[4]), 0x1b); /* EFGH */
+	__m128i st0 = _mm_alignr_epi8(tmp, st1, 8);					 /* ABEF */
+	st1 = _mm_blend_epi16(st1, tmp, 0xf0);						 /* CDGH */
+	for (; blocks; blocks--, p += 64) {
+		__m128i abef = st0, cdgh = st1, w[4];
+		for (int j = 0; j < 16; j++) {
+			if (j < 4)
+				w[j] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p + 16 * j)), bswap);
+			else
+				w[j % 4] = _mm_sha256msg2_epu32(
+					_mm_add_epi32(_mm_sha256msg1_epu32(w[j % 4], w[(j + 1) % 4]),
+						      _mm_alignr_epi8(w[(j + 3) % 4], w[(j + 2) % 4], 4)),
+					w[(j + 3) % 4]);
+			__m128i msg = _mm_add_epi32(w[j % 4], _mm_loadu_si128((const __m128i *)&SHA256_K[4 * j]));
+			st1 = _mm_sha256rnds2_epu32(st1, st0, msg);
+			st0 = _mm_sha256rnds2_epu32(st0, st1, _mm_shuffle_epi32(msg, 0x0e));
+		}
+		st0 = _mm_add_epi32(st0, abef);
+		st1 = _mm_add_epi32(st1, cdgh);
+	}
+	tmp = _mm_shuffle_epi32(st0, 0x1b);	  /* FEBA */
+	st1 = _mm_shuffle_epi32(st1, 0xb1);	  /* DCHG */
+	st0 = _mm_blend_epi16(tmp, st1, 0xf0); /* DCBA */
+	st1 = _mm_alignr_epi8(st1, tmp, 8);	  /* HGFE */
+	_mm_storeu_si128((__m128i *)&h[0], st0);
+	_mm_storeu_si128((__m128i *)&h[4], st1);
+}
+
+static bool sha256_hw_present(void)
+{
+	unsigned int a, b, c, d;
+	if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_SSE4_1) || !(c & bit_SSSE3))
+		return false;
+	return __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & bit_SHA);
+}
+#elif defined(__aarch64__)
+#include <arm_neon.h>
+#include <sys/auxv.h>
+#define SHA256_HW_NAME "arm64 sha2"
+
+__attribute__((target("+crypto"))) static void sha256_blocks_hw(uint32_t h[8], const uint8_t *p, size_t blocks)
+{
+	uint32x4_t st0 = vld1q_u32(&h[0]), st1 = vld1q_u32(&h[4]);
+	for (; blocks; blocks--, p += 64) {
+		uint32x4_t abcd = st0, efgh = st1, w[4];
+		for (int j = 0; j < 16; j++) {
+			if (j < 4)
+				w[j] = vreinterpretq_u32_u8(vrev32q_u8(vld1q_u8(p + 16 * j)));
+			else
+				w[j % 4] = vsha256su1q_u32(vsha256su0q_u32(w[j % 4], w[(j + 1) % 4]), w[(j + 2) % 4],
+							   w[(j + 3) % 4]);
+			uint32x4_t msg = vaddq_u32(w[j % 4], vld1q_u32(&SHA256_K[4 * j]));
+			uint32x4_t prev = st0;
+			st0 = vsha256hq_u32(st0, st1, msg);
+			st1 = vsha256h2q_u32(st1, prev, msg);
+		}
+		st0 = vaddq_u32(st0, abcd);
+		st1 = vaddq_u32(st1, efgh);
+	}
+	vst1q_u32(&h[0], st0);
+	vst1q_u32(&h[4], st1);
+}
+
+static bool sha256_hw_present(void)
+{
+	return (getauxval(AT_HWCAP) & HWCAP_SHA2) != 0;
+}
+#endif
+
+static void sha256_blocks_c(uint32_t h[8], const uint8_t *p, size_t blocks)
+{
+	struct sha256 s;
+	memcpy(s.h, h, sizeof(s.h));
+	for (; blocks; blocks--, p += 64)
+		sha256_block(&s, p);
+	memcpy(h, s.h, sizeof(s.h));
+}
+
+static sha256_blocks_fn *g_sha256_blocks;
+static const char *g_sha256_impl = "c";
+
+/* Picks the instructions when present and they agree with the C code on three blocks. */
+static sha256_blocks_fn *sha256_blocks(void)
+{
+	if (g_sha256_blocks)
+		return g_sha256_blocks;
+	g_sha256_blocks = sha256_blocks_c;
+#ifdef SHA256_HW_NAME
+	const char *force = getenv("KHO_AGENT_SHA256"); /* "c": the portable code, for comparisons */
+	if (force && !strcmp(force, "c"))
+		return g_sha256_blocks;
+	if (sha256_hw_present()) {
+		uint8_t msg[192];
+		uint32_t want[8], got[8];
+		for (size_t i = 0; i < sizeof(msg); i++)
+			msg[i] = (uint8_t)(i * 131 + 7);
+		memcpy(want, (uint32_t[8]){ 0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c,
+					    0x1f83d9ab, 0x5be0cd19 },
+		       sizeof(want));
+		memcpy(got, want, sizeof(got));
+		sha256_blocks_c(want, msg, 3);
+		sha256_blocks_hw(got, msg, 3);
+		if (!memcmp(want, got, sizeof(got))) {
+			g_sha256_blocks = sha256_blocks_hw;
+			g_sha256_impl = SHA256_HW_NAME;
+		} else {
+			g_sha256_impl = "c (" SHA256_HW_NAME " failed its known-answer check)";
+		}
+	}
+#endif
+	return g_sha256_blocks;
+}
+
 static void sha256_update(struct sha256 *s, const uint8_t *p, size_t n)
 {
 	s->bytes += n;
@@ -438,8 +568,11 @@ static void sha256_update(struct sha256 *s, const uint8_t *p, size_t n)
 		sha256_block(s, s->block);
 		s->used = 0;
 	}
-	for (; n >= 64; p += 64, n -= 64)
-		sha256_block(s, p);
+	if (n >= 64) {
+		sha256_blocks()(s->h, p, n / 64);
+		p += n - n % 64;
+		n %= 64;
+	}
 	memcpy(s->block, p, n);
 	s->used = n;
 }
@@ -1789,6 +1922,8 @@ static int cmd_info(int argc, char **argv)
 	jw_kfile(&w, "kexec_loaded", "/sys/kernel/kexec_loaded");
 	jw_kfile(&w, "shmem_enabled", "/sys/kernel/mm/transparent_hugepage/shmem_enabled");
 	jw_kbool(&w, "uapi_header", AGENT_UAPI_HEADER);
+	sha256_blocks();
+	jw_kstr(&w, "sha256_impl", g_sha256_impl);
 	jw_close(&w, '}');
 	jw_emit(&w);
 	free(w.buf);
