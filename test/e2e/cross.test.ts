@@ -1,15 +1,14 @@
 // Issue "scenarios kernel developers need", cross-version handover: 7.2 -> 7.3 and back on arm64.
 // The 7.3 kernel is a second full build (about 30 minutes on 2 cores): the test uses it when the
 // cache has it (`kho kernel build --arch arm64 --series 7.3`) and says why it skips otherwise.
-import { mkdtemp, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { KernelNotCached } from "../../src/kernel/build.js";
 import { runCross, type CrossReport } from "../../src/run/cross.js";
 import { selectScenarios } from "../../src/scenarios/index.js";
 import { stderrLogger } from "../../src/util/log.js";
-import { explain, HOUR } from "./helpers.js";
+import { e2eOutDir, explain, HOUR } from "./helpers.js";
 
 describe("cross-version handover on arm64", () => {
   it(
@@ -22,7 +21,7 @@ describe("cross-version handover on arm64", () => {
           arches: ["arm64"],
           series: ["7.2", "7.3"],
           scenarios: selectScenarios("test-kho,memfd-basic"),
-          outDir: await mkdtemp(join(tmpdir(), "kho-e2e-cross-")),
+          outDir: await e2eOutDir("cross-"),
           log: stderrLogger,
           cachedOnly: true,
           onResult: () => undefined,

@@ -1,13 +1,12 @@
 // Issue "Boot, SSH and kexec": the first scenarios on real QEMU guests of both arches, each
 // booting the harness's kernel, kexecing with KHO and checking over SSH.
-import { mkdtemp, readdir, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { ARCH_NAMES, type ArchName } from "../../src/arch.js";
 import type { ScenarioResult } from "../../src/run/verdict.js";
-import { defaultKernel, explain, HOUR, runSelected } from "./helpers.js";
+import { defaultKernel, e2eOutDir, explain, HOUR, runSelected } from "./helpers.js";
 
 async function runOne(arch: ArchName, id: string): Promise<ScenarioResult> {
   const [r] = await runSelected(arch, id);
@@ -60,7 +59,7 @@ describe.each(ARCH_NAMES)("scenarios on %s", (arch) => {
 describe("kho run", () => {
   it("prints KTAP, a summary and follows kselftest exit codes", { timeout: HOUR }, async () => {
     await defaultKernel("x86_64");
-    const out = await mkdtemp(join(tmpdir(), "kho-e2e-cli-"));
+    const out = await e2eOutDir("cli-");
     const r = await execa(
       "node",
       ["bin/kho", "run", "--arch", "x86_64", "--scenario", "no-kho", "--out", out],

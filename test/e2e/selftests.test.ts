@@ -1,8 +1,7 @@
 // Issue "Run the kernel's own live-update selftests across kexec": luo_kexec_simple and
 // luo_multi_session through stage 1, kexec and stage 2 on both arches, and a user's own
 // two-stage test through `kho exec`.
-import { mkdtemp, readFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
@@ -10,12 +9,12 @@ import { ARCH_NAMES } from "../../src/arch.js";
 import { runScenarios } from "../../src/run/runner.js";
 import { SELFTEST_SCENARIOS } from "../../src/scenarios/selftests.js";
 import { stderrLogger } from "../../src/util/log.js";
-import { defaultKernel, HOUR } from "./helpers.js";
+import { defaultKernel, e2eOutDir, HOUR } from "./helpers.js";
 
 describe.each(ARCH_NAMES)("kernel liveupdate selftests on %s", (arch) => {
   it("luo_kexec_simple and luo_multi_session pass both stages across kexec", { timeout: HOUR }, async () => {
     await defaultKernel(arch);
-    const outDir = await mkdtemp(join(tmpdir(), "kho-e2e-selftests-"));
+    const outDir = await e2eOutDir("selftests-");
     const scenarios = SELFTEST_SCENARIOS.filter((s) => /luo_kexec_simple|luo_multi_session/.test(s.id));
     const { results } = await runScenarios({
       arches: [arch],
@@ -38,7 +37,7 @@ describe("kho exec", () => {
     { timeout: HOUR },
     async () => {
       await defaultKernel("x86_64");
-      const out = await mkdtemp(join(tmpdir(), "kho-e2e-exec-"));
+      const out = await e2eOutDir("exec-");
       const stage1 = "cat /proc/sys/kernel/random/boot_id > /dev/null && echo first";
       const stage2 = "dmesg | grep -q 'KHO: exec from' && echo second";
       const ok = await execa(

@@ -1,18 +1,17 @@
 // Boots a real x86_64 kernel with no initrd: the console must show the banner, and the
 // watchdog must report the root-mount panic as a panic, with its excerpt.
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { GuestFault } from "../../src/vm/fault.js";
 import { launchVm } from "../../src/vm/qemu.js";
-import { defaultKernel, HOUR } from "./helpers.js";
+import { defaultKernel, e2eOutDir, HOUR } from "./helpers.js";
 
 describe("x86_64 kernel without a root fs", () => {
   it("shows the banner, then reports the VFS panic as a panic", { timeout: HOUR }, async () => {
     // KHO_TEST_KERNEL_X86_64 boots another bzImage instead of the harness's default kernel.
     const kernel = process.env.KHO_TEST_KERNEL_X86_64 ?? (await defaultKernel("x86_64")).imagePath;
-    const logDir = mkdtempSync(join(tmpdir(), "vm-boot-"));
+    const logDir = await e2eOutDir("vm-boot-");
     const accel = process.env.KHO_ACCEL === "kvm" ? "kvm" : "tcg";
     const vm = await launchVm({
       arch: "x86_64",

@@ -1,4 +1,4 @@
-import { mkdtemp, mkdir, truncate, writeFile } from "node:fs/promises";
+import { mkdtemp, mkdir, rm, truncate, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -17,9 +17,11 @@ const saved = process.env.KHO_CACHE_DIR;
 beforeAll(async () => {
   process.env.KHO_CACHE_DIR = await mkdtemp(join(tmpdir(), "kho-cache-"));
 });
-afterAll(() => {
+afterAll(async () => {
+  const mine = process.env.KHO_CACHE_DIR;
   if (saved === undefined) delete process.env.KHO_CACHE_DIR;
   else process.env.KHO_CACHE_DIR = saved;
+  if (mine) await rm(mine, { recursive: true, force: true });
 });
 
 async function fakeEntry(key: string, image: Buffer, builtAt: string): Promise<void> {

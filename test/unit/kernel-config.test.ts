@@ -1,4 +1,4 @@
-import { mkdtemp, mkdir, writeFile } from "node:fs/promises";
+import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
@@ -52,6 +52,7 @@ describe("fragments", () => {
     const required = requiredOptions(await loadFragments(archSpec("x86_64"), [join(dir, "mine.config")]));
     expect(required.get("DEBUG_VM")).toBe("n");
     expect(required.get("KASAN")).toBe("y");
+    await rm(dir, { recursive: true, force: true });
   });
 
   it("find what olddefconfig dropped", () => {
@@ -93,5 +94,6 @@ describe("explainMissing", () => {
       "depends on LIVEUPDATE && RUNTIME_TESTING_MENU (LIVEUPDATE=n, RUNTIME_TESTING_MENU=y) [lib/Kconfig.debug:8]",
     );
     expect(await explainMissing(tree, "NOPE", new Map())).toMatch(/no Kconfig in this tree defines NOPE/);
+    await rm(tree, { recursive: true, force: true });
   });
 });
