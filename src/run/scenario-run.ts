@@ -1,7 +1,7 @@
 // Running scenarios on guests and turning how each ended into a verdict: one guest per
 // scenario (runOne), or one guest and one kexec shared by several (runShared, see
 // shared-guest.ts). The runner (runner.ts) decides which.
-import { mkdir } from "node:fs/promises";
+import { mkdir, readdir, symlink } from "node:fs/promises";
 import { join, relative } from "node:path";
 import type { ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
@@ -274,5 +274,16 @@ export async function runShared(
     );
   } finally {
     await shared.stop();
+    await linkGuestLogs(logDir, members.map(dirOf));
+  }
+}
+
+const GUEST_LOGS = /^(console\.log|boot-\d+\.log|qemu\.cmd|qemu-stderr\.log)$/;
+
+/** Each member's folder gets the shared guest's logs as relative links, as if it had its own. */
+async function linkGuestLogs(logDir: string, memberDirs: readonly string[]): Promise<void> {
+  const logs = (await readdir(logDir).catch(() => [])).filter((f) => GUEST_LOGS.test(f));
+  for (const dir of memberDirs) {
+    for (const f of logs) await symlink(relative(dir, join(logDir, f)), join(dir, f)).catch(() => undefined);
   }
 }

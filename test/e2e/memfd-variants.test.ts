@@ -1,7 +1,8 @@
 // Issue 5, items 3-5: memfd shapes and session lifecycle edges through LUO, a hugetlb memfd and
 // a reserve_mem region, on real guests of both arches, through the same runner as `kho run`.
 // Each scenario's verdict is asserted with the facts its report must state; a skip must say why.
-import { readdir } from "node:fs/promises";
+import { readdir, readFile } from "node:fs/promises";
+import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ARCH_NAMES } from "../../src/arch.js";
 import type { ScenarioResult } from "../../src/run/verdict.js";
@@ -64,5 +65,7 @@ describe.each(ARCH_NAMES)("memfd variants, hugetlb and reserve_mem on %s", (arch
     expect(r.verdict, explain(r)).toBe("pass");
     for (const re of want.pass) expect(r.reason ?? "", explain(r)).toMatch(re);
     expect(await readdir(r.artifactsDir ?? "")).not.toContain("memory-before-kexec.elf");
+    // On a shared guest too, the scenario's folder leads to the console of both boots.
+    expect(await readFile(join(r.artifactsDir ?? "", "boot-2.log"), "utf8")).toMatch(/KHO-GUEST: ready/);
   });
 });
