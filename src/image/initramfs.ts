@@ -2,7 +2,7 @@
 // Debian, the guest agent built against the kernel's headers, and /init. Per-run secrets (SSH
 // keys) are not in it: they travel in a small second archive appended at boot (see overlay.ts),
 // so the base image is cached by content and shared by every run.
-import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { basename, join } from "node:path";
 import { archSpec, type ArchName } from "../arch.js";
 import { buildAgent } from "../guest/agent-build.js";
@@ -12,7 +12,7 @@ import { cacheKey, sha256 } from "../util/hash.js";
 import type { Logger } from "../util/log.js";
 import { CpioWriter } from "./cpio.js";
 import { extractUserspace, fetchGuestDebs } from "./userspace.js";
-import { workPath } from "../util/build-slot.js";
+import { writeFileAtomic } from "../util/build-slot.js";
 
 /** Bump when the layout below changes in a way the inputs' hashes do not capture. */
 const LAYOUT_VERSION = "2"; // 2: libraries cut to the DT_NEEDED closure
@@ -104,9 +104,7 @@ export async function buildGuestImage(
   // gunzip of a few MiB, and the file never leaves this machine.
   const bytes = cpio.finish();
   await mkdir(dir, { recursive: true });
-  const tmp = workPath(path);
-  await writeFile(tmp, bytes);
-  await rename(tmp, path);
+  await writeFileAtomic(path, bytes);
   log(`# ${arch}: guest image ${path} (${(bytes.length / 1048576).toFixed(1)} MiB)`);
   return { arch, path, size: bytes.length, key, cached: false };
 }

@@ -61,6 +61,15 @@ const NEXT_FILES = (files: NextKernelFiles) =>
     ["next-initrd", files.initrd],
   ] as const;
 
+/**
+ * 4 KiB blocks, 16 inodes, no reserved blocks; no journal (the guest mounts it read-only) and no
+ * metadata checksums (half of mke2fs's time).
+ */
+const MKE2FS_OPTIONS: readonly string[] = [
+  ...["-q", "-F", "-t", "ext4", "-L", "kho-next", "-b", "4096", "-m", "0", "-N", "16"],
+  ...["-O", "^has_journal,^metadata_csum"],
+];
+
 async function writeExt4Disk(files: NextKernelFiles, dest: string): Promise<void> {
   await requireTools(["mke2fs"], "the next kernel's disk");
   const staging = await mkdtemp(join(dirname(dest), "next-disk-"));
@@ -74,25 +83,10 @@ async function writeExt4Disk(files: NextKernelFiles, dest: string): Promise<void
     }
     // Data plus room for ext4's own blocks (bitmaps, inode table, extent trees): 1/16 + 1 MiB.
     const blocks = Math.ceil((bytes + bytes / 16 + 1048576) / 4096);
-    // No journal (the guest mounts it read-only) and no metadata checksums (half of mke2fs's time).
-    const r = await execa(
-      "mke2fs",
-      [
-        "-q",
-        "-F",
-        "-t",
-        "ext4",
-        "-O",
-        "^has_journal,^metadata_csum",
-        "-b",
-        "4096",
-        "-m",
-        "0",
-        "-N",
-        "16",
-      ].concat(["-L", "kho-next", "-d", staging, dest, String(blocks)]),
-      { reject: false, all: true },
-    );
+    const r = await execa("mke2fs", [...MKE2FS_OPTIONS, "-d", staging, dest, String(blocks)], {
+      reject: false,
+      all: true,
+    });
     if (r.exitCode !== 0) {
       throw new HarnessError(
         `mke2fs could not write the next kernel's disk ${dest}`,

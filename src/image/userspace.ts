@@ -59,9 +59,7 @@ const DLOPENED = /^(libgcc_s\.so\.1|libnss_(files|compat)\.so\.2)$/;
  * kexec load hashes it, under TCG.
  */
 export function neededClosure(files: ReadonlyMap<string, UserspaceFile>): Set<string> {
-  const libDirs = [
-    ...new Set([...files.keys()].filter(isLibrary).map((p) => p.slice(0, p.lastIndexOf("/")))),
-  ];
+  const libDirs = [...new Set([...files.keys()].filter(isLibrary).map((p) => posix.dirname(p)))];
   const kept = new Set<string>();
   const visit = (path: string): void => {
     if (kept.has(path)) return;
@@ -83,7 +81,7 @@ export function neededClosure(files: ReadonlyMap<string, UserspaceFile>): Set<st
   };
   for (const p of PROGRAMS) visit(p);
   for (const p of files.keys()) {
-    const name = p.slice(p.lastIndexOf("/") + 1);
+    const name = posix.basename(p);
     if (isLibrary(p) && (name.startsWith("ld-linux") || DLOPENED.test(name))) visit(p);
   }
   return kept;

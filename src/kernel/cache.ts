@@ -2,10 +2,11 @@
 // final .config, the build log and a manifest written last. An entry is trusted only if its
 // manifest parses and the image still has the size and hash the manifest recorded, so an
 // entry cut short by a crash is rebuilt, never booted.
-import { access, readdir, readFile, rm, stat, writeFile, rename } from "node:fs/promises";
+import { access, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { ArchName } from "../arch.js";
 import { cachePaths } from "../paths.js";
+import { writeFileAtomic } from "../util/build-slot.js";
 import { sha256File } from "../util/hash.js";
 
 export const MANIFEST_SCHEMA = 1;
@@ -85,9 +86,7 @@ export async function lookupKernel(key: string): Promise<CacheLookup> {
 
 /** Writes the manifest atomically: the entry becomes visible only when complete. */
 export async function commitManifest(dir: string, manifest: KernelManifest): Promise<void> {
-  const tmp = join(dir, "kernel.json.tmp");
-  await writeFile(tmp, JSON.stringify(manifest, null, 2) + "\n");
-  await rename(tmp, join(dir, "kernel.json"));
+  await writeFileAtomic(join(dir, "kernel.json"), JSON.stringify(manifest, null, 2) + "\n");
 }
 
 export async function listKernels(): Promise<{ key: string; lookup: CacheLookup }[]> {

@@ -1,12 +1,12 @@
 // `kho kernel inspect`, and the check before every boot: what a kernel image is (arch,
 // format, compression, release), the config it was built with, and whether that config can
 // run the KHO/LUO scenarios. Each refusal is one sentence saying what to do about it.
-import { mkdir, readFile, rename, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, stat } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { isArchName, type ArchName } from "../arch.js";
 import { DecodeError, HarnessError } from "../errors.js";
 import { cacheRoot } from "../paths.js";
-import { workPath } from "../util/build-slot.js";
+import { writeFileAtomic } from "../util/build-slot.js";
 import { sha256 } from "../util/hash.js";
 import { parseConfig, type ConfigMap } from "./config.js";
 import { decompress, type Compression } from "./decompress.js";
@@ -126,9 +126,10 @@ async function inspectBootable(path: string, arch: ArchName): Promise<KernelRepo
   const report = await inspectKernelBytes(bytes, path, { expectArch: arch });
   if (report.ready && report.configSource.kind === "ikconfig" && report.config) {
     await mkdir(dirname(remembered), { recursive: true });
-    const tmp = workPath(remembered);
-    await writeFile(tmp, JSON.stringify({ ...report, path: undefined, config: [...report.config] }));
-    await rename(tmp, remembered);
+    await writeFileAtomic(
+      remembered,
+      JSON.stringify({ ...report, path: undefined, config: [...report.config] }),
+    );
   }
   return report;
 }

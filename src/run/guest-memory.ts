@@ -1,5 +1,5 @@
-// Guest-physical memory read through QMP `pmemsave` while the guest is paused: only the pages
-// a decoder touches are read, instead of dumping all of RAM to disk.
+// Guest-physical memory read through QMP `pmemsave`: only the pages a decoder touches are read,
+// instead of dumping all of RAM to disk. Which addresses are RAM is the caller's to say.
 import { readFile, rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { PhysMemory } from "../kho/abi.js";
@@ -13,10 +13,7 @@ export class QmpMemory implements PhysMemory {
   constructor(
     private readonly qmp: QmpClient,
     private readonly scratchDir: string,
-    private readonly ram: { readonly base: bigint; readonly size: bigint },
   ) {}
-
-  isRam = (paddr: bigint): boolean => paddr >= this.ram.base && paddr < this.ram.base + this.ram.size;
 
   async readPhys(paddr: bigint, length: number): Promise<Uint8Array> {
     const path = join(this.scratchDir, `pmem-${this.n++}.bin`);

@@ -22,7 +22,7 @@ export type PreKexecMemory =
   | { readonly kind: "dump"; readonly path: string };
 
 /** Reads what the decode will need of the old kernel's memory, right before the kexec. */
-export async function dumpBeforeKexec(ctx: ScenarioContext): Promise<PreKexecMemory> {
+export async function readMemoryBeforeKexec(ctx: ScenarioContext): Promise<PreKexecMemory> {
   const taken = await snapshotRadixTree(ctx);
   if ("snapshot" in taken) {
     const s = taken.snapshot;
@@ -138,6 +138,6 @@ async function decodeAgainst(
 }
 
 /** What was kept of the old kernel's memory stays only when the scenario failed. */
-export async function dropDump(before: PreKexecMemory): Promise<void> {
+export async function dropPreKexecMemory(before: PreKexecMemory): Promise<void> {
   await rm(before.kind === "dump" ? before.path : before.snapshot.artifact, { force: true });
 }

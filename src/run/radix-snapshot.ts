@@ -46,9 +46,9 @@ export const inRam = (ram: readonly RamRange[]) => (paddr: bigint) =>
 const SEPARATOR = "--- iomem ---";
 
 /**
- * Reads the radix root from kho/out/fdt and walks the tree live. Undefined (with the reason)
- * when this kernel does not allow it: out/fdt exists only in a cold-booted kernel, and a kernel
- * whose out/fdt or tree this harness cannot read gets the full dump instead.
+ * Reads the radix root from kho/out/fdt and walks the tree live. When this kernel does not
+ * allow it, the reason instead: out/fdt exists only in a cold-booted kernel, and a kernel whose
+ * out/fdt or tree this harness cannot read gets the full dump.
  */
 export async function snapshotRadixTree(
   ctx: ScenarioContext,
@@ -63,7 +63,7 @@ export async function snapshotRadixTree(
   const started = performance.now();
   try {
     const { abi, root } = outFdtRadixRoot(Buffer.from(b64, "base64"));
-    const live = new QmpMemory(ctx.guest.vm.qmp, ctx.artifactsDir, { base: 0n, size: 1n << 62n });
+    const live = new QmpMemory(ctx.guest.vm.qmp, ctx.artifactsDir);
     const pages = new Map<bigint, Uint8Array>();
     await walkRadixTree({
       root,
@@ -115,7 +115,7 @@ export class SnapshotMemory implements PhysMemory {
     qmp: QmpClient,
     scratchDir: string,
   ) {
-    this.live = new QmpMemory(qmp, scratchDir, { base: 0n, size: 1n << 62n });
+    this.live = new QmpMemory(qmp, scratchDir);
   }
 
   readPhys(paddr: bigint, length: number): Promise<Uint8Array> {

@@ -43,6 +43,47 @@ export interface RunWhere {
   readonly log: Logger;
 }
 
+/** `<out>/<arch>/<name>[/run-K]`: a scenario's (or a shared guest's) artifacts folder. */
+function runDir(opts: RunWhere, arch: ArchName, name: string, attempt: number | undefined): string {
+  return join(opts.outDir, arch, name, attempt ? `run-${attempt}` : "");
+}
+
+function resultBase(scenario: Scenario, arch: ArchName, attempt: number | undefined) {
+  return { id: scenario.id, arch, ...(attempt ? { attempt } : {}) };
+}
+
+/** The KTAP diagnostic line that opens a scenario's run. */
+function announce(opts: RunWhere, scenario: Scenario, arch: ArchName, attempt: number | undefined): void {
+  opts.log(`# ${scenario.id}.${arch}${attempt ? ` (run ${attempt})` : ""}: ${scenario.description}`);
+}
+
+/**
+ * Boots a guest of `prepared`'s kernel and image with `boot`'s parameters, logging into `logDir`;
+ * QEMU's -name is `kho-<name>-<arch>[-<attempt>]`.
+ */
+function startGuest(
+  prepared: PreparedArch,
+  boot: Scenario["boot"],
+  logDir: string,
+  name: string,
+  attempt: number | undefined,
+  opts: RunWhere,
+): Promise<Guest> {
+  const { arch, kernel, accel } = prepared.summary;
+  return Guest.start({
+    arch,
+    kernel: kernel.image,
+    initrd: prepared.bootInitrd,
+    nextDisk: prepared.nextDisk,
+    boot,
+    accel,
+    keys: prepared.keys,
+    logDir,
+    name: `kho-${name}-${arch}${attempt ? `-${attempt}` : ""}`,
+    log: opts.log,
+  });
+}
+
 export function missingCapabilities(scenario: Scenario, kernel: KernelUnderTest): string[] {
   return scenario.needs
     .filter((c) => (kernel.config.get(CAPABILITIES[c]) ?? "n") === "n")
@@ -55,9 +96,9 @@ export async function runOne(
   opts: RunWhere,
   attempt: number | undefined,
 ): Promise<ScenarioResult> {
-  const { arch, kernel, accel } = prepared.summary;
+  const { arch, kernel } = prepared.summary;
   const started = performance.now();
-  const base = { id: scenario.id, arch, ...(attempt ? { attempt } : {}) };
+  const base = resultBase(scenario, arch, attempt);
   const missing = missingCapabilities(scenario, kernel);
   if (missing.length > 0) {
     return {
@@ -68,27 +109,16 @@ export async function runOne(
       totalMs: 0,
     };
   }
-  const artifactsDir = join(opts.outDir, arch, scenario.id, attempt ? `run-${attempt}` : "");
+  const artifactsDir = runDir(opts, arch, scenario.id, attempt);
   await mkdir(artifactsDir, { recursive: true });
-  opts.log(`# ${scenario.id}.${arch}${attempt ? ` (run ${attempt})` : ""}: ${scenario.description}`);
+  announce(opts, scenario, arch, attempt);
   const expectation = activeExpectation(scenario.id, prepared.features);
   let guest: Guest | undefined;
   let ctx: ScenarioContext | undefined;
   const phaseMs: Record<string, number> = {};
   try {
     const bootStart = performance.now();
-    guest = await Guest.start({
-      arch,
-      kernel: kernel.image,
-      initrd: prepared.bootInitrd,
-      nextDisk: prepared.nextDisk,
-      boot: scenario.boot,
-      accel,
-      keys: prepared.keys,
-      logDir: artifactsDir,
-      name: `kho-${scenario.id}-${arch}${attempt ? `-${attempt}` : ""}`,
-      log: opts.log,
-    });
+    guest = await startGuest(prepared, scenario.boot, artifactsDir, scenario.id, attempt, opts);
     phaseMs.boot = Math.round(performance.now() - bootStart);
     if (expectation) guest.vm.console.allow(expectation.consoleLines);
     ctx = new ScenarioContext(arch, guest, kernel, artifactsDir, opts.log, scenario.boot.memoryMiB ?? 1024);
@@ -196,31 +226,20 @@ export async function runShared(
   opts: RunWhere,
   attempt: number | undefined,
 ): Promise<ScenarioResult[]> {
-  const { arch, kernel, accel } = prepared.summary;
+  const { arch, kernel } = prepared.summary;
   const [first] = members;
   if (!first) return [];
   const started = performance.now();
-  const logDir = join(opts.outDir, arch, label, attempt ? `run-${attempt}` : "");
+  const logDir = runDir(opts, arch, label, attempt);
   await mkdir(logDir, { recursive: true });
-  const dirOf = (s: Scenario) => join(opts.outDir, arch, s.id, attempt ? `run-${attempt}` : "");
-  const baseOf = (s: Scenario) => ({ id: s.id, arch, ...(attempt ? { attempt } : {}) });
+  const dirOf = (s: Scenario) => runDir(opts, arch, s.id, attempt);
+  const baseOf = (s: Scenario) => resultBase(s, arch, attempt);
   const consoleDir = relative(opts.outDir, logDir) || ".";
   opts.log(`# ${label}.${arch}: one guest, one kexec for ${members.map((m) => m.id).join(", ")}`);
   let guest: Guest;
   const bootStart = performance.now();
   try {
-    guest = await Guest.start({
-      arch,
-      kernel: kernel.image,
-      initrd: prepared.bootInitrd,
-      nextDisk: prepared.nextDisk,
-      boot: first.boot,
-      accel,
-      keys: prepared.keys,
-      logDir,
-      name: `kho-${label}-${arch}${attempt ? `-${attempt}` : ""}`,
-      log: opts.log,
-    });
+    guest = await startGuest(prepared, first.boot, logDir, label, attempt, opts);
   } catch (err) {
     const [verdict, reason, evidence] = classify(err, undefined);
     return members.map((m) => ({
@@ -243,7 +262,7 @@ export async function runShared(
         let release = await turn.acquire();
         const dir = dirOf(m);
         await mkdir(dir, { recursive: true });
-        opts.log(`# ${m.id}.${arch}${attempt ? ` (run ${attempt})` : ""}: ${m.description}`);
+        announce(opts, m, arch, attempt);
         const view = memberGuest(
           shared,
           rendezvous,

@@ -14,7 +14,12 @@ import {
 import { memfdPatternSha256 } from "../guest/agent-build.js";
 import { agentFailure, parseAgentLine, type ScenarioContext } from "../run/context.js";
 import { formatTimeline, type BootTiming } from "../run/boot-timeline.js";
-import { checkHandover, dropDump, dumpBeforeKexec, type PreKexecMemory } from "../run/handover.js";
+import {
+  checkHandover,
+  dropPreKexecMemory,
+  readMemoryBeforeKexec,
+  type PreKexecMemory,
+} from "../run/handover.js";
 import { CheckFailed } from "../run/outcome.js";
 import type { ExecStream } from "../vm/ssh.js";
 import type { Capability, GuestBoot, Scenario } from "./types.js";
@@ -352,7 +357,7 @@ export async function preserveAndKexec(
     holdSessions(ctx, `preserve ${sessionArgs(sessions)}`, "agent-preserve.json", opts.deadlineMs),
   );
   checkPreserved(ctx, sessions, held.result);
-  const dump = opts.dump ? await ctx.phase("dump", () => dumpBeforeKexec(ctx)) : undefined;
+  const dump = opts.dump ? await ctx.phase("dump", () => readMemoryBeforeKexec(ctx)) : undefined;
   await kexecHeldNoted(ctx, held.stream);
   return { before: held.result, dump };
 }
@@ -404,7 +409,7 @@ export function memfdScenario(c: MemfdCase): Scenario {
         );
         if (dump) {
           ctx.note(await checkFramesInMap(ctx, dump, sessions, before));
-          await dropDump(dump);
+          await dropPreKexecMemory(dump);
         }
       });
     },

@@ -8,7 +8,7 @@ import {
   type AgentPreserveResult,
 } from "../guest/agent-protocol.js";
 import type { ScenarioContext } from "../run/context.js";
-import { checkHandover, dropDump, dumpBeforeKexec } from "../run/handover.js";
+import { checkHandover, dropPreKexecMemory, readMemoryBeforeKexec } from "../run/handover.js";
 import { kexecWithAgent } from "../run/kexec.js";
 import {
   checkPreserved,
@@ -206,7 +206,7 @@ const holderDied: Scenario = {
       `preserve --session ${DIED}`,
       "agent-recreate.json",
     );
-    const dump = await ctx.phase("dump", () => dumpBeforeKexec(ctx));
+    const dump = await ctx.phase("dump", () => readMemoryBeforeKexec(ctx));
     await kexecWithAgent(ctx);
     const retrieve = await ctx.agentOutcome<AgentPreserveResult>(
       `restore --session ${DIED}`,
@@ -253,7 +253,7 @@ const holderDied: Scenario = {
       ctx.note(
         `holder killed: ${shmemFreed} KiB shmem freed, name free again; next kernel: RETRIEVE_SESSION ENOENT, 0 of ${frames.length} frames preserved (${report.chunks.length} chunks in the map)`,
       );
-      await dropDump(dump);
+      await dropPreKexecMemory(dump);
     });
   },
 };

@@ -12,7 +12,7 @@
 import { randomBytes } from "node:crypto";
 import { QmpMemory } from "../run/guest-memory.js";
 import type { ScenarioContext } from "../run/context.js";
-import { checkHandover, dropDump, dumpBeforeKexec } from "../run/handover.js";
+import { checkHandover, dropPreKexecMemory, readMemoryBeforeKexec } from "../run/handover.js";
 import { kexecWithAgent } from "../run/kexec.js";
 import { CheckFailed } from "../run/outcome.js";
 import type { Scenario } from "./types.js";
@@ -84,8 +84,8 @@ export const reserveMem: Scenario = {
       ...trace1.split("\n").slice(-6),
     ]);
 
-    const dump = await ctx.phase("dump", () => dumpBeforeKexec(ctx));
-    const mem = new QmpMemory(ctx.guest.vm.qmp, ctx.artifactsDir, { base: 0n, size: 1n << 62n });
+    const dump = await ctx.phase("dump", () => readMemoryBeforeKexec(ctx));
+    const mem = new QmpMemory(ctx.guest.vm.qmp, ctx.artifactsDir);
     const at1 = offsetsOf(await mem.readPhys(before.map.start, SIZE), tag);
     ctx.check(
       at1.length >= MARKERS,
@@ -154,7 +154,7 @@ export const reserveMem: Scenario = {
       ctx.note(
         `${REGION} revived at ${hex(before.map.start)} (2 MiB): ${MARKERS} markers readable in boot 2 at the same ${at1.length} offsets; memblock subtree and all ${before.map.size / PAGE} pages in the decoded KHO map`,
       );
-      await dropDump(dump);
+      await dropPreKexecMemory(dump);
     });
   },
 };

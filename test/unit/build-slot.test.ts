@@ -1,7 +1,10 @@
 // Cache builders under --jobs: two scenarios of one process building the same entry at once
 // once collided in one `.tmp-<pid>` folder (one removed it while the other compiled in it).
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { sharedBuild, workPath } from "../../src/util/build-slot.js";
+import { sharedBuild, workPath, writeFileAtomic } from "../../src/util/build-slot.js";
 
 describe("workPath", () => {
   it("gives every call its own path next to the final one", () => {
@@ -9,6 +12,21 @@ describe("workPath", () => {
     const b = workPath("/cache/kmod/entry");
     expect(a).not.toBe(b);
     for (const p of [a, b]) expect(p).toMatch(new RegExp(`^/cache/kmod/entry\\.tmp-${process.pid}-\\d+$`));
+  });
+});
+
+describe("writeFileAtomic", () => {
+  it("replaces the file whole and leaves no private copy behind", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "kho-atomic-"));
+    try {
+      const path = join(dir, "kernel.json");
+      await writeFileAtomic(path, "first\n");
+      await writeFileAtomic(path, new TextEncoder().encode("second\n"));
+      expect(readFileSync(path, "utf8")).toBe("second\n");
+      expect(readdirSync(dir)).toEqual(["kernel.json"]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
