@@ -676,8 +676,6 @@ static int khoh_cmd_preserve(char *args)
 	char *tok;
 	int err = 0;
 
-	if (khoh_committed)
-		return -EBUSY;
 	while ((tok = strsep(&args, " \t")) != NULL) {
 		char *val;
 		bool b;
@@ -795,6 +793,24 @@ static int khoh_build_fdt(void *fdt, size_t size)
 	return err ? -ENOSPC : 0;
 }
 
+/* Withdraws the published subtree and its FDT; the preserved blocks stay preserved. */
+static void khoh_uncommit(void)
+{
+	if (!khoh_committed)
+		return;
+	kho_remove_subtree(folio_address(khoh_fdt));
+	kho_unpreserve_folio(khoh_fdt);
+	folio_put(khoh_fdt);
+	khoh_fdt = NULL;
+	khoh_fdt_size = 0;
+	khoh_committed = false;
+}
+
+/*
+ * Publishes every group preserved so far as the subtree. Committing again (after more
+ * preserve commands) replaces the subtree: several users of one guest (the harness's shared
+ * guests) each preserve and commit in turn, and the last commit carries all of them.
+ */
 static int khoh_cmd_commit(void)
 {
 	size_t size = PAGE_SIZE + (size_t)khoh_nr_entries * 512;
@@ -802,8 +818,7 @@ static int khoh_cmd_commit(void)
 	void *fdt;
 	int err;
 
-	if (khoh_committed)
-		return -EBUSY;
+	khoh_uncommit();
 	folio = folio_alloc(GFP_KERNEL | __GFP_ZERO, get_order(size));
 	if (!folio)
 		return -ENOMEM;
@@ -840,14 +855,7 @@ static void khoh_cmd_reset(void)
 {
 	struct khoh_group *g, *tmp;
 
-	if (khoh_committed) {
-		kho_remove_subtree(folio_address(khoh_fdt));
-		kho_unpreserve_folio(khoh_fdt);
-		folio_put(khoh_fdt);
-		khoh_fdt = NULL;
-		khoh_fdt_size = 0;
-		khoh_committed = false;
-	}
+	khoh_uncommit();
 	list_for_each_entry_safe(g, tmp, &khoh_groups, node) {
 		list_del(&g->node);
 		khoh_release_group(g);

@@ -18,6 +18,7 @@ import { formatDuration, type Logger } from "../util/log.js";
 import { runPool } from "../util/pool.js";
 import { generateKeys } from "../vm/keys.js";
 import { canShare, runOne, runShared, type ArchSetup, type PreparedArch } from "./scenario-run.js";
+import { loadUnitDurations, longestFirst, saveUnitDurations, unitKey } from "./unit-durations.js";
 import type { ScenarioResult } from "./verdict.js";
 
 export type { ArchSetup } from "./scenario-run.js";
@@ -72,6 +73,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
     (attempt * opts.arches.length + opts.arches.indexOf(arch)) * opts.scenarios.length +
     opts.scenarios.indexOf(scenario);
   const ranked = new Map<ScenarioResult, number>();
+  const measured = new Map<string, number>();
   const record = (r: ScenarioResult, rank: number) => {
     results.push(r);
     ranked.set(r, rank);
@@ -86,7 +88,8 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
         setups.push(prepared.summary);
         for (let attempt = 0; attempt < repeat; attempt++) {
           for (const scenario of opts.scenarios) {
-            work.push({ scenario, prepared, attempt, order: order(arch, scenario, attempt) });
+            const key = unitKey(arch, [scenario.id]);
+            work.push({ key, scenario, prepared, attempt, order: order(arch, scenario, attempt) });
           }
         }
       } catch (err) {
@@ -106,16 +109,20 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
         }
       }
     }
-    await runPool(planUnits(work, opts.isolate === true), opts.jobs ?? 1, async (u) => {
+    const units = longestFirst(planUnits(work, opts.isolate === true), await loadUnitDurations());
+    await runPool(units, opts.jobs ?? 1, async (u) => {
       const attempt = repeat > 1 ? u.attempt + 1 : undefined;
+      const started = performance.now();
       if (u.kind === "one") {
         record(await runOne(u.scenario, u.prepared, opts, attempt), u.order);
-        return;
+      } else {
+        const rs = await runShared(u.members, u.label, u.prepared, opts, attempt);
+        rs.forEach((r, i) => record(r, u.orders[i] ?? u.order));
       }
-      const rs = await runShared(u.members, u.label, u.prepared, opts, attempt);
-      rs.forEach((r, i) => record(r, u.orders[i] ?? u.order));
+      measured.set(u.key, Math.round(performance.now() - started));
     });
   } finally {
+    await saveUnitDurations(measured).catch(() => undefined);
     for (const dir of scratchDirs) await rm(dir, { recursive: true, force: true });
   }
   // Results arrive in completion order; the report lists them in suite order.
@@ -185,6 +192,7 @@ async function prepareArch(
 }
 
 interface Work {
+  readonly key: string;
   readonly scenario: Scenario;
   readonly prepared: PreparedArch;
   readonly attempt: number;
@@ -195,6 +203,7 @@ type Unit =
   | ({ readonly kind: "one" } & Work)
   | {
       readonly kind: "shared";
+      readonly key: string;
       readonly members: readonly Scenario[];
       readonly orders: readonly number[];
       readonly label: string;
@@ -205,8 +214,8 @@ type Unit =
 
 /**
  * Groups the shareable scenarios of one arch, attempt and boot onto one guest each (unless
- * `isolate`); the rest run one guest each. Shared guests go first: they are the longest units,
- * and starting them early keeps the other jobs busy with short ones at the end.
+ * `isolate`); the rest run one guest each. Shared guests go first: they are the longest units
+ * until `longestFirst` knows better from the last run's times.
  */
 export function planUnits(work: readonly Work[], isolate: boolean): Unit[] {
   const groups = new Map<string, Work[]>();
@@ -216,7 +225,10 @@ export function planUnits(work: readonly Work[], isolate: boolean): Unit[] {
       units.push({ kind: "one", ...w });
       continue;
     }
-    const key = `${w.prepared.summary.arch}|${w.attempt}|${JSON.stringify(w.scenario.boot)}`;
+    // Boots that differ only in memory share the largest (sharedBoot): memory is not a setting a
+    // shareable scenario's checks depend on, and a guest costs more than its RAM.
+    const { memoryMiB: _memory, ...boot } = w.scenario.boot;
+    const key = `${w.prepared.summary.arch}|${w.attempt}|${JSON.stringify(boot)}`;
     groups.set(key, [...(groups.get(key) ?? []), w]);
   }
   const shared: Unit[] = [];
@@ -232,6 +244,7 @@ export function planUnits(work: readonly Work[], isolate: boolean): Unit[] {
     perArch.set(head.prepared.summary.arch, n);
     shared.push({
       kind: "shared",
+      key: unitKey(head.prepared.summary.arch, members.map((m) => m.scenario.id)),
       members: members.map((m) => m.scenario),
       orders: members.map((m) => m.order),
       label: `shared-guest-${n}`,

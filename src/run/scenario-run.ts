@@ -7,9 +7,10 @@ import type { ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import type { KernelReport } from "../kernel/inspect.js";
 import { activeExpectation, type Expectation, type KernelFeature } from "../scenarios/expectations.js";
-import { CAPABILITIES, type Scenario } from "../scenarios/types.js";
+import { CAPABILITIES, type GuestBoot, type Scenario } from "../scenarios/types.js";
 import type { Logger } from "../util/log.js";
 import { GuestFault } from "../vm/fault.js";
+import { DEFAULT_MEMORY_MIB } from "../vm/qemu.js";
 import type { generateKeys } from "../vm/keys.js";
 import { SshFailure } from "../vm/ssh.js";
 import { ScenarioContext, type KernelUnderTest } from "./context.js";
@@ -121,7 +122,7 @@ export async function runOne(
     guest = await startGuest(prepared, scenario.boot, artifactsDir, scenario.id, attempt, opts);
     phaseMs.boot = Math.round(performance.now() - bootStart);
     if (expectation) guest.vm.console.allow(expectation.consoleLines);
-    ctx = new ScenarioContext(arch, guest, kernel, artifactsDir, opts.log, scenario.boot.memoryMiB ?? 1024);
+    ctx = new ScenarioContext(arch, guest, kernel, artifactsDir, opts.log, scenario.boot.memoryMiB ?? DEFAULT_MEMORY_MIB);
     await scenario.run(ctx);
     // Ends the scenario under the watchdog: a fault printed after the last step fails it too.
     await ctx.artifact(`dmesg-boot${guest.boot}.txt`, await guest.run("dmesg"));
@@ -219,6 +220,14 @@ export function canShare(scenario: Scenario, prepared: PreparedArch): boolean {
  * its own; a fault of the shared boot or kexec fails every member waiting on it, with the same
  * evidence. Each result's phases are its own plus the shared boot; `totalMs` is their sum.
  */
+/** The boot a shared guest gets: the members' (one boot, see planUnits) with the most memory. */
+export function sharedBoot(members: readonly Scenario[]): GuestBoot {
+  const [first] = members;
+  if (!first) throw new Error("a shared guest needs members");
+  const memory = Math.max(...members.map((m) => m.boot.memoryMiB ?? DEFAULT_MEMORY_MIB));
+  return { ...first.boot, memoryMiB: memory };
+}
+
 export async function runShared(
   members: readonly Scenario[],
   label: string,
@@ -235,11 +244,12 @@ export async function runShared(
   const dirOf = (s: Scenario) => runDir(opts, arch, s.id, attempt);
   const baseOf = (s: Scenario) => resultBase(s, arch, attempt);
   const consoleDir = relative(opts.outDir, logDir) || ".";
+  const boot = sharedBoot(members);
   opts.log(`# ${label}.${arch}: one guest, one kexec for ${members.map((m) => m.id).join(", ")}`);
   let guest: Guest;
   const bootStart = performance.now();
   try {
-    guest = await startGuest(prepared, first.boot, logDir, label, attempt, opts);
+    guest = await startGuest(prepared, boot, logDir, label, attempt, opts);
   } catch (err) {
     const [verdict, reason, evidence] = classify(err, undefined);
     return members.map((m) => ({
@@ -274,7 +284,7 @@ export async function runShared(
           },
           (ms) => ctx.waited(ms),
         );
-        const ctx = new ScenarioContext(arch, view, kernel, dir, opts.log, m.boot.memoryMiB ?? 1024);
+        const ctx = new ScenarioContext(arch, view, kernel, dir, opts.log, boot.memoryMiB ?? DEFAULT_MEMORY_MIB);
         let outcome: Outcome;
         try {
           await m.run(ctx);

@@ -1,6 +1,7 @@
 // Kernel allocations preserved through the test module (guest/kmod): compound folios, DMA-style
 // non-compound high-order blocks, and split pages. The module measures, in the next kernel,
 // the pattern, the head's and every tail page's refcount and the compound state.
+import { randomInt } from "node:crypto";
 import { buildKmod } from "../guest/kmod-build.js";
 import type { ScenarioContext } from "../run/context.js";
 import { kexecWithAgent } from "../run/kexec.js";
@@ -8,6 +9,8 @@ import type { Scenario } from "./types.js";
 
 interface KmodEntry {
   readonly kind: string;
+  readonly seed?: number;
+  readonly restored?: boolean;
   readonly order: number;
   readonly phys?: string | readonly string[];
   readonly error?: string;
@@ -29,27 +32,68 @@ interface KmodState {
   readonly entries: readonly KmodEntry[];
 }
 
+interface KmodGroup {
+  readonly seed: number;
+  readonly phys?: readonly string[];
+  readonly error?: string;
+  readonly step?: string;
+}
+
 const REMOTE = "/root/kho_harness.ko";
 const DEBUGFS = "/sys/kernel/debug/kho_harness";
+const PAGE_SHIFT = 12n;
 
-async function loadModule(ctx: ScenarioContext, args = ""): Promise<void> {
+/** Loads the module unless another scenario sharing the guest already did (its state is common). */
+async function loadModule(ctx: ScenarioContext): Promise<void> {
   const kernel = ctx.kernel.built;
   if (!kernel)
     ctx.skip("the test module is built against the kernel's own build: boot a kernel the harness built");
   const ko = await ctx.phase("build", () => buildKmod(kernel));
   await ctx.guest.upload(ko, REMOTE, 0o644);
-  await ctx.guest.run(`insmod ${REMOTE} ${args}`.trim());
+  await ctx.guest.run(`test -d /sys/module/kho_harness || insmod ${REMOTE}`);
 }
 
-async function readJson(ctx: ScenarioContext, file: string, artifact: string): Promise<KmodState> {
+async function readJson<T>(ctx: ScenarioContext, file: string, artifact: string): Promise<T> {
   const text = await ctx.guest.run(`cat ${DEBUGFS}/${file}`);
   await ctx.artifact(artifact, text);
-  return JSON.parse(text) as KmodState;
+  return JSON.parse(text) as T;
 }
 
 function describeEntry(e: KmodEntry): string {
   const tails = JSON.stringify(e.tail_ref_histogram ?? {});
   return `${e.kind} order ${e.order}: head_ref ${e.head_ref}, tails ${tails}, compound ${e.compound}, pattern ${e.pattern_ok ? "ok" : "BAD"}, expected ${JSON.stringify(e.expected)}`;
+}
+
+/** The page frame ranges [first, end) an entry covers. */
+function frameRange(e: KmodEntry): [bigint, bigint] | undefined {
+  const phys = typeof e.phys === "string" ? e.phys : undefined;
+  if (!phys) return undefined;
+  const first = BigInt(phys) >> PAGE_SHIFT;
+  return [first, first + (1n << BigInt(e.order))];
+}
+
+/**
+ * DEBUG_VM's "Bad page state" reports (each with the lines after it) that concern `mine`: a
+ * pfn inside one of its blocks, or inside no block of the report at all (then nobody else
+ * can own it). Another scenario's bad pages on a shared guest are that scenario's.
+ */
+export function badPagesOf(dmesg: string, mine: readonly KmodEntry[], all: readonly KmodEntry[]): string[] {
+  const inside = (pfn: bigint, entries: readonly KmodEntry[]) =>
+    entries.some((e) => {
+      const r = frameRange(e);
+      return r !== undefined && pfn >= r[0] && pfn < r[1];
+    });
+  const blocks = dmesg
+    .split(/\n(?=.*Bad page state)/)
+    .filter((b) => /Bad page state/.test(b));
+  return blocks
+    .filter((b) => {
+      const pfn = /pfn:(0x)?([0-9a-f]+)/i.exec(b);
+      if (!pfn?.[2]) return true;
+      const n = BigInt(`0x${pfn[2]}`);
+      return inside(n, mine) || !inside(n, all);
+    })
+    .flatMap((b) => b.split("\n").slice(0, 5));
 }
 
 function pagesScenario(
@@ -64,43 +108,56 @@ function pagesScenario(
     description: `${count} ${kind} block(s) of order ${order} preserved by the test module: pattern, head/tail refcounts and compound state after kexec${free ? ", then freed as their owner would" : ""}`,
     needs: ["kho", "kho-debugfs"],
     boot: { kho: true, ...(memoryMiB ? { memoryMiB } : {}) },
+    // The module keeps one list of groups: each scenario preserves its own (its seed tells
+    // them apart), commits all of them again, and reads its own entries after the kexec.
+    shareable: true,
     async run(ctx) {
       await loadModule(ctx);
+      const seed = randomInt(1, 2 ** 47);
       await ctx.guest.run(
-        `echo "preserve kind=${kind} order=${order} count=${count} seed=${Date.now() % 1e9}${free ? " free=1" : ""}" > ${DEBUGFS}/ctl`,
+        `echo "preserve kind=${kind} order=${order} count=${count} seed=${seed}${free ? " free=1" : ""}" > ${DEBUGFS}/ctl`,
       );
       await ctx.guest.run(`echo commit > ${DEBUGFS}/ctl`);
-      const before = await readJson(ctx, "status", "kmod-status.json");
-      const failedAlloc = before.entries.find((e) => e.error);
-      if (failedAlloc?.step === "alloc")
-        ctx.skip(`the guest could not allocate ${kind} order ${order}: ${failedAlloc.error ?? ""}`);
+      const before = await readJson<{ committed?: boolean; entries: readonly KmodGroup[] }>(
+        ctx,
+        "status",
+        "kmod-status.json",
+      );
+      const group = before.entries.find((g) => g.seed === seed);
+      ctx.check(group !== undefined, `the module's status has no group with seed ${seed}`, [JSON.stringify(before)]);
+      if (group?.step === "alloc")
+        ctx.skip(`the guest could not allocate ${kind} order ${order}: ${group.error ?? ""}`);
       ctx.check(before.committed === true, "the module did not commit its KHO subtree", [
         JSON.stringify(before),
       ]);
       await kexecWithAgent(ctx);
       await loadModule(ctx);
-      const after = await ctx.phase("checks", () => readJson(ctx, "report", "kmod-report.json"));
+      const after = await ctx.phase("checks", () => readJson<KmodState>(ctx, "report", "kmod-report.json"));
+      const mine = after.entries.filter((e) => e.seed === seed);
       // Freeing happened at load, after the report: a wrong refcount shows there, as DEBUG_VM's
       // "Bad page state". dmesg is the record (the serial console may lag behind SSH).
-      const badPages = (await ctx.guest.run("dmesg | grep -A4 'Bad page state' || true")).trim();
+      const dmesg = await ctx.guest.run("dmesg | grep -A4 'Bad page state' || true");
+      const badPages = badPagesOf(dmesg, mine, after.entries);
+      const restored = mine.filter((e) => e.restored).length;
+      const failed = mine.filter((e) => e.error).length;
       ctx.check(
-        after.restored === count && after.failed === 0,
-        `restored ${after.restored ?? 0} of ${count} blocks (${after.failed ?? 0} failed)`,
-        [JSON.stringify(after.entries.find((e) => e.error) ?? {})],
+        restored === count && failed === 0,
+        `restored ${restored} of ${count} blocks (${failed} failed)`,
+        [JSON.stringify(mine.find((e) => e.error) ?? after.entries.find((e) => e.error) ?? {})],
       );
-      for (const e of after.entries) {
+      for (const e of mine) {
         ctx.check(e.pattern_ok === true, `a restored ${kind} block lost its contents`, [describeEntry(e)]);
         ctx.check(e.as_expected === true, `restored ${kind} pages have the wrong refcounts or shape`, [
           describeEntry(e),
-          ...badPages.split("\n").slice(0, 8),
+          ...badPages.slice(0, 8),
         ]);
       }
       ctx.check(
-        badPages === "",
+        badPages.length === 0,
         `freeing the restored ${kind} blocks printed Bad page state`,
-        badPages.split("\n").slice(0, 12),
+        badPages.slice(0, 12),
       );
-      ctx.note(after.entries[0] ? describeEntry(after.entries[0]) : "no entries");
+      ctx.note(mine[0] ? describeEntry(mine[0]) : "no entries");
     },
   };
 }

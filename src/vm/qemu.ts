@@ -15,6 +15,9 @@ import { PROBE_MARKER, probeStub } from "./probe-stub.js";
 import { QmpClient } from "./qmp.js";
 import { trackProcess } from "./reaper.js";
 
+/** A guest's RAM unless its scenario asks for more. */
+export const DEFAULT_MEMORY_MIB = 1024;
+
 export type Accel = "tcg" | "kvm";
 
 export type BootSource =
@@ -98,7 +101,7 @@ export function qemuArgs(opts: LaunchOptions, paths: { qmpSocket: string; consol
       "-accel",
       opts.accel === "kvm" ? "kvm" : spec.tcgAccel,
     ],
-    ...["-m", String(opts.memoryMiB ?? 1024), "-smp", String(opts.smp ?? 2)],
+    ...["-m", String(opts.memoryMiB ?? DEFAULT_MEMORY_MIB), "-smp", String(opts.smp ?? 2)],
     ...["-nographic", "-nodefaults", "-no-reboot", "-name", optValue(opts.name ?? "kho-guest")],
     // The serial console goes to QEMU's stdout (a pipe we read live) and, raw, to console.log,
     // which QEMU itself writes so it is complete even if the harness dies.

@@ -1,11 +1,16 @@
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import type { BootTiming } from "../../src/run/boot-timeline.js";
 import type { Guest } from "../../src/run/guest.js";
 import { planUnits } from "../../src/run/runner.js";
-import type { PreparedArch } from "../../src/run/scenario-run.js";
+import { sharedBoot, type PreparedArch } from "../../src/run/scenario-run.js";
 import { KexecRendezvous, memberGuest, Turn } from "../../src/run/shared-guest.js";
+import { loadUnitDurations, longestFirst, saveUnitDurations, unitKey } from "../../src/run/unit-durations.js";
 import type { Scenario } from "../../src/scenarios/types.js";
+import { DEFAULT_MEMORY_MIB } from "../../src/vm/qemu.js";
 
 const TIMING: BootTiming = { boot: 2, via: "kexec", totalMs: 4000, segments: [] };
 
@@ -107,11 +112,11 @@ describe("which scenarios share a guest", () => {
       summary: { arch, kernel: { config: new Map([["KEXEC_HANDOVER", "y"]]) } },
       features: new Set(),
     }) as unknown as PreparedArch;
-  const scenario = (id: string, shareable: boolean, memoryMiB?: number): Scenario => ({
+  const scenario = (id: string, shareable: boolean, memoryMiB?: number, kho = true): Scenario => ({
     id,
     description: id,
     needs: ["kho"],
-    boot: { kho: true, ...(memoryMiB ? { memoryMiB } : {}) },
+    boot: { kho, ...(memoryMiB ? { memoryMiB } : {}) },
     shareable,
     run: () => Promise.resolve(),
   });
@@ -122,21 +127,27 @@ describe("which scenarios share a guest", () => {
     { scenario: scenario("b", false), prepared: x86, attempt: 0, order: 1 },
     { scenario: scenario("c", true), prepared: x86, attempt: 0, order: 2 },
     { scenario: scenario("big", true, 1536), prepared: x86, attempt: 0, order: 3 },
-    { scenario: scenario("a", true), prepared: arm, attempt: 0, order: 4 },
-    { scenario: scenario("c", true), prepared: arm, attempt: 0, order: 5 },
-  ];
+    { scenario: scenario("off", true, undefined, false), prepared: x86, attempt: 0, order: 4 },
+    { scenario: scenario("a", true), prepared: arm, attempt: 0, order: 5 },
+    { scenario: scenario("c", true), prepared: arm, attempt: 0, order: 6 },
+  ].map((w) => ({ ...w, key: unitKey(w.prepared.summary.arch, [w.scenario.id]) }));
   const describeUnit = (u: ReturnType<typeof planUnits>[number]) =>
     u.kind === "one"
       ? `${u.scenario.id}.${u.prepared.summary.arch}`
       : `${u.label}.${u.prepared.summary.arch}: ${u.members.map((m) => m.id).join(",")}`;
 
-  it("one guest per arch and boot for the shareable ones, first; the rest one each, in order", () => {
+  it("one guest per arch and boot (memory aside) for the shareable ones, first; the rest one each, in order", () => {
     expect(planUnits(work, false).map(describeUnit)).toEqual([
-      "shared-guest-1.x86_64: a,c",
+      "shared-guest-1.x86_64: a,c,big",
       "shared-guest-1.arm64: a,c",
       "b.x86_64",
-      "big.x86_64",
+      "off.x86_64",
     ]);
+  });
+
+  it("a shared guest gets the most memory any member asks for", () => {
+    expect(sharedBoot([scenario("a", true), scenario("big", true, 1536)])).toEqual({ kho: true, memoryMiB: 1536 });
+    expect(sharedBoot([scenario("a", true), scenario("c", true)]).memoryMiB).toBe(DEFAULT_MEMORY_MIB);
   });
 
   it("--isolate: one guest each", () => {
@@ -145,8 +156,61 @@ describe("which scenarios share a guest", () => {
       "b.x86_64",
       "c.x86_64",
       "big.x86_64",
+      "off.x86_64",
       "a.arm64",
       "c.arm64",
     ]);
+  });
+
+  it("longest first by the remembered wall times, never across attempts; untimed shared guests first", () => {
+    const units = planUnits(
+      [...work, ...work.map((w) => ({ ...w, attempt: 1, order: w.order + 10 }))],
+      false,
+    );
+    const durations = new Map([
+      [unitKey("x86_64", ["b"]), 30_000],
+      [unitKey("x86_64", ["off"]), 5_000],
+      [unitKey("arm64", ["c", "a"]), 40_000],
+    ]);
+    expect(longestFirst(units, durations).map((u) => `${describeUnit(u)}#${u.attempt}`)).toEqual([
+      "shared-guest-1.x86_64: a,c,big#0",
+      "shared-guest-1.arm64: a,c#0",
+      "b.x86_64#0",
+      "off.x86_64#0",
+      "shared-guest-2.x86_64: a,c,big#1",
+      "shared-guest-2.arm64: a,c#1",
+      "b.x86_64#1",
+      "off.x86_64#1",
+    ]);
+    // Once timed too, the x86_64 shared guest (10 s) goes after b (30 s).
+    const timed = new Map([...durations, [unitKey("x86_64", ["a", "c", "big"]), 10_000]]);
+    const first = units.filter((u) => u.attempt === 0);
+    expect(longestFirst(first, timed).map(describeUnit)).toEqual([
+      "shared-guest-1.arm64: a,c",
+      "b.x86_64",
+      "shared-guest-1.x86_64: a,c,big",
+      "off.x86_64",
+    ]);
+  });
+
+  it("remembers unit durations in the cache, merged over earlier runs, and survives a torn file", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "kho-durations-"));
+    const old = process.env.KHO_CACHE_DIR;
+    process.env.KHO_CACHE_DIR = dir;
+    try {
+      expect((await loadUnitDurations()).size).toBe(0);
+      await saveUnitDurations(new Map([["x86_64:a", 1000]]));
+      await saveUnitDurations(new Map([["arm64:a", 2000]]));
+      expect([...(await loadUnitDurations())]).toEqual([
+        ["x86_64:a", 1000],
+        ["arm64:a", 2000],
+      ]);
+      await writeFile(join(dir, "unit-durations.json"), '{"x86_64:a": 10');
+      expect((await loadUnitDurations()).size).toBe(0);
+    } finally {
+      if (old === undefined) delete process.env.KHO_CACHE_DIR;
+      else process.env.KHO_CACHE_DIR = old;
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
