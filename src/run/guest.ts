@@ -145,6 +145,15 @@ export class Guest {
     return this.vm.logDir;
   }
 
+  /**
+   * Whether `kexec` loads the next kernel itself, so a scenario must not: true only for a
+   * member's view of a shared guest (shared-guest.ts), which loads once after every member
+   * has preserved what it preserves.
+   */
+  get loadsAtKexec(): boolean {
+    return false;
+  }
+
   /** Runs a shell command in the guest, watched by the console (a panic fails it at once). */
   exec(command: string, deadlineMs: number = DEADLINES.commandMs): Promise<ExecResult> {
     return this.watched(this.current.exec(command, { deadlineMs }), command.split(" ")[0] ?? command);

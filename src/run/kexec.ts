@@ -1,15 +1,17 @@
 // The plain kexec step most scenarios share: the guest agent loads the next kernel with
 // kexec_file_load (so KHO data travels) and reports the load; then it reboots into the loaded
 // kernel. Two calls, because the reboot can cut the SSH channel before a combined call's report
-// arrives; the second does not load again (that would read and hash both images twice).
+// arrives; the second does not load again (that would read and hash both images twice). On a
+// shared guest the rendezvous loads once for all members, right before its kexec.
 import { formatTimeline } from "./boot-timeline.js";
 import type { ScenarioContext } from "./context.js";
 
-const LOAD = "kexec --kernel /boot/next-kernel --initrd /boot/next-initrd --reuse-cmdline --load-only";
+/** The agent command that loads the next kernel (from the guest's /boot disk) for a KHO kexec. */
+export const LOAD_NEXT_KERNEL = "kexec --kernel /boot/next-kernel --initrd /boot/next-initrd --reuse-cmdline --load-only";
 const REBOOT = "kho-agent kexec --loaded";
 
 export async function kexecWithAgent(ctx: ScenarioContext, step = "kexec"): Promise<void> {
-  await ctx.phase(`${step} load`, () => ctx.agent(LOAD));
+  if (!ctx.guest.loadsAtKexec) await ctx.phase(`${step} load`, () => ctx.agent(LOAD_NEXT_KERNEL));
   const blackout = await ctx.phase(step, () =>
     ctx.guest.kexec(async () => {
       // Fire and forget: the channel dies with the old kernel; the console says what happened.

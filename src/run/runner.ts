@@ -13,7 +13,7 @@ import { assertBootableKernel } from "../kernel/inspect.js";
 import { debianKernelSource } from "../kernel/source.js";
 import { chooseAccel } from "../host/kvm.js";
 import { kernelFeatures } from "../scenarios/expectations.js";
-import type { Scenario } from "../scenarios/types.js";
+import type { GuestBoot, Scenario } from "../scenarios/types.js";
 import { formatDuration, type Logger } from "../util/log.js";
 import { runPool } from "../util/pool.js";
 import { generateKeys } from "../vm/keys.js";
@@ -217,6 +217,19 @@ type Unit =
  * `isolate`); the rest run one guest each. Shared guests go first: they are the longest units
  * until `longestFirst` knows better from the last run's times.
  */
+/**
+ * Boots that differ only in memory, up to MERGED_MEMORY_MIB, share a guest with the largest
+ * (sharedBoot): no shareable scenario's checks depend on the amount, and a guest costs more
+ * than its RAM. Above it a guest boots and kexecs seconds slower (memmap, KHO's radix tree),
+ * which every member would pay: such scenarios keep a guest of their own size.
+ */
+const MERGED_MEMORY_MIB = 2048;
+
+function shareKey(boot: GuestBoot): GuestBoot {
+  const { memoryMiB, ...rest } = boot;
+  return memoryMiB !== undefined && memoryMiB > MERGED_MEMORY_MIB ? boot : rest;
+}
+
 export function planUnits(work: readonly Work[], isolate: boolean): Unit[] {
   const groups = new Map<string, Work[]>();
   const units: Unit[] = [];
@@ -225,10 +238,7 @@ export function planUnits(work: readonly Work[], isolate: boolean): Unit[] {
       units.push({ kind: "one", ...w });
       continue;
     }
-    // Boots that differ only in memory share the largest (sharedBoot): memory is not a setting a
-    // shareable scenario's checks depend on, and a guest costs more than its RAM.
-    const { memoryMiB: _memory, ...boot } = w.scenario.boot;
-    const key = `${w.prepared.summary.arch}|${w.attempt}|${JSON.stringify(boot)}`;
+    const key = `${w.prepared.summary.arch}|${w.attempt}|${JSON.stringify(shareKey(w.scenario.boot))}`;
     groups.set(key, [...(groups.get(key) ?? []), w]);
   }
   const shared: Unit[] = [];

@@ -16,6 +16,7 @@ import { SshFailure } from "../vm/ssh.js";
 import { ScenarioContext, type KernelUnderTest } from "./context.js";
 import { Guest } from "./guest.js";
 import { CheckFailed, Skipped } from "./outcome.js";
+import { LOAD_NEXT_KERNEL } from "./kexec.js";
 import { KexecRendezvous, memberGuest, Turn } from "./shared-guest.js";
 import type { ScenarioResult } from "./verdict.js";
 
@@ -264,7 +265,9 @@ export async function runShared(
   }
   const bootMs = Math.round(performance.now() - bootStart);
   const shared = guest;
-  const rendezvous = new KexecRendezvous(shared, members.length);
+  const rendezvous = new KexecRendezvous(shared, members.length, async () => {
+    await shared.run(`kho-agent ${LOAD_NEXT_KERNEL}`);
+  });
   const turn = new Turn();
   try {
     return await Promise.all(

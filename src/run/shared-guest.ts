@@ -2,7 +2,8 @@
 // TCG, the work of most memfd scenarios well under 2 s. Members take turns (one runs at a time,
 // so a fault printed during a member's step is that member's), each preserves what it
 // preserves, and its kexec call waits at a rendezvous until every member still running has
-// arrived; then the last one's trigger kexecs the guest once and all go on in the new kernel.
+// arrived; then the next kernel is loaded once (members skip their own loads: loadsAtKexec),
+// the last one's trigger kexecs the guest, and all go on in the new kernel.
 import type { Guest } from "./guest.js";
 import type { BootTiming } from "./boot-timeline.js";
 
@@ -39,9 +40,11 @@ export class KexecRendezvous {
   /** Performance time the current kexec started, for members whose wait ends in its failure. */
   firedAt = 0;
 
+  /** `load` loads the next kernel once, after the last member arrived and before the kexec. */
   constructor(
     private readonly guest: Guest,
     private running: number,
+    private readonly load: () => Promise<void> = () => Promise.resolve(),
   ) {}
 
   /** A member asks to kexec: resolves (or rejects) with the kexec all members share. */
@@ -64,7 +67,10 @@ export class KexecRendezvous {
     if (!last) return;
     this.firedAt = performance.now();
     const firedAt = this.firedAt;
-    this.guest.kexec(...last.call).then(
+    // The load is part of every member's kexec: the guest would not kexec without it.
+    this.load()
+      .then(() => this.guest.kexec(...last.call))
+      .then(
       (timing) => batch.forEach((a) => a.resolve({ timing, firedAt })),
       (err: unknown) => batch.forEach((a) => a.reject(err)),
     );
@@ -102,6 +108,7 @@ export function memberGuest(
   return new Proxy(guest, {
     get(target, prop, receiver) {
       if (prop === "kexec") return kexec;
+      if (prop === "loadsAtKexec") return true;
       const value: unknown = Reflect.get(target, prop, receiver);
       return typeof value === "function" ? (value as (...a: unknown[]) => unknown).bind(target) : value;
     },

@@ -26,6 +26,9 @@ export function chainScenario(hops = DEFAULT_CHAIN_HOPS): Scenario {
     description: `a 2 MiB memfd carried through ${hops} kexecs in a row (re-preserved at every hop): same bytes, same frames, exec count +1 per hop`,
     needs: ["kho", "luo", "luo-memfd"],
     boot: { kho: true },
+    // Its first kexec is the shared guest's; the later hops follow once the others are done
+    // (the rendezvous fires when every member still running has arrived).
+    shareable: true,
     async run(ctx) {
       const seed = randomInt(1, 2 ** 47);
       const spec = `--session ${SESSION} --memfd 1:${SIZE}:seed=${seed}`;

@@ -25,7 +25,7 @@ import type { ExecStream } from "../vm/ssh.js";
 import type { Capability, GuestBoot, Scenario } from "./types.js";
 
 export const MiB = 1024 * 1024;
-export const NEXT_KERNEL =
+const NEXT_KERNEL =
   "--kexec-kernel /boot/next-kernel --kexec-initrd /boot/next-initrd --reuse-cmdline";
 /** Above this size the restore leaves the content model to the host (the agent's check doubles the time). */
 const AGENT_CHECK_LIMIT = 64 * MiB;
@@ -133,7 +133,8 @@ export interface HeldAgent<T> {
 }
 
 /**
- * Starts `kho-agent ARGS --wait` with the next kernel loaded; it holds every fd until told to
+ * Starts `kho-agent ARGS --wait` with the next kernel loaded (on a shared guest, the kexec loads
+ * it once for all: Guest.loadsAtKexec); it holds every fd until told to
  * kexec. Returns its first line, an error object included (the agent exits after one).
  */
 export async function startHolding(
@@ -142,7 +143,8 @@ export async function startHolding(
   artifact: string,
   deadlineMs = 120_000,
 ): Promise<HeldAgent<AgentPreserveResult | AgentError>> {
-  const stream = await ctx.guest.stream(`kho-agent ${args} ${NEXT_KERNEL} --wait`);
+  const load = ctx.guest.loadsAtKexec ? "" : ` ${NEXT_KERNEL}`;
+  const stream = await ctx.guest.stream(`kho-agent ${args}${load} --wait`);
   const result = parseAgentLine<AgentPreserveResult | AgentError>(
     await stream.readLine(deadlineMs),
     `kho-agent ${args}`,

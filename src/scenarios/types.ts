@@ -30,7 +30,9 @@ export interface Scenario {
   readonly boot: GuestBoot;
   /**
    * May run on one guest with other shareable scenarios of the same boot, all through one
-   * kexec (src/run/shared-guest.ts): it kexecs exactly once, uses its own session names, and
+   * kexec (src/run/shared-guest.ts): it starts in the first boot, kexecs through
+   * `ctx.guest.kexec` (more than once only after the others are done), lets the guest load the
+   * next kernel where `ctx.guest.loadsAtKexec` says so, uses its own session names, and
    * nothing it checks can be disturbed by other sessions or preserved memory in the guest.
    */
   readonly shareable?: boolean;

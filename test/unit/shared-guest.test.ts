@@ -34,10 +34,11 @@ function fakeGuest(ms = 20, fail?: Error) {
 async function runMembers(
   guest: Guest,
   plans: readonly { name: string; before: number; kexec: boolean }[],
+  load?: (log: string[]) => Promise<void>,
 ): Promise<{ log: string[]; waited: Map<string, number>; outcomes: (BootTiming | Error | undefined)[] }> {
-  const rendezvous = new KexecRendezvous(guest, plans.length);
-  const turn = new Turn();
   const log: string[] = [];
+  const rendezvous = new KexecRendezvous(guest, plans.length, load && (() => load(log)));
+  const turn = new Turn();
   const waited = new Map<string, number>();
   const outcomes = await Promise.all(
     plans.map(async (p) => {
@@ -53,7 +54,12 @@ async function runMembers(
         await sleep(p.before);
         log.push(`${p.name} end of boot 1`);
         if (!p.kexec) return undefined;
-        const t = await view.kexec(() => Promise.resolve(), `kexec by ${p.name}`);
+        expect(view.loadsAtKexec).toBe(true);
+        const trigger = () => {
+          log.push(`trigger by ${p.name}`);
+          return Promise.resolve();
+        };
+        const t = await view.kexec(trigger, `kexec by ${p.name}`);
         log.push(`${p.name} in boot 2`);
         return t;
       } catch (err) {
@@ -85,12 +91,49 @@ describe("a guest shared by several scenarios", () => {
       "b end of boot 1",
       "c start",
       "c end of boot 1",
+      "trigger by c",
       "a in boot 2",
       "c in boot 2",
     ]);
     // a waited for b and c (~20 ms at least), not for the kexec itself.
     expect(waited.get("a") ?? 0).toBeGreaterThanOrEqual(15);
     expect(waited.get("c") ?? 0).toBeLessThan(15);
+  });
+
+  it("loads the next kernel once, after every member arrived, right before the trigger", async () => {
+    const { guest, fired } = fakeGuest();
+    expect(guest.loadsAtKexec).toBeUndefined(); // the fake; a real Guest says false
+    const { log } = await runMembers(
+      guest,
+      [
+        { name: "a", before: 5, kexec: true },
+        { name: "b", before: 5, kexec: true },
+      ],
+      async (log) => {
+        await sleep(5);
+        log.push("load");
+      },
+    );
+    expect(fired).toEqual(["kexec by b"]);
+    expect(log.filter((l) => /load|trigger/.test(l))).toEqual(["load", "trigger by b"]);
+    expect(log.indexOf("load")).toBeGreaterThan(log.indexOf("b end of boot 1"));
+  });
+
+  it("a failed load fails every member, and nothing kexecs", async () => {
+    const { guest, fired } = fakeGuest();
+    const { outcomes } = await runMembers(
+      guest,
+      [
+        { name: "a", before: 1, kexec: true },
+        { name: "b", before: 1, kexec: true },
+      ],
+      () => Promise.reject(new Error("kexec_file_load: ENOMEM")),
+    );
+    expect(fired).toEqual([]);
+    expect(outcomes.map((o) => (o instanceof Error ? o.message : o))).toEqual([
+      "kexec_file_load: ENOMEM",
+      "kexec_file_load: ENOMEM",
+    ]);
   });
 
   it("a failed kexec fails every member waiting on it", async () => {
@@ -128,6 +171,7 @@ describe("which scenarios share a guest", () => {
     { scenario: scenario("c", true), prepared: x86, attempt: 0, order: 2 },
     { scenario: scenario("big", true, 1536), prepared: x86, attempt: 0, order: 3 },
     { scenario: scenario("off", true, undefined, false), prepared: x86, attempt: 0, order: 4 },
+    { scenario: scenario("huge", true, 6144), prepared: x86, attempt: 0, order: 4.5 },
     { scenario: scenario("a", true), prepared: arm, attempt: 0, order: 5 },
     { scenario: scenario("c", true), prepared: arm, attempt: 0, order: 6 },
   ].map((w) => ({ ...w, key: unitKey(w.prepared.summary.arch, [w.scenario.id]) }));
@@ -136,12 +180,13 @@ describe("which scenarios share a guest", () => {
       ? `${u.scenario.id}.${u.prepared.summary.arch}`
       : `${u.label}.${u.prepared.summary.arch}: ${u.members.map((m) => m.id).join(",")}`;
 
-  it("one guest per arch and boot (memory aside) for the shareable ones, first; the rest one each, in order", () => {
+  it("one guest per arch and boot (memory up to 2 GiB aside) for the shareable ones, first; the rest one each, in order", () => {
     expect(planUnits(work, false).map(describeUnit)).toEqual([
       "shared-guest-1.x86_64: a,c,big",
       "shared-guest-1.arm64: a,c",
       "b.x86_64",
       "off.x86_64",
+      "huge.x86_64",
     ]);
   });
 
@@ -157,6 +202,7 @@ describe("which scenarios share a guest", () => {
       "c.x86_64",
       "big.x86_64",
       "off.x86_64",
+      "huge.x86_64",
       "a.arm64",
       "c.arm64",
     ]);
@@ -177,10 +223,12 @@ describe("which scenarios share a guest", () => {
       "shared-guest-1.arm64: a,c#0",
       "b.x86_64#0",
       "off.x86_64#0",
+      "huge.x86_64#0",
       "shared-guest-2.x86_64: a,c,big#1",
       "shared-guest-2.arm64: a,c#1",
       "b.x86_64#1",
       "off.x86_64#1",
+      "huge.x86_64#1",
     ]);
     // Once timed too, the x86_64 shared guest (10 s) goes after b (30 s).
     const timed = new Map([...durations, [unitKey("x86_64", ["a", "c", "big"]), 10_000]]);
@@ -190,6 +238,7 @@ describe("which scenarios share a guest", () => {
       "b.x86_64",
       "shared-guest-1.x86_64: a,c,big",
       "off.x86_64",
+      "huge.x86_64",
     ]);
   });
 
