@@ -7,7 +7,8 @@ import { formatTimeline } from "./boot-timeline.js";
 import type { ScenarioContext } from "./context.js";
 
 /** The agent command that loads the next kernel (from the guest's /boot disk) for a KHO kexec. */
-export const LOAD_NEXT_KERNEL = "kexec --kernel /boot/next-kernel --initrd /boot/next-initrd --reuse-cmdline --load-only";
+export const LOAD_NEXT_KERNEL =
+  "kexec --kernel /boot/next-kernel --initrd /boot/next-initrd --reuse-cmdline --load-only";
 const REBOOT = "kho-agent kexec --loaded";
 
 export async function kexecWithAgent(ctx: ScenarioContext, step = "kexec"): Promise<void> {

@@ -254,7 +254,10 @@ export function planUnits(work: readonly Work[], isolate: boolean): Unit[] {
     perArch.set(head.prepared.summary.arch, n);
     shared.push({
       kind: "shared",
-      key: unitKey(head.prepared.summary.arch, members.map((m) => m.scenario.id)),
+      key: unitKey(
+        head.prepared.summary.arch,
+        members.map((m) => m.scenario.id),
+      ),
       members: members.map((m) => m.scenario),
       orders: members.map((m) => m.order),
       label: `shared-guest-${n}`,

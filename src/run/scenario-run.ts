@@ -123,7 +123,14 @@ export async function runOne(
     guest = await startGuest(prepared, scenario.boot, artifactsDir, scenario.id, attempt, opts);
     phaseMs.boot = Math.round(performance.now() - bootStart);
     if (expectation) guest.vm.console.allow(expectation.consoleLines);
-    ctx = new ScenarioContext(arch, guest, kernel, artifactsDir, opts.log, scenario.boot.memoryMiB ?? DEFAULT_MEMORY_MIB);
+    ctx = new ScenarioContext(
+      arch,
+      guest,
+      kernel,
+      artifactsDir,
+      opts.log,
+      scenario.boot.memoryMiB ?? DEFAULT_MEMORY_MIB,
+    );
     await scenario.run(ctx);
     // Ends the scenario under the watchdog: a fault printed after the last step fails it too.
     await ctx.artifact(`dmesg-boot${guest.boot}.txt`, await guest.run("dmesg"));
@@ -287,7 +294,14 @@ export async function runShared(
           },
           (ms) => ctx.waited(ms),
         );
-        const ctx = new ScenarioContext(arch, view, kernel, dir, opts.log, boot.memoryMiB ?? DEFAULT_MEMORY_MIB);
+        const ctx = new ScenarioContext(
+          arch,
+          view,
+          kernel,
+          dir,
+          opts.log,
+          boot.memoryMiB ?? DEFAULT_MEMORY_MIB,
+        );
         let outcome: Outcome;
         try {
           await m.run(ctx);

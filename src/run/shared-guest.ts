@@ -71,9 +71,9 @@ export class KexecRendezvous {
     this.load()
       .then(() => this.guest.kexec(...last.call))
       .then(
-      (timing) => batch.forEach((a) => a.resolve({ timing, firedAt })),
-      (err: unknown) => batch.forEach((a) => a.reject(err)),
-    );
+        (timing) => batch.forEach((a) => a.resolve({ timing, firedAt })),
+        (err: unknown) => batch.forEach((a) => a.reject(err)),
+      );
   }
 }
 

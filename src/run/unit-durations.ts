@@ -9,6 +9,9 @@ import { writeFileAtomic } from "../util/build-slot.js";
 /** Unit key (`unitKey`) to its last wall time in ms. */
 export type UnitDurations = ReadonlyMap<string, number>;
 
+/** A guest that boots, kexecs once and checks, under TCG on a loaded 2-core host. */
+const UNTIMED_GUEST_MS = 10_000;
+
 const file = () => join(cacheRoot(), "unit-durations.json");
 
 /** The unit's identity across runs: its arch and its scenarios (several for a shared guest). */
@@ -38,14 +41,14 @@ export async function saveUnitDurations(measured: UnitDurations): Promise<void> 
 
 /**
  * Longest first within each attempt (a flake hunt still sweeps the whole suite per attempt).
- * A unit never timed counts as long when it is shared (it holds several scenarios) and as
- * short otherwise; ties keep the given order.
+ * A unit never timed counts as the longest when it is shared (it holds several scenarios) and
+ * as a typical one-kexec guest otherwise; ties keep the given order.
  */
-export function longestFirst<T extends { readonly attempt: number; readonly key: string; readonly kind: string }>(
-  units: readonly T[],
-  durations: UnitDurations,
-): T[] {
-  const estimate = (u: T) => durations.get(u.key) ?? (u.kind === "shared" ? Number.MAX_SAFE_INTEGER : 0);
+export function longestFirst<
+  T extends { readonly attempt: number; readonly key: string; readonly kind: string },
+>(units: readonly T[], durations: UnitDurations): T[] {
+  const estimate = (u: T) =>
+    durations.get(u.key) ?? (u.kind === "shared" ? Number.MAX_SAFE_INTEGER : UNTIMED_GUEST_MS);
   return units
     .map((u, i) => ({ u, i, cost: estimate(u) }))
     .sort((a, b) => a.u.attempt - b.u.attempt || b.cost - a.cost || a.i - b.i)

@@ -25,8 +25,7 @@ import type { ExecStream } from "../vm/ssh.js";
 import type { Capability, GuestBoot, Scenario } from "./types.js";
 
 export const MiB = 1024 * 1024;
-const NEXT_KERNEL =
-  "--kexec-kernel /boot/next-kernel --kexec-initrd /boot/next-initrd --reuse-cmdline";
+const NEXT_KERNEL = "--kexec-kernel /boot/next-kernel --kexec-initrd /boot/next-initrd --reuse-cmdline";
 /** Above this size the restore leaves the content model to the host (the agent's check doubles the time). */
 const AGENT_CHECK_LIMIT = 64 * MiB;
 

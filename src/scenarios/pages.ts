@@ -83,9 +83,7 @@ export function badPagesOf(dmesg: string, mine: readonly KmodEntry[], all: reado
       const r = frameRange(e);
       return r !== undefined && pfn >= r[0] && pfn < r[1];
     });
-  const blocks = dmesg
-    .split(/\n(?=.*Bad page state)/)
-    .filter((b) => /Bad page state/.test(b));
+  const blocks = dmesg.split(/\n(?=.*Bad page state)/).filter((b) => /Bad page state/.test(b));
   return blocks
     .filter((b) => {
       const pfn = /pfn:(0x)?([0-9a-f]+)/i.exec(b);
@@ -124,7 +122,9 @@ function pagesScenario(
         "kmod-status.json",
       );
       const group = before.entries.find((g) => g.seed === seed);
-      ctx.check(group !== undefined, `the module's status has no group with seed ${seed}`, [JSON.stringify(before)]);
+      ctx.check(group !== undefined, `the module's status has no group with seed ${seed}`, [
+        JSON.stringify(before),
+      ]);
       if (group?.step === "alloc")
         ctx.skip(`the guest could not allocate ${kind} order ${order}: ${group.error ?? ""}`);
       ctx.check(before.committed === true, "the module did not commit its KHO subtree", [

@@ -191,7 +191,10 @@ describe("which scenarios share a guest", () => {
   });
 
   it("a shared guest gets the most memory any member asks for", () => {
-    expect(sharedBoot([scenario("a", true), scenario("big", true, 1536)])).toEqual({ kho: true, memoryMiB: 1536 });
+    expect(sharedBoot([scenario("a", true), scenario("big", true, 1536)])).toEqual({
+      kho: true,
+      memoryMiB: 1536,
+    });
     expect(sharedBoot([scenario("a", true), scenario("c", true)]).memoryMiB).toBe(DEFAULT_MEMORY_MIB);
   });
 
@@ -208,7 +211,7 @@ describe("which scenarios share a guest", () => {
     ]);
   });
 
-  it("longest first by the remembered wall times, never across attempts; untimed shared guests first", () => {
+  it("longest first by the remembered wall times, never across attempts; untimed: shared first, others as 10 s", () => {
     const units = planUnits(
       [...work, ...work.map((w) => ({ ...w, attempt: 1, order: w.order + 10 }))],
       false,
@@ -222,23 +225,23 @@ describe("which scenarios share a guest", () => {
       "shared-guest-1.x86_64: a,c,big#0",
       "shared-guest-1.arm64: a,c#0",
       "b.x86_64#0",
-      "off.x86_64#0",
       "huge.x86_64#0",
+      "off.x86_64#0",
       "shared-guest-2.x86_64: a,c,big#1",
       "shared-guest-2.arm64: a,c#1",
       "b.x86_64#1",
-      "off.x86_64#1",
       "huge.x86_64#1",
+      "off.x86_64#1",
     ]);
-    // Once timed too, the x86_64 shared guest (10 s) goes after b (30 s).
-    const timed = new Map([...durations, [unitKey("x86_64", ["a", "c", "big"]), 10_000]]);
+    // Once timed too, the x86_64 shared guest (12 s) goes after b (30 s).
+    const timed = new Map([...durations, [unitKey("x86_64", ["a", "c", "big"]), 12_000]]);
     const first = units.filter((u) => u.attempt === 0);
     expect(longestFirst(first, timed).map(describeUnit)).toEqual([
       "shared-guest-1.arm64: a,c",
       "b.x86_64",
       "shared-guest-1.x86_64: a,c,big",
-      "off.x86_64",
       "huge.x86_64",
+      "off.x86_64",
     ]);
   });
 
