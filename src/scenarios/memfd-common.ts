@@ -98,12 +98,25 @@ export function sessionArgs(sessions: readonly SessionSpec[], restore = false): 
     .join(" ");
 }
 
-/** The SHA-256 the host expects for a memfd, from its own model of the agent's fill. */
+const modelShas = new Map<string, string>();
+
+/**
+ * The SHA-256 the host expects for a memfd, from its own model of the agent's fill. Asked for
+ * before and after the kexec: remembered, since 256 MiB of model costs the host a second.
+ */
 export function expectedSha(m: SeededMemfd): string {
-  return memfdPatternSha256(m.seed, m.size, {
+  const layout = {
     ...(m.sparse ? { sparse: m.sparse } : {}),
     ...(m.truncate !== undefined ? { truncate: m.truncate } : {}),
-  });
+  };
+  const key = JSON.stringify([String(m.seed), m.size, layout]);
+  let sha = modelShas.get(key);
+  if (sha === undefined) {
+    sha = memfdPatternSha256(m.seed, m.size, layout);
+    if (modelShas.size > 256) modelShas.clear();
+    modelShas.set(key, sha);
+  }
+  return sha;
 }
 
 export function findMemfd(

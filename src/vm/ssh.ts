@@ -399,7 +399,7 @@ export async function connectSsh(opts: SshConnectOptions): Promise<SshLink> {
 }
 
 async function attempt(opts: SshConnectOptions, expected: Buffer, readyTimeout: number): Promise<SshLink> {
-  const sock = "socketPath" in opts ? await openUnix(opts.socketPath) : undefined;
+  const sock = await openSocket(opts);
   return new Promise<SshLink>((resolve, reject) => {
     const client = new Client();
     let presented: Buffer | undefined;
@@ -431,8 +431,10 @@ async function attempt(opts: SshConnectOptions, expected: Buffer, readyTimeout: 
       resolve(new SshLink(client, describe(opts)));
     });
     client.connect({
-      ...("socketPath" in opts ? { sock } : { host: opts.host, port: opts.port }),
+      sock,
       username: opts.username ?? "root",
+      // Straight to our key: a "none" request first is one more round trip.
+      authHandler: ["publickey"],
       privateKey: opts.privateKey,
       readyTimeout,
       // Notices a guest that vanished without a FIN (kexec, panic) within ~15 s.
@@ -446,9 +448,17 @@ async function attempt(opts: SshConnectOptions, expected: Buffer, readyTimeout: 
   });
 }
 
-function openUnix(path: string): Promise<Socket> {
+/**
+ * The connected socket for ssh2. TCP gets TCP_NODELAY: with Nagle on, each small SSH packet
+ * waits for the guest's delayed ACK, ~40 ms a round trip through QEMU's user network (a
+ * connection took 280 ms and a command 110 ms under TCG; without Nagle, 90 and 30).
+ */
+function openSocket(opts: SshTarget): Promise<Socket> {
   return new Promise<Socket>((resolve, reject) => {
-    const s = netConnect(path);
+    const s =
+      "socketPath" in opts
+        ? netConnect(opts.socketPath)
+        : netConnect({ host: opts.host, port: opts.port, noDelay: true });
     s.once("connect", () => {
       s.off("error", reject);
       resolve(s);
