@@ -213,23 +213,23 @@ type Unit =
     };
 
 /**
+ * Shareable boots group by KHO on or off; their appends add up (sharedBoot), and so does
+ * memory up to MERGED_MEMORY_MIB: no shareable scenario's checks depend on the amount, and a
+ * guest costs more than its RAM. Above it a guest boots and kexecs seconds slower (memmap,
+ * KHO's radix tree), which every member would pay: such scenarios keep a guest of their size.
+ */
+const MERGED_MEMORY_MIB = 2048;
+
+function shareKey(boot: GuestBoot): { kho: boolean; memoryMiB?: number } {
+  const big = boot.memoryMiB !== undefined && boot.memoryMiB > MERGED_MEMORY_MIB;
+  return big ? { kho: boot.kho, memoryMiB: boot.memoryMiB } : { kho: boot.kho };
+}
+
+/**
  * Groups the shareable scenarios of one arch, attempt and boot onto one guest each (unless
  * `isolate`); the rest run one guest each. Shared guests go first: they are the longest units
  * until `longestFirst` knows better from the last run's times.
  */
-/**
- * Boots that differ only in memory, up to MERGED_MEMORY_MIB, share a guest with the largest
- * (sharedBoot): no shareable scenario's checks depend on the amount, and a guest costs more
- * than its RAM. Above it a guest boots and kexecs seconds slower (memmap, KHO's radix tree),
- * which every member would pay: such scenarios keep a guest of their own size.
- */
-const MERGED_MEMORY_MIB = 2048;
-
-function shareKey(boot: GuestBoot): GuestBoot {
-  const { memoryMiB, ...rest } = boot;
-  return memoryMiB !== undefined && memoryMiB > MERGED_MEMORY_MIB ? boot : rest;
-}
-
 export function planUnits(work: readonly Work[], isolate: boolean): Unit[] {
   const groups = new Map<string, Work[]>();
   const units: Unit[] = [];

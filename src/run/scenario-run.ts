@@ -228,12 +228,16 @@ export function canShare(scenario: Scenario, prepared: PreparedArch): boolean {
  * its own; a fault of the shared boot or kexec fails every member waiting on it, with the same
  * evidence. Each result's phases are its own plus the shared boot; `totalMs` is their sum.
  */
-/** The boot a shared guest gets: the members' (one boot, see planUnits) with the most memory. */
+/**
+ * The boot a shared guest gets (members share KHO on or off, see planUnits): every member's
+ * kernel parameters, once each, and the most memory any of them asks for.
+ */
 export function sharedBoot(members: readonly Scenario[]): GuestBoot {
   const [first] = members;
   if (!first) throw new Error("a shared guest needs members");
   const memory = Math.max(...members.map((m) => m.boot.memoryMiB ?? DEFAULT_MEMORY_MIB));
-  return { ...first.boot, memoryMiB: memory };
+  const params = [...new Set(members.flatMap((m) => m.boot.append?.split(/\s+/).filter(Boolean) ?? []))];
+  return { kho: first.boot.kho, memoryMiB: memory, ...(params.length ? { append: params.join(" ") } : {}) };
 }
 
 export async function runShared(

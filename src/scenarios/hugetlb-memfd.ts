@@ -40,6 +40,8 @@ export const hugetlbMemfd: Scenario = {
   description: `a MFD_HUGETLB memfd of two huge pages (hugepages=${HUGEPAGES} reserved at boot) through LUO: preserved in place like any memfd, or a skip naming the errno and the missing handler`,
   needs: ["kho", "luo", "luo-memfd", "hugetlbfs"],
   boot: { kho: true, append: `hugepages=${HUGEPAGES}` },
+  // The huge page pool is the only one; no other scenario takes from it.
+  shareable: true,
   async run(ctx) {
     const { total, sizeKiB } = await hugePageKiB(ctx);
     if (total < 2 || sizeKiB === 0)

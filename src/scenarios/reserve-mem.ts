@@ -67,6 +67,8 @@ export const reserveMem: Scenario = {
     kho: true,
     append: `reserve_mem=${SIZE / 1048576}M:4096:${REGION} trace_instance=${REGION}@${REGION}`,
   },
+  // The region and its trace instance are this scenario's alone, whoever else runs on the guest.
+  shareable: true,
   async run(ctx) {
     const before = await mappedRegion(ctx, 1);
     ctx.check(before.map.size === BigInt(SIZE), `the region is ${before.map.size} bytes, asked for ${SIZE}`);

@@ -34,6 +34,8 @@ export interface Scenario {
    * `ctx.guest.kexec` (more than once only after the others are done), lets the guest load the
    * next kernel where `ctx.guest.loadsAtKexec` says so, uses its own session names, and
    * nothing it checks can be disturbed by other sessions or preserved memory in the guest.
+   * Its `append` may only add (reserve memory, start a facility): a shared guest boots with
+   * every member's parameters.
    */
   readonly shareable?: boolean;
   run(ctx: ScenarioContext): Promise<void>;

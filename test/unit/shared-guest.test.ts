@@ -155,11 +155,17 @@ describe("which scenarios share a guest", () => {
       summary: { arch, kernel: { config: new Map([["KEXEC_HANDOVER", "y"]]) } },
       features: new Set(),
     }) as unknown as PreparedArch;
-  const scenario = (id: string, shareable: boolean, memoryMiB?: number, kho = true): Scenario => ({
+  const scenario = (
+    id: string,
+    shareable: boolean,
+    memoryMiB?: number,
+    kho = true,
+    append?: string,
+  ): Scenario => ({
     id,
     description: id,
     needs: ["kho"],
-    boot: { kho, ...(memoryMiB ? { memoryMiB } : {}) },
+    boot: { kho, ...(memoryMiB ? { memoryMiB } : {}), ...(append ? { append } : {}) },
     shareable,
     run: () => Promise.resolve(),
   });
@@ -168,7 +174,7 @@ describe("which scenarios share a guest", () => {
   const work = [
     { scenario: scenario("a", true), prepared: x86, attempt: 0, order: 0 },
     { scenario: scenario("b", false), prepared: x86, attempt: 0, order: 1 },
-    { scenario: scenario("c", true), prepared: x86, attempt: 0, order: 2 },
+    { scenario: scenario("c", true, undefined, true, "hugepages=16"), prepared: x86, attempt: 0, order: 2 },
     { scenario: scenario("big", true, 1536), prepared: x86, attempt: 0, order: 3 },
     { scenario: scenario("off", true, undefined, false), prepared: x86, attempt: 0, order: 4 },
     { scenario: scenario("huge", true, 6144), prepared: x86, attempt: 0, order: 4.5 },
@@ -180,7 +186,7 @@ describe("which scenarios share a guest", () => {
       ? `${u.scenario.id}.${u.prepared.summary.arch}`
       : `${u.label}.${u.prepared.summary.arch}: ${u.members.map((m) => m.id).join(",")}`;
 
-  it("one guest per arch and boot (memory up to 2 GiB aside) for the shareable ones, first; the rest one each, in order", () => {
+  it("one guest per arch and boot (appends and memory up to 2 GiB aside) for the shareable ones, first; the rest one each, in order", () => {
     expect(planUnits(work, false).map(describeUnit)).toEqual([
       "shared-guest-1.x86_64: a,c,big",
       "shared-guest-1.arm64: a,c",
@@ -190,12 +196,23 @@ describe("which scenarios share a guest", () => {
     ]);
   });
 
-  it("a shared guest gets the most memory any member asks for", () => {
+  it("a shared guest gets the most memory any member asks for, and every member's parameters once", () => {
     expect(sharedBoot([scenario("a", true), scenario("big", true, 1536)])).toEqual({
       kho: true,
       memoryMiB: 1536,
     });
     expect(sharedBoot([scenario("a", true), scenario("c", true)]).memoryMiB).toBe(DEFAULT_MEMORY_MIB);
+    const boot = sharedBoot([
+      scenario("h", true, undefined, true, "hugepages=16"),
+      scenario("a", true),
+      scenario("r", true, undefined, true, "reserve_mem=2M:4096:rm  trace_instance=rm@rm"),
+      scenario("h2", true, undefined, true, "hugepages=16"),
+    ]);
+    expect(boot).toEqual({
+      kho: true,
+      memoryMiB: DEFAULT_MEMORY_MIB,
+      append: "hugepages=16 reserve_mem=2M:4096:rm trace_instance=rm@rm",
+    });
   });
 
   it("--isolate: one guest each", () => {
