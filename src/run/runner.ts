@@ -113,13 +113,14 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
     await runPool(units, opts.jobs ?? 1, async (u) => {
       const attempt = repeat > 1 ? u.attempt + 1 : undefined;
       const started = performance.now();
-      if (u.kind === "one") {
-        record(await runOne(u.scenario, u.prepared, opts, attempt), u.order);
-      } else {
-        const rs = await runShared(u.members, u.label, u.prepared, opts, attempt);
-        rs.forEach((r, i) => record(r, u.orders[i] ?? u.order));
-      }
-      measured.set(u.key, Math.round(performance.now() - started));
+      const rs =
+        u.kind === "one"
+          ? [await runOne(u.scenario, u.prepared, opts, attempt)]
+          : await runShared(u.members, u.label, u.prepared, opts, attempt);
+      rs.forEach((r, i) => record(r, u.kind === "one" ? u.order : (u.orders[i] ?? u.order)));
+      // A unit that failed may have waited out a deadline: no measure of its next run.
+      if (rs.every((r) => r.verdict !== "fail" && r.verdict !== "error"))
+        measured.set(u.key, Math.round(performance.now() - started));
     });
   } finally {
     await saveUnitDurations(measured).catch(() => undefined);
