@@ -29,6 +29,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
+#include <time.h>
 #include <unistd.h>
 #include <linux/reboot.h>
 
@@ -284,6 +285,25 @@ static const char *g_ctx_session; /* the session being worked on, for error repo
 static bool g_ctx_has_token;
 static uint64_t g_ctx_token;
 static struct jw g_ioctl_log; /* the body of the "ioctls" array: one object per LUO ioctl */
+
+/* Where the agent's own time went, summed over memfds (ms): "timings_ms" in every result. */
+static struct {
+	double fill, preserve_fd, retrieve_fd, contents, pages, kexec_load;
+} g_ms;
+
+static double now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+#define TIMED(field, stmt)                          \
+	do {                                        \
+		double t0_ = now_ms();              \
+		stmt;                               \
+		g_ms.field += now_ms() - t0_;       \
+	} while (0)
 
 static const char *errname(int err)
 {
@@ -1595,12 +1615,21 @@ static int finish_command(struct jw *w, const struct opts *o)
 	g_ctx_session = NULL;
 	g_ctx_has_token = false;
 	if (o->kexec.kernel)
-		kexec_load(w, &o->kexec);
+		TIMED(kexec_load, kexec_load(w, &o->kexec));
 	else {
 		jw_key(w, "kexec_load");
 		jw_null(w);
 	}
 	jw_kbool(w, "wait", o->wait);
+	jw_key(w, "timings_ms");
+	jw_open(w, '{');
+	jw_ku64(w, "fill", (uint64_t)g_ms.fill);
+	jw_ku64(w, "preserve_fd", (uint64_t)g_ms.preserve_fd);
+	jw_ku64(w, "retrieve_fd", (uint64_t)g_ms.retrieve_fd);
+	jw_ku64(w, "contents", (uint64_t)g_ms.contents);
+	jw_ku64(w, "pages", (uint64_t)g_ms.pages);
+	jw_ku64(w, "kexec_load", (uint64_t)g_ms.kexec_load);
+	jw_close(w, '}');
 	jw_ioctl_log(w);
 	jw_close(w, '}');
 	jw_emit(w);
@@ -1728,9 +1757,10 @@ static int cmd_preserve(int argc, char **argv)
 			struct memfd_spec *m = &ss->memfds[i];
 			g_ctx_has_token = true;
 			g_ctx_token = m->token;
-			create_memfd(m);
+			TIMED(fill, create_memfd(m));
 			if (luo) {
-				int r = luo_preserve_fd(ss->fd, ss->name, m->fd, m->token);
+				int r;
+				TIMED(preserve_fd, r = luo_preserve_fd(ss->fd, ss->name, m->fd, m->token));
 				if (r < 0 && !m->try_ioctl)
 					fail("preserve_fd", -r, "LIVEUPDATE_SESSION_PRESERVE_FD token %" PRIu64, m->token);
 				m->ioctl_err = -r;
@@ -1747,9 +1777,9 @@ static int cmd_preserve(int argc, char **argv)
 			uint64_t size = report_file(&w, m->fd);
 			if (m->probe_freeze)
 				probe_freeze(&w, m->fd);
-			report_contents(&w, m, size, true);
+			TIMED(contents, report_contents(&w, m, size, true));
 			/* after PRESERVE_FD: pinning fills holes and migrates pages, so PFNs are final now */
-			report_pages(&w, m, size);
+			TIMED(pages, report_pages(&w, m, size));
 			jw_close(&w, '}');
 		}
 		jw_close(&w, ']');
@@ -1793,7 +1823,7 @@ static int cmd_restore(int argc, char **argv)
 			struct memfd_spec *m = &ss->memfds[i];
 			g_ctx_has_token = true;
 			g_ctx_token = m->token;
-			m->fd = luo_retrieve_fd(ss->fd, ss->name, m->token);
+			TIMED(retrieve_fd, m->fd = luo_retrieve_fd(ss->fd, ss->name, m->token));
 			if (m->fd < 0 && !m->try_ioctl)
 				fail("retrieve_fd", -m->fd, "LIVEUPDATE_SESSION_RETRIEVE_FD token %" PRIu64, m->token);
 			jw_open(&w, '{');
@@ -1809,8 +1839,8 @@ static int cmd_restore(int argc, char **argv)
 			uint64_t size = report_file(&w, m->fd);
 			if (m->probe_freeze)
 				probe_freeze(&w, m->fd); /* after retrieve the file must be thawed again */
-			report_contents(&w, m, size, m->has_size);
-			report_pages(&w, m, size);
+			TIMED(contents, report_contents(&w, m, size, m->has_size));
+			TIMED(pages, report_pages(&w, m, size));
 			jw_close(&w, '}');
 		}
 		jw_close(&w, ']');

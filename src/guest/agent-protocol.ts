@@ -84,6 +84,10 @@ export interface AgentPreserveResult {
   readonly pid: number;
   readonly page_size: number;
   readonly sessions: readonly AgentSession[];
+  /** Where the agent's own time went (ms, summed over memfds). */
+  readonly timings_ms?: Readonly<
+    Record<"fill" | "preserve_fd" | "retrieve_fd" | "contents" | "pages" | "kexec_load", number>
+  >;
 }
 
 export interface AgentInfo {

@@ -219,7 +219,7 @@ type Unit =
  * guest costs more than its RAM. Above it a guest boots and kexecs seconds slower (memmap,
  * KHO's radix tree), which every member would pay: such scenarios keep a guest of their size.
  */
-const MERGED_MEMORY_MIB = 2048;
+const MERGED_MEMORY_MIB = 6144;
 
 function shareKey(boot: GuestBoot): { kho: boolean; memoryMiB?: number } {
   const big = boot.memoryMiB !== undefined && boot.memoryMiB > MERGED_MEMORY_MIB;

@@ -177,7 +177,7 @@ describe("which scenarios share a guest", () => {
     { scenario: scenario("c", true, undefined, true, "hugepages=16"), prepared: x86, attempt: 0, order: 2 },
     { scenario: scenario("big", true, 1536), prepared: x86, attempt: 0, order: 3 },
     { scenario: scenario("off", true, undefined, false), prepared: x86, attempt: 0, order: 4 },
-    { scenario: scenario("huge", true, 6144), prepared: x86, attempt: 0, order: 4.5 },
+    { scenario: scenario("huge", true, 8192), prepared: x86, attempt: 0, order: 4.5 },
     { scenario: scenario("a", true), prepared: arm, attempt: 0, order: 5 },
     { scenario: scenario("c", true), prepared: arm, attempt: 0, order: 6 },
   ].map((w) => ({ ...w, key: unitKey(w.prepared.summary.arch, [w.scenario.id]) }));
@@ -186,7 +186,7 @@ describe("which scenarios share a guest", () => {
       ? `${u.scenario.id}.${u.prepared.summary.arch}`
       : `${u.label}.${u.prepared.summary.arch}: ${u.members.map((m) => m.id).join(",")}`;
 
-  it("one guest per arch and boot (appends and memory up to 2 GiB aside) for the shareable ones, first; the rest one each, in order", () => {
+  it("one guest per arch and boot (appends and memory up to 6 GiB aside) for the shareable ones, first; the rest one each, in order", () => {
     expect(planUnits(work, false).map(describeUnit)).toEqual([
       "shared-guest-1.x86_64: a,c,big",
       "shared-guest-1.arm64: a,c",
