@@ -1983,9 +1983,16 @@ static const char USAGE[] =
 	"memfd options: seed=N write mmap thp sparse=STRIDE truncate=SIZE pos=N seal=a+b fallocate\n"
 	"               rewrite=SEED probe-freeze hugetlb try   (sizes take K/M/G suffixes)\n";
 
+int guest_init(void); /* init.c */
+
 int main(int argc, char **argv)
 {
 	struct rlimit rl;
+	/* /init links here: PID 1's signal dispositions and limits are every process's, so the
+	 * init starts before this program changes either. */
+	const char *self = strrchr(argv[0], '/');
+	if (!strcmp(self ? self + 1 : argv[0], "init"))
+		return guest_init();
 	signal(SIGPIPE, SIG_IGN);
 	g_page_size = (uint64_t)sysconf(_SC_PAGESIZE);
 	/* stress scenarios hold thousands of session and memfd fds */

@@ -1,4 +1,5 @@
-// Builds the guest agent (guest/agent/kho-agent.c) as a static binary for one arch, and mirrors
+// Builds the guest agent (guest/agent/kho-agent.c, and init.c: the agent is also the guest's
+// /init) as a static binary for one arch, and mirrors
 // its memfd fill pattern so the host can predict contents without trusting the guest.
 import { createHash } from "node:crypto";
 import { access, mkdir, readFile, realpath, rename, rm } from "node:fs/promises";
@@ -9,7 +10,10 @@ import { HarnessError } from "../errors.js";
 import { guestDir } from "../paths.js";
 import { workPath } from "../util/build-slot.js";
 
-export const AGENT_SOURCE = guestDir("agent", "kho-agent.c");
+export const AGENT_SOURCES: readonly string[] = [
+  guestDir("agent", "kho-agent.c"),
+  guestDir("agent", "init.c"),
+];
 export const AGENT_CFLAGS: readonly string[] = ["-static", "-O2", "-Wall", "-Wextra", "-Werror"];
 
 export interface AgentBuildOptions {
@@ -25,13 +29,14 @@ const UAPI_FILES = ["linux/liveupdate.h", "linux/kexec.h", "linux/reboot.h", "li
 /** Compiles the agent with the arch's (cross) gcc; returns the binary's path. Reuses a cached build. */
 export async function buildAgent(arch: ArchName, opts: AgentBuildOptions): Promise<string> {
   const cc = `${archSpec(arch).crossCompile}gcc`;
-  const [source, ccVersion, headers] = await Promise.all([
-    readFile(AGENT_SOURCE),
+  const [sources, ccVersion, headers] = await Promise.all([
+    Promise.all(AGENT_SOURCES.map((f) => readFile(f))),
     compilerVersion(cc, arch),
     headerIdentity(opts.uapiInclude),
   ]);
-  const key = createHash("sha256")
-    .update(source)
+  const hash = createHash("sha256");
+  for (const source of sources) hash.update(source).update("\0");
+  const key = hash
     .update("\0" + ccVersion + "\0" + headers + "\0" + AGENT_CFLAGS.join(" "))
     .digest("hex")
     .slice(0, 16);
@@ -41,7 +46,7 @@ export async function buildAgent(arch: ArchName, opts: AgentBuildOptions): Promi
   await mkdir(opts.outDir, { recursive: true });
   // Build under a private name and rename: concurrent builds never see a half-written binary.
   const tmp = workPath(out);
-  const r = await execa(cc, [...AGENT_CFLAGS, "-I", opts.uapiInclude, "-o", tmp, AGENT_SOURCE], {
+  const r = await execa(cc, [...AGENT_CFLAGS, "-I", opts.uapiInclude, "-o", tmp, ...AGENT_SOURCES], {
     reject: false,
     all: true,
   });

@@ -15,7 +15,7 @@ import { extractUserspace, fetchGuestDebs } from "./userspace.js";
 import { writeFileAtomic } from "../util/build-slot.js";
 
 /** Bump when the layout below changes in a way the inputs' hashes do not capture. */
-const LAYOUT_VERSION = "2"; // 2: libraries cut to the DT_NEEDED closure
+const LAYOUT_VERSION = "3"; // 2: libraries cut to the DT_NEEDED closure; 3: /init is the agent
 
 export interface GuestImage {
   readonly arch: ArchName;
@@ -50,17 +50,12 @@ export async function buildGuestImage(
     uapiInclude: kernel ? join(kernel.dir, kernel.manifest.headersDir, "include") : noHeaders,
     outDir: join(cacheRoot(), "agent"),
   });
-  const [init, fstab, agent] = await Promise.all([
-    readFile(imagesDir("initramfs", "init")),
-    readFile(imagesDir("initramfs", "fstab")),
-    readFile(agentPath),
-  ]);
+  const [fstab, agent] = await Promise.all([readFile(imagesDir("initramfs", "fstab")), readFile(agentPath)]);
   const key = cacheKey({
     layout: LAYOUT_VERSION,
     arch,
     debs: debs.map((d) => basename(d)).join(","),
     agent: sha256(agent),
-    init: sha256(init),
     fstab: sha256(fstab),
     extras: extras.map((e) => `${e.path}:${e.mode}:${sha256(e.data)}`).join(","),
   });
@@ -93,7 +88,8 @@ export async function buildGuestImage(
     if (f.kind === "symlink" && f.target) cpio.symlink(f.path, f.target);
     else if (f.data) cpio.file(f.path, f.data, f.mode);
   }
-  cpio.file("init", init, 0o755);
+  // The agent is also the init (guest/agent/init.c): run as /init, it sets the guest up.
+  cpio.symlink("init", "usr/bin/kho-agent");
   cpio.file("etc/fstab", fstab, 0o644);
   cpio.file("usr/bin/kho-agent", agent, 0o755);
   cpio.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");

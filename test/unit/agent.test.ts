@@ -10,7 +10,7 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { archSpec, type ArchName } from "../../src/arch.js";
 import { HarnessError } from "../../src/errors.js";
-import { AGENT_SOURCE, buildAgent, memfdPattern, memfdPatternSha256 } from "../../src/guest/agent-build.js";
+import { AGENT_SOURCES, buildAgent, memfdPattern, memfdPatternSha256 } from "../../src/guest/agent-build.js";
 
 const arch: ArchName = process.arch === "arm64" ? "arm64" : "x86_64";
 const cc = `${archSpec(arch).crossCompile}gcc`;
@@ -194,7 +194,7 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
       '-DLIVEUPDATE_DEV="/dev/null"',
       "-o",
       fake,
-      AGENT_SOURCE,
+      ...AGENT_SOURCES,
     ]);
     const env = { FAKE_LUO_DIR: join(dir, "luo-state") };
     await mkdir(env.FAKE_LUO_DIR);
