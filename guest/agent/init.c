@@ -26,7 +26,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-int guest_init(void);
+#include "agent.h"
 
 static void say(const char *fmt, ...)
 {
@@ -70,20 +70,6 @@ static int run(const char *err, char *const argv[])
 		if (errno != EINTR)
 			return -1;
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static bool read_line(const char *path, char *buf, size_t len)
-{
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return false;
-	ssize_t n = read(fd, buf, len - 1);
-	close(fd);
-	if (n < 0)
-		return false;
-	buf[n] = '\0';
-	buf[strcspn(buf, "\n")] = '\0';
-	return true;
 }
 
 /* fstab's options: the generic flags mount(2) takes as flags, the rest as the fs's data. */
@@ -170,7 +156,7 @@ static void mount_next_kernel(void)
 		if (strncmp(e->d_name, "vd", 2))
 			continue;
 		snprintf(path, sizeof(path), "/sys/block/%s/serial", e->d_name);
-		if (!read_line(path, serial, sizeof(serial)) || strcmp(serial, "kho-next"))
+		if (!read_text(path, serial, sizeof(serial)) || strcmp(serial, "kho-next"))
 			continue;
 		snprintf(dev, sizeof(dev), "/dev/%s", e->d_name);
 		if (!mount(dev, "/boot", "ext4", MS_RDONLY | MS_NOATIME, NULL)) {
@@ -220,8 +206,8 @@ int guest_init(void)
 	run(NULL, install);
 	if (sethostname("kho-guest", 9))
 		say("sethostname: %s", strerror(errno));
-	read_line("/proc/sys/kernel/random/boot_id", boot_id, sizeof(boot_id));
-	read_line("/proc/cmdline", cmdline, sizeof(cmdline));
+	read_text("/proc/sys/kernel/random/boot_id", boot_id, sizeof(boot_id));
+	read_text("/proc/cmdline", cmdline, sizeof(cmdline));
 	say("init boot_id=%s", boot_id);
 	ensure_network();
 	mount_next_kernel();

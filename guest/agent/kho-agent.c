@@ -33,6 +33,8 @@
 #include <unistd.h>
 #include <linux/reboot.h>
 
+#include "agent.h"
+
 /* ---- uapi: prefer the kernel's headers, fall back to the (stable) ABI copied here ---- */
 
 #if __has_include(<linux/liveupdate.h>)
@@ -613,7 +615,7 @@ static void sha256_hex(struct sha256 *s, char out[65])
 /* ---------------------------------------------------------------- small helpers ---- */
 
 /* Reads a small text file, strips the trailing newline; false if unreadable. */
-static bool read_text(const char *path, char *buf, size_t len)
+bool read_text(const char *path, char *buf, size_t len)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -1982,8 +1984,6 @@ static const char USAGE[] =
 	"       kho-agent info\n"
 	"memfd options: seed=N write mmap thp sparse=STRIDE truncate=SIZE pos=N seal=a+b fallocate\n"
 	"               rewrite=SEED probe-freeze hugetlb try   (sizes take K/M/G suffixes)\n";
-
-int guest_init(void); /* init.c */
 
 int main(int argc, char **argv)
 {

@@ -14,6 +14,8 @@ export const AGENT_SOURCES: readonly string[] = [
   guestDir("agent", "kho-agent.c"),
   guestDir("agent", "init.c"),
 ];
+/** Everything the build reads from guest/agent: what decides whether a cached binary still fits. */
+const AGENT_FILES: readonly string[] = [...AGENT_SOURCES, guestDir("agent", "agent.h")];
 export const AGENT_CFLAGS: readonly string[] = ["-static", "-O2", "-Wall", "-Wextra", "-Werror"];
 
 export interface AgentBuildOptions {
@@ -30,7 +32,7 @@ const UAPI_FILES = ["linux/liveupdate.h", "linux/kexec.h", "linux/reboot.h", "li
 export async function buildAgent(arch: ArchName, opts: AgentBuildOptions): Promise<string> {
   const cc = `${archSpec(arch).crossCompile}gcc`;
   const [sources, ccVersion, headers] = await Promise.all([
-    Promise.all(AGENT_SOURCES.map((f) => readFile(f))),
+    Promise.all(AGENT_FILES.map((f) => readFile(f))),
     compilerVersion(cc, arch),
     headerIdentity(opts.uapiInclude),
   ]);
