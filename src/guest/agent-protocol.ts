@@ -18,7 +18,8 @@ export interface AgentMemfd {
   readonly size: number;
   readonly pos: number;
   readonly seals: number;
-  readonly sha256: string;
+  /** null under the `nohash` option: `expected` alone vouches for the contents. */
+  readonly sha256: string | null;
   readonly page_size: number;
   readonly pages: number;
   readonly pages_present: number;
@@ -37,7 +38,8 @@ export interface AgentMemfd {
   readonly preserve_error?: AgentErrno;
   readonly expected?: {
     readonly size: number;
-    readonly sha256: string;
+    /** The model's hash; null under `nohash` when every byte matched. */
+    readonly sha256: string | null;
     readonly match: boolean;
     readonly first_mismatch: number | null;
   };

@@ -72,7 +72,8 @@ const twoMiB = memfdScenario({
 
 const big = memfdScenario({
   id: "memfd-256m",
-  description: "a 256 MiB memfd in a 1.5 GiB guest survives kexec: same SHA-256, same 65536 frames",
+  description:
+    "a 256 MiB memfd in a 1.5 GiB guest survives kexec: the same bytes (its SHA-256 against the host's model before, every byte against the model after) on the same 65536 frames",
   sessions: [{ name: "kho-memfd-256m", memfds: [{ token: 1, size: 256 * MiB }] }],
   boot: { kho: true, memoryMiB: 1536 },
   deadlineMs: 900_000,

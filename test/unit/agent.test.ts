@@ -3,7 +3,7 @@
 // stand-in LUO compiled into a test build, so the JSON the host parses is exercised end to end.
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
-import { mkdir, mkdtemp, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -182,6 +182,48 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
     });
     const lines = r.stdout.split("\n").map((l) => JSON.parse(l) as { ok: boolean; event?: string });
     expect(lines.map((l) => l.event)).toEqual([undefined, "pong", "abort"]);
+  });
+
+  it("nohash: no SHA-256, the model check alone, and the first bad byte when one differs (stand-in LUO)", async () => {
+    const fake = join(dir, "fake-agent-nohash");
+    await writeFile(join(dir, "fake-luo.h"), FAKE_LUO);
+    await execa(cc, [
+      "-O1",
+      "-include",
+      join(dir, "fake-luo.h"),
+      '-DLIVEUPDATE_DEV="/dev/null"',
+      "-o",
+      fake,
+      ...AGENT_SOURCES,
+    ]);
+    const env = { FAKE_LUO_DIR: join(dir, "luo-nohash") };
+    await mkdir(env.FAKE_LUO_DIR);
+    const spec = ["--memfd", "1:20000:seed=77"];
+    const pre = await runAgent(
+      fake,
+      ["preserve", "--session", "clean", ...spec, "--session", "bad", ...spec],
+      env,
+    );
+    expect(pre.result.ok).toBe(true);
+    // one byte of the "bad" session's stored contents flipped, as a broken handover would
+    const stored = join(env.FAKE_LUO_DIR, "bad", "1");
+    const bytes = await readFile(stored);
+    bytes[12345] = (bytes[12345] ?? 0) ^ 0xff;
+    await writeFile(stored, bytes);
+    const nohash = ["--memfd", "1:20000:seed=77,nohash"];
+    const post = await runAgent(
+      fake,
+      ["restore", "--session", "clean", ...nohash, "--session", "bad", ...nohash],
+      env,
+    );
+    expect(post.result.ok).toBe(true);
+    const [clean, bad] = post.result.sessions.map((s) => s.memfds[0]);
+    expect(clean?.sha256).toBeNull();
+    expect(clean?.expected).toEqual({ size: 20000, sha256: null, match: true, first_mismatch: null });
+    expect(bad?.sha256).toBeNull();
+    expect(bad?.expected).toMatchObject({ match: false, first_mismatch: 12345 });
+    // the model's hash, as evidence of what the bytes should have been
+    expect(bad?.expected?.sha256).toBe(pre.result.sessions[1]?.memfds[0]?.sha256);
   });
 
   it("restores what it preserved (stand-in LUO)", async () => {
