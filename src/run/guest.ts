@@ -11,7 +11,7 @@ import type { Logger } from "../util/log.js";
 import { GuestFault } from "../vm/fault.js";
 import type { ConsoleLine, ConsoleMatch } from "../vm/console.js";
 import type { SshKeys } from "../vm/keys.js";
-import { launchVm, type Accel, type Vm } from "../vm/qemu.js";
+import { DEFAULT_MEMORY_MIB, launchVm, type Accel, type Vm } from "../vm/qemu.js";
 import { GuestBoots, SshFailure, type ExecResult, type ExecStream, type SshLink } from "../vm/ssh.js";
 import { bootTimeline, type BootTiming } from "./boot-timeline.js";
 import { kexecHangEvidence } from "./hang-evidence.js";
@@ -67,7 +67,7 @@ export class Guest {
       arch: opts.arch,
       name: opts.name,
       accel: opts.accel,
-      memoryMiB: opts.boot.memoryMiB ?? 1024,
+      memoryMiB: opts.boot.memoryMiB ?? DEFAULT_MEMORY_MIB,
       smp: 2,
       ssh: true,
       logDir: opts.logDir,
