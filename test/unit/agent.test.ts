@@ -184,8 +184,9 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
     expect(lines.map((l) => l.event)).toEqual([undefined, "pong", "abort"]);
   });
 
-  it("nohash: no SHA-256, the model check alone, and the first bad byte when one differs (stand-in LUO)", async () => {
-    const fake = join(dir, "fake-agent-nohash");
+  /** The agent built for the host against a stand-in LUO that keeps files under FAKE_LUO_DIR. */
+  async function standInLuo(name: string): Promise<{ fake: string; env: { FAKE_LUO_DIR: string } }> {
+    const fake = join(dir, `fake-agent-${name}`);
     await writeFile(join(dir, "fake-luo.h"), FAKE_LUO);
     await execa(cc, [
       "-O1",
@@ -196,8 +197,13 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
       fake,
       ...AGENT_SOURCES,
     ]);
-    const env = { FAKE_LUO_DIR: join(dir, "luo-nohash") };
+    const env = { FAKE_LUO_DIR: join(dir, `luo-${name}`) };
     await mkdir(env.FAKE_LUO_DIR);
+    return { fake, env };
+  }
+
+  it("nohash: no SHA-256, the model check alone, and the first bad byte when one differs (stand-in LUO)", async () => {
+    const { fake, env } = await standInLuo("nohash");
     const spec = ["--memfd", "1:20000:seed=77"];
     const pre = await runAgent(
       fake,
@@ -227,19 +233,7 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
   });
 
   it("restores what it preserved (stand-in LUO)", async () => {
-    const fake = join(dir, "fake-agent");
-    await writeFile(join(dir, "fake-luo.h"), FAKE_LUO);
-    await execa(cc, [
-      "-O1",
-      "-include",
-      join(dir, "fake-luo.h"),
-      '-DLIVEUPDATE_DEV="/dev/null"',
-      "-o",
-      fake,
-      ...AGENT_SOURCES,
-    ]);
-    const env = { FAKE_LUO_DIR: join(dir, "luo-state") };
-    await mkdir(env.FAKE_LUO_DIR);
+    const { fake, env } = await standInLuo("state");
 
     const pre = await runAgent(
       fake,
