@@ -8,7 +8,8 @@
  * prints exactly one JSON object on one line of stdout, so the host parses results, not
  * prose. See README.md next to this file for the grammar and the JSON shapes.
  *
- * Build: gcc -static -O2 -Wall -Wextra -Werror -I<kernel uapi headers> -o kho-agent kho-agent.c
+ * Build: gcc -static -O2 -Wall -Wextra -Werror -I<kernel uapi headers> -o kho-agent kho-agent.c init.c
+ * (init.c: run as /init, the same binary sets the guest up).
  */
 #define _GNU_SOURCE
 #include <endian.h>
@@ -1267,7 +1268,6 @@ static void probe_freeze(struct jw *w, int fd)
 
 /* --------------------------------------------------------------------- reporting ---- */
 
-/* "sha256" of the file; with check, also "expected" against the pattern model. */
 /*
  * The contents: their SHA-256 (unless nohash) and, with `check`, the first byte that differs
  * from the model of the spec. Without a hash the check alone vouches for the bytes: it costs
@@ -2003,7 +2003,7 @@ static const char USAGE[] =
 	"       kho-agent kexec    --loaded   (reboot into the kernel --load-only loaded)\n"
 	"       kho-agent info\n"
 	"memfd options: seed=N write mmap thp sparse=STRIDE truncate=SIZE pos=N seal=a+b fallocate\n"
-	"               rewrite=SEED probe-freeze hugetlb try   (sizes take K/M/G suffixes)\n";
+	"               rewrite=SEED probe-freeze hugetlb nohash try   (sizes take K/M/G suffixes)\n";
 
 int main(int argc, char **argv)
 {

@@ -213,7 +213,7 @@ function finish(
   };
 }
 
-/** Shareable scenarios the runner may group: same boot, all capabilities, no expected failure. */
+/** Shareable scenarios the runner may group: all capabilities there, no expected failure. */
 export function canShare(scenario: Scenario, prepared: PreparedArch): boolean {
   return (
     scenario.shareable === true &&
@@ -222,12 +222,6 @@ export function canShare(scenario: Scenario, prepared: PreparedArch): boolean {
   );
 }
 
-/**
- * Runs `members` (all canShare, one boot) on one guest: each takes its turn up to its kexec,
- * one kexec carries them all, then each takes its turn in the new kernel. A member's verdict is
- * its own; a fault of the shared boot or kexec fails every member waiting on it, with the same
- * evidence. Each result's phases are its own plus the shared boot; `totalMs` is their sum.
- */
 /**
  * The boot a shared guest gets (members share KHO on or off, see planUnits): every member's
  * kernel parameters, once each, and the most memory any of them asks for.
@@ -240,6 +234,13 @@ export function sharedBoot(members: readonly Scenario[]): GuestBoot {
   return { kho: first.boot.kho, memoryMiB: memory, ...(params.length ? { append: params.join(" ") } : {}) };
 }
 
+/**
+ * Runs `members` (all canShare, one KHO setting) on one guest: each takes its turn up to its
+ * kexec, one kexec carries them all, then each takes its turn in the new kernel. A member's
+ * verdict is its own; a fault of the shared boot, load or kexec fails every member waiting on
+ * it, with the same evidence. Each result's phases are its own plus the shared boot; `totalMs`
+ * is their sum.
+ */
 export async function runShared(
   members: readonly Scenario[],
   label: string,
@@ -248,8 +249,7 @@ export async function runShared(
   attempt: number | undefined,
 ): Promise<ScenarioResult[]> {
   const { arch, kernel } = prepared.summary;
-  const [first] = members;
-  if (!first) return [];
+  if (members.length === 0) return [];
   const started = performance.now();
   const logDir = runDir(opts, arch, label, attempt);
   await mkdir(logDir, { recursive: true });

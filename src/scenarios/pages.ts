@@ -12,7 +12,7 @@ interface KmodEntry {
   readonly seed?: number;
   readonly restored?: boolean;
   readonly order: number;
-  readonly phys?: string | readonly string[];
+  readonly phys?: string;
   readonly error?: string;
   readonly step?: string;
   readonly pattern_ok?: boolean;
@@ -25,18 +25,15 @@ interface KmodEntry {
   readonly freed?: boolean;
 }
 
-interface KmodState {
-  readonly committed?: boolean;
-  readonly restored?: number;
-  readonly failed?: number;
+/** debugfs `report`: every entry the previous kernel handed over, whoever preserved it. */
+interface KmodReport {
   readonly entries: readonly KmodEntry[];
 }
 
-interface KmodGroup {
-  readonly seed: number;
-  readonly phys?: readonly string[];
-  readonly error?: string;
-  readonly step?: string;
+/** debugfs `status`: this kernel's groups, one per preserve command. */
+interface KmodStatus {
+  readonly committed?: boolean;
+  readonly entries: readonly { readonly seed: number; readonly error?: string; readonly step?: string }[];
 }
 
 const REMOTE = "/root/kho_harness.ko";
@@ -66,9 +63,8 @@ function describeEntry(e: KmodEntry): string {
 
 /** The page frame ranges [first, end) an entry covers. */
 function frameRange(e: KmodEntry): [bigint, bigint] | undefined {
-  const phys = typeof e.phys === "string" ? e.phys : undefined;
-  if (!phys) return undefined;
-  const first = BigInt(phys) >> PAGE_SHIFT;
+  if (!e.phys) return undefined;
+  const first = BigInt(e.phys) >> PAGE_SHIFT;
   return [first, first + (1n << BigInt(e.order))];
 }
 
@@ -116,11 +112,7 @@ function pagesScenario(
         `echo "preserve kind=${kind} order=${order} count=${count} seed=${seed}${free ? " free=1" : ""}" > ${DEBUGFS}/ctl`,
       );
       await ctx.guest.run(`echo commit > ${DEBUGFS}/ctl`);
-      const before = await readJson<{ committed?: boolean; entries: readonly KmodGroup[] }>(
-        ctx,
-        "status",
-        "kmod-status.json",
-      );
+      const before = await readJson<KmodStatus>(ctx, "status", "kmod-status.json");
       const group = before.entries.find((g) => g.seed === seed);
       ctx.check(group !== undefined, `the module's status has no group with seed ${seed}`, [
         JSON.stringify(before),
@@ -132,7 +124,7 @@ function pagesScenario(
       ]);
       await kexecWithAgent(ctx);
       await loadModule(ctx);
-      const after = await ctx.phase("checks", () => readJson<KmodState>(ctx, "report", "kmod-report.json"));
+      const after = await ctx.phase("checks", () => readJson<KmodReport>(ctx, "report", "kmod-report.json"));
       const mine = after.entries.filter((e) => e.seed === seed);
       // Freeing happened at load, after the report: a wrong refcount shows there, as DEBUG_VM's
       // "Bad page state". dmesg is the record (the serial console may lag behind SSH).

@@ -186,7 +186,7 @@ describe("which scenarios share a guest", () => {
       ? `${u.scenario.id}.${u.prepared.summary.arch}`
       : `${u.label}.${u.prepared.summary.arch}: ${u.members.map((m) => m.id).join(",")}`;
 
-  it("one guest per arch and boot (appends and memory up to 6 GiB aside) for the shareable ones, first; the rest one each, in order", () => {
+  it("one guest per arch and KHO setting (appends add up, memory up to 6 GiB) for the shareable ones, first; the rest one each, in order", () => {
     expect(planUnits(work, false).map(describeUnit)).toEqual([
       "shared-guest-1.x86_64: a,c,big",
       "shared-guest-1.arm64: a,c",
