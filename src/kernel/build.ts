@@ -65,8 +65,10 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const started = performance.now();
   const spec = archSpec(req.arch);
   const { log } = req;
-  const fragments = await loadFragments(spec, req.userFragments);
-  const compiler = await compilerVersion(spec);
+  const [fragments, compiler] = await Promise.all([
+    loadFragments(spec, req.userFragments),
+    compilerVersion(spec),
+  ]);
   const fragmentHashes = fragments.map((f) => ({ name: basename(f.path), sha256: sha256(f.text) }));
   const key = cacheKey({
     recipe: RECIPE_VERSION,

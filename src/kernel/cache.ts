@@ -1,13 +1,14 @@
 // The kernel cache: one folder per build key holding the boot image, modules, headers, the
 // final .config, the build log and a manifest written last. An entry is trusted only if its
 // manifest parses and the image still has the size and hash the manifest recorded, so an
-// entry cut short by a crash is rebuilt, never booted.
+// entry cut short by a crash is rebuilt, never booted. The hash is remembered against the
+// image's inode, size and times (fileSha256): an image that changed in any way is hashed again.
 import { access, readdir, readFile, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { ArchName } from "../arch.js";
 import { cachePaths } from "../paths.js";
 import { writeFileAtomic } from "../util/build-slot.js";
-import { sha256File } from "../util/hash.js";
+import { fileSha256 } from "../util/hash.js";
 
 export const MANIFEST_SCHEMA = 1;
 
@@ -79,7 +80,7 @@ export async function lookupKernel(key: string): Promise<CacheLookup> {
   );
   if (size !== manifest.imageSize)
     return { state: "corrupt", reason: `image size ${size} != ${manifest.imageSize}` };
-  if ((await sha256File(imagePath)) !== manifest.imageSha256)
+  if ((await fileSha256(imagePath)) !== manifest.imageSha256)
     return { state: "corrupt", reason: "image hash mismatch" };
   return { state: "hit", kernel: { dir, manifest, imagePath, configPath: join(dir, "config") } };
 }

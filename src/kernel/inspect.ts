@@ -7,7 +7,7 @@ import { isArchName, type ArchName } from "../arch.js";
 import { DecodeError, HarnessError } from "../errors.js";
 import { cacheRoot } from "../paths.js";
 import { writeFileAtomic } from "../util/build-slot.js";
-import { sha256 } from "../util/hash.js";
+import { fileSha256 } from "../util/hash.js";
 import { parseConfig, type ConfigMap } from "./config.js";
 import { decompress, type Compression } from "./decompress.js";
 import { findBanner, findIkconfig, releaseOf } from "./ikconfig.js";
@@ -110,8 +110,7 @@ export async function assertBootableKernel(path: string, arch: ArchName): Promis
 async function inspectBootable(path: string, arch: ArchName): Promise<KernelReport> {
   const info = await stat(path).catch(() => undefined);
   if (!info?.isFile() || info.size > MAX_FILE) return inspectKernel(path, { expectArch: arch });
-  const bytes = await readFile(path);
-  const remembered = join(cacheRoot(), "inspect", `${sha256(bytes)}-${arch}.json`);
+  const remembered = join(cacheRoot(), "inspect", `${await fileSha256(path)}-${arch}.json`);
   const text = await readFile(remembered, "utf8").catch(() => undefined);
   if (text !== undefined) {
     try {
@@ -123,7 +122,7 @@ async function inspectBootable(path: string, arch: ArchName): Promise<KernelRepo
       // A torn write: inspect again and rewrite it.
     }
   }
-  const report = await inspectKernelBytes(bytes, path, { expectArch: arch });
+  const report = await inspectKernelBytes(await readFile(path), path, { expectArch: arch });
   if (report.ready && report.configSource.kind === "ikconfig" && report.config) {
     await mkdir(dirname(remembered), { recursive: true });
     await writeFileAtomic(
