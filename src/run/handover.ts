@@ -129,7 +129,7 @@ async function decodeAgainst(
   before: PreKexecMemory,
 ): Promise<DecodedKho> {
   if (before.kind === "radix") {
-    const memory = new SnapshotMemory(before.snapshot, ctx.guest.vm.qmp, ctx.artifactsDir);
+    const memory = new SnapshotMemory(before.snapshot, ctx.guest.vm, ctx.artifactsDir);
     return decodeKho(inFdt, { memory, isRam: inRam(before.snapshot.ram) });
   }
   const elf = await ElfReader.open(before.path);

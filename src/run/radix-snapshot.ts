@@ -1,4 +1,4 @@
-// The old kernel's preserved-memory radix tree, read page by page over QMP right before the
+// The old kernel's preserved-memory radix tree, read page by page (QmpMemory) right before the
 // kexec, while the guest runs on: the tree's pages are not preserved (the new kernel frees and
 // reuses them), so they must be read in the old kernel, and nothing changes the tree while the
 // agent holds its sessions. A few dozen pages instead of dumping all of RAM (1 GiB, ~2 s and
@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { DecodeError } from "../errors.js";
 import { outFdtRadixRoot, type PhysMemory } from "../kho/abi.js";
 import { type KhoAbi, walkRadixTree } from "../kho/radix.js";
-import type { QmpClient } from "../vm/qmp.js";
+import type { Vm } from "../vm/qemu.js";
 import type { ScenarioContext } from "./context.js";
 import { QmpMemory } from "./guest-memory.js";
 
@@ -63,7 +63,7 @@ export async function snapshotRadixTree(
   const started = performance.now();
   try {
     const { abi, root } = outFdtRadixRoot(Buffer.from(b64, "base64"));
-    const live = new QmpMemory(ctx.guest.vm.qmp, ctx.artifactsDir);
+    const live = new QmpMemory(ctx.guest.vm, ctx.artifactsDir);
     const pages = new Map<bigint, Uint8Array>();
     await walkRadixTree({
       root,
@@ -112,10 +112,10 @@ export class SnapshotMemory implements PhysMemory {
 
   constructor(
     private readonly snapshot: RadixSnapshot,
-    qmp: QmpClient,
+    vm: Pick<Vm, "pid" | "qmp">,
     scratchDir: string,
   ) {
-    this.live = new QmpMemory(qmp, scratchDir);
+    this.live = new QmpMemory(vm, scratchDir);
   }
 
   readPhys(paddr: bigint, length: number): Promise<Uint8Array> {

@@ -87,7 +87,7 @@ export const reserveMem: Scenario = {
     ]);
 
     const dump = await ctx.phase("dump", () => readMemoryBeforeKexec(ctx));
-    const mem = new QmpMemory(ctx.guest.vm.qmp, ctx.artifactsDir);
+    const mem = new QmpMemory(ctx.guest.vm, ctx.artifactsDir);
     const at1 = offsetsOf(await mem.readPhys(before.map.start, SIZE), tag);
     ctx.check(
       at1.length >= MARKERS,

@@ -40,7 +40,9 @@ export async function fileSha256(path: string): Promise<string> {
   // Changed while we read it: the digest belongs to no single version; do not remember it.
   if ((await fileIdentity(absolute)) === before) {
     await mkdir(dirname(stamp), { recursive: true })
-      .then(() => writeFileAtomic(stamp, JSON.stringify({ path: absolute, identity: before, sha256: digest })))
+      .then(() =>
+        writeFileAtomic(stamp, JSON.stringify({ path: absolute, identity: before, sha256: digest })),
+      )
       .catch(() => undefined); // a read-only cache only costs the next run a hash
   }
   return digest;
