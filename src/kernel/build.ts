@@ -2,16 +2,16 @@
 // by everything that determines the result. The O= build directory is kept per source tree
 // and arch, so a patched tree rebuilds incrementally while each result gets its own entry.
 import { createWriteStream } from "node:fs";
-import { appendFile, copyFile, mkdir, readFile, rm, stat, writeFile } from "node:fs/promises";
+import { appendFile, copyFile, mkdir, readFile, realpath, rm, stat, writeFile } from "node:fs/promises";
 import { cpus } from "node:os";
 import { basename, join } from "node:path";
 import { createInterface } from "node:readline";
 import { execa } from "execa";
 import { archSpec, type ArchName, type ArchSpec } from "../arch.js";
 import { HarnessError } from "../errors.js";
-import { requireTools } from "../host/tools.js";
+import { findInPath, requireTools } from "../host/tools.js";
 import { cachePaths } from "../paths.js";
-import { cacheKey, sha256, sha256File } from "../util/hash.js";
+import { cacheKey, rememberedForFile, sha256, sha256File } from "../util/hash.js";
 import { formatDuration, heartbeat, type Logger } from "../util/log.js";
 import {
   commitManifest,
@@ -56,9 +56,17 @@ export function defaultJobs(): number {
   return cpus().length + 1;
 }
 
+/** Part of the cache key; `gcc --version` is a process start (20-100 ms), so it is remembered. */
 async function compilerVersion(spec: ArchSpec): Promise<string> {
-  const r = await execa(`${spec.crossCompile}gcc`, ["--version"], { reject: false });
-  return r.stdout.split("\n")[0] ?? "unknown";
+  const name = `${spec.crossCompile}gcc`;
+  // Asked by the name the build uses: gcc prints the name it was called by.
+  const ask = async () => {
+    const r = await execa(name, ["--version"], { reject: false });
+    return r.stdout.split("\n")[0] ?? "unknown";
+  };
+  const found = findInPath(name);
+  // Stamped on the real binary: /usr/bin/gcc is a symlink an upgrade may leave in place.
+  return found ? rememberedForFile(await realpath(found), `version of ${name}`, ask) : ask();
 }
 
 export async function buildKernel(req: BuildRequest): Promise<BuildResult> {

@@ -22,30 +22,37 @@ async function fileIdentity(path: string): Promise<string> {
 }
 
 /**
- * sha256File, remembered against the file's identity (device, inode, size, mtime and ctime in
- * ns): hashing a 24 MiB kernel image costs ~0.1 s, and setup did it twice per arch per run.
- * Any write, truncation or replacement changes the identity, so it is hashed again; only a
- * change that bypasses the file system (bit rot) goes unseen, as it does for git and make.
+ * `compute(path)`, remembered under `kind` against the file's identity (device, inode, size,
+ * mtime and ctime in ns). Any write, truncation or replacement changes the identity, so it is
+ * computed again; only a change that bypasses the file system (bit rot) goes unseen, as it does
+ * for git and make.
  */
-export async function fileSha256(path: string): Promise<string> {
+export async function rememberedForFile(
+  path: string,
+  kind: string,
+  compute: (path: string) => Promise<string>,
+): Promise<string> {
   const absolute = resolve(path);
-  const stamp = join(cacheRoot(), "hashes", `${sha256(absolute).slice(0, 32)}.json`);
+  const stamp = join(cacheRoot(), "stamps", `${sha256(`${kind}\0${absolute}`).slice(0, 32)}.json`);
   const before = await fileIdentity(absolute);
   const saved = await readFile(stamp, "utf8")
-    .then((t) => JSON.parse(t) as { path?: string; identity?: string; sha256?: string })
+    .then((t) => JSON.parse(t) as { path?: string; identity?: string; value?: string })
     .catch(() => undefined);
-  if (saved?.path === absolute && saved.identity === before && typeof saved.sha256 === "string")
-    return saved.sha256;
-  const digest = await sha256File(absolute);
-  // Changed while we read it: the digest belongs to no single version; do not remember it.
+  if (saved?.path === absolute && saved.identity === before && typeof saved.value === "string")
+    return saved.value;
+  const value = await compute(absolute);
+  // Changed meanwhile: the value belongs to no single version; do not remember it.
   if ((await fileIdentity(absolute)) === before) {
     await mkdir(dirname(stamp), { recursive: true })
-      .then(() =>
-        writeFileAtomic(stamp, JSON.stringify({ path: absolute, identity: before, sha256: digest })),
-      )
-      .catch(() => undefined); // a read-only cache only costs the next run a hash
+      .then(() => writeFileAtomic(stamp, JSON.stringify({ path: absolute, identity: before, value })))
+      .catch(() => undefined); // a read-only cache only costs the next run the computation
   }
-  return digest;
+  return value;
+}
+
+/** sha256File, remembered: hashing a 24 MiB kernel image costs ~0.1 s, twice per arch per run. */
+export function fileSha256(path: string): Promise<string> {
+  return rememberedForFile(path, "sha256", sha256File);
 }
 
 /** A stable short key for cache directory names. */

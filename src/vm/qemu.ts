@@ -1,14 +1,14 @@
 // Launches one QEMU guest: argv from the arch table, a private work directory for its sockets
 // (several guests run at once), the serial console piped into a GuestConsole, a QMP client,
 // and an SSH port forwarded on loopback. QEMU is registered with the reaper so it never outlives us.
-import { existsSync } from "node:fs";
 import { appendFile, mkdir, mkdtemp, open, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { delimiter, join } from "node:path";
+import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { archSpec, type ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
+import { findInPath } from "../host/tools.js";
 import { GuestConsole, type ConsoleOptions } from "./console.js";
 import { GuestFault } from "./fault.js";
 import { PROBE_MARKER, probeStub } from "./probe-stub.js";
@@ -174,10 +174,7 @@ export interface Vm {
 let setprivPath: string | null | undefined;
 
 function findSetpriv(): string | undefined {
-  if (setprivPath === undefined) {
-    const dirs = (process.env.PATH ?? "").split(delimiter).filter(Boolean);
-    setprivPath = dirs.map((d) => join(d, "setpriv")).find((p) => existsSync(p)) ?? null;
-  }
+  setprivPath ??= findInPath("setpriv") ?? null;
   return setprivPath ?? undefined;
 }
 

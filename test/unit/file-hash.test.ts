@@ -16,10 +16,10 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true });
 });
 
-async function stampOf(): Promise<{ identity: string; sha256: string }> {
-  const stamps = join(dir, "cache", "hashes");
+async function stampOf(): Promise<{ identity: string; value: string }> {
+  const stamps = join(dir, "cache", "stamps");
   const [name] = await readdir(stamps);
-  return JSON.parse(await readFile(join(stamps, name ?? ""), "utf8")) as { identity: string; sha256: string };
+  return JSON.parse(await readFile(join(stamps, name ?? ""), "utf8")) as { identity: string; value: string };
 }
 
 describe("fileSha256", () => {
@@ -29,9 +29,9 @@ describe("fileSha256", () => {
     expect(await fileSha256(path)).toBe(sha256("kernel one"));
     // A stamp that lies proves the second answer came from it, not from reading the file.
     const stamp = await stampOf();
-    const stamps = join(dir, "cache", "hashes");
+    const stamps = join(dir, "cache", "stamps");
     const [name] = await readdir(stamps);
-    await writeFile(join(stamps, name ?? ""), JSON.stringify({ ...stamp, path, sha256: "from-stamp" }));
+    await writeFile(join(stamps, name ?? ""), JSON.stringify({ ...stamp, path, value: "from-stamp" }));
     expect(await fileSha256(path)).toBe("from-stamp");
   });
 
@@ -49,7 +49,7 @@ describe("fileSha256", () => {
 
   it("ignores a torn stamp", async () => {
     const path = join(dir, "image");
-    const stamps = join(dir, "cache", "hashes");
+    const stamps = join(dir, "cache", "stamps");
     const [name] = await readdir(stamps);
     await writeFile(join(stamps, name ?? ""), "{ torn");
     expect(await fileSha256(path)).toBe(sha256("kernel 2!!"));
