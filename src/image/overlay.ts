@@ -1,14 +1,17 @@
 // Per-run pieces of the guest's boot: a small cpio with this run's SSH keys, appended to the
 // cached base image (the kernel unpacks concatenated archives in order), and a disk that
-// carries the next kernel and initrd to kexec into.
+// carries the next kernel to kexec into, cached by the kernel's hash. The next kernel's initrd
+// is the booted one: the guest boots with retain_initrd and loads /sys/firmware/initrd.
 import { createReadStream, createWriteStream } from "node:fs";
-import { appendFile, copyFile, link, mkdtemp, rm, stat } from "node:fs/promises";
+import { access, appendFile, copyFile, link, mkdir, mkdtemp, rename, rm, stat } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { execa } from "execa";
 import tar from "tar-stream";
 import { HarnessError } from "../errors.js";
 import { requireTools } from "../host/tools.js";
+import { cacheRoot } from "../paths.js";
+import { fileSha256 } from "../util/hash.js";
 import { dropbearHostKey, type SshKeys } from "../vm/keys.js";
 import { CpioWriter } from "./cpio.js";
 
@@ -28,11 +31,6 @@ export async function writeBootInitrd(baseImage: string, overlay: Uint8Array, de
   await appendFile(dest, overlay);
 }
 
-export interface NextKernelFiles {
-  readonly kernel: string;
-  readonly initrd: string;
-}
-
 /**
  * How the next kernel reaches the guest: an ext4 disk the guest's init mounts read-only at
  * /boot (no copy; the kernel reads the files only when a kexec loads them), or, for a kernel
@@ -45,21 +43,44 @@ export function nextDiskFormat(config: ReadonlyMap<string, string>): NextDiskFor
   return config.get("EXT4_FS") === "y" ? "ext4" : "tar";
 }
 
-/** The disk (virtio, serial kho-next) that holds next-kernel and next-initrd. */
+/** Bumped when the disk's contents change shape, so older cached disks are not reused. */
+const NEXT_DISK_LAYOUT = 2;
+
+/**
+ * The disk (virtio, serial kho-next) that holds next-kernel, from the cache: it depends only on
+ * the kernel's bytes, so one disk serves every run (mke2fs took ~0.1 s of each run's setup).
+ * Written under a temp name and renamed, so a crash leaves no half disk under the final name.
+ */
+export async function cachedNextKernelDisk(kernel: string, format: NextDiskFormat): Promise<string> {
+  const dir = join(cacheRoot(), "next-disks");
+  const dest = join(dir, `${(await fileSha256(kernel)).slice(0, 16)}-v${NEXT_DISK_LAYOUT}.${format}`);
+  const present = await access(dest).then(
+    () => true,
+    () => false,
+  );
+  if (present) return dest;
+  await mkdir(dir, { recursive: true });
+  const temp = `${dest}.${process.pid}.tmp`;
+  try {
+    await writeNextKernelDisk(kernel, temp, format);
+    await rename(temp, dest);
+  } finally {
+    await rm(temp, { force: true });
+  }
+  return dest;
+}
+
 export async function writeNextKernelDisk(
-  files: NextKernelFiles,
+  kernel: string,
   dest: string,
   format: NextDiskFormat,
 ): Promise<void> {
-  if (format === "ext4") await writeExt4Disk(files, dest);
-  else await writeTarDisk(files, dest);
+  if (format === "ext4") await writeExt4Disk(kernel, dest);
+  else await writeTarDisk(kernel, dest);
 }
 
-const NEXT_FILES = (files: NextKernelFiles) =>
-  [
-    ["next-kernel", files.kernel],
-    ["next-initrd", files.initrd],
-  ] as const;
+/** The file's name on the disk: the guest sees it as /boot/next-kernel. */
+const NEXT_KERNEL_NAME = "next-kernel";
 
 /**
  * 4 KiB blocks, 16 inodes, no reserved blocks; no journal (the guest mounts it read-only) and no
@@ -70,17 +91,16 @@ const MKE2FS_OPTIONS: readonly string[] = [
   ...["-O", "^has_journal,^metadata_csum"],
 ];
 
-async function writeExt4Disk(files: NextKernelFiles, dest: string): Promise<void> {
+async function writeExt4Disk(kernel: string, dest: string): Promise<void> {
   await requireTools(["mke2fs"], "the next kernel's disk");
   const staging = await mkdtemp(join(dirname(dest), "next-disk-"));
   try {
-    let bytes = 0;
-    for (const [name, path] of NEXT_FILES(files)) {
-      // mke2fs -d copies regular files (a symlink would stay one): link when on the same
-      // filesystem, copy otherwise.
-      await link(path, join(staging, name)).catch(() => copyFile(path, join(staging, name)));
-      bytes += (await stat(path)).size;
-    }
+    // mke2fs -d copies regular files (a symlink would stay one): link when on the same
+    // filesystem, copy otherwise.
+    await link(kernel, join(staging, NEXT_KERNEL_NAME)).catch(() =>
+      copyFile(kernel, join(staging, NEXT_KERNEL_NAME)),
+    );
+    const bytes = (await stat(kernel)).size;
     // Data plus room for ext4's own blocks (bitmaps, inode table, extent trees): 1/16 + 1 MiB.
     const blocks = Math.ceil((bytes + bytes / 16 + 1048576) / 4096);
     const r = await execa("mke2fs", [...MKE2FS_OPTIONS, "-d", staging, dest, String(blocks)], {
@@ -98,18 +118,16 @@ async function writeExt4Disk(files: NextKernelFiles, dest: string): Promise<void
   }
 }
 
-async function writeTarDisk(files: NextKernelFiles, dest: string): Promise<void> {
+async function writeTarDisk(kernel: string, dest: string): Promise<void> {
   const pack = tar.pack();
   const out = pipeline(pack, createWriteStream(dest));
-  for (const [name, path] of NEXT_FILES(files)) {
-    const size = (await stat(path)).size;
-    await new Promise<void>((resolve, reject) => {
-      const entry = pack.entry({ name, size, mode: 0o644, mtime: new Date(0) }, (err) =>
-        err ? reject(err) : resolve(),
-      );
-      createReadStream(path).on("error", reject).pipe(entry);
-    });
-  }
+  const size = (await stat(kernel)).size;
+  await new Promise<void>((resolve, reject) => {
+    const entry = pack.entry({ name: NEXT_KERNEL_NAME, size, mode: 0o644, mtime: new Date(0) }, (err) =>
+      err ? reject(err) : resolve(),
+    );
+    createReadStream(kernel).on("error", reject).pipe(entry);
+  });
   pack.finalize();
   await out;
 }

@@ -39,7 +39,7 @@ export interface GuestOptions {
   readonly arch: ArchName;
   readonly kernel: string;
   readonly initrd: string;
-  /** Disk with next-kernel and next-initrd (see overlay.ts). */
+  /** Disk with next-kernel (see overlay.ts). */
   readonly nextDisk: string;
   readonly boot: GuestBoot;
   readonly accel: Accel;
@@ -76,7 +76,8 @@ export class Guest {
         kernel: opts.kernel,
         initrd: opts.initrd,
         kho: opts.boot.kho,
-        ...(opts.boot.append ? { append: opts.boot.append } : {}),
+        // The kernel keeps its initrd at /sys/firmware/initrd: the next kernel's (kexec.ts).
+        append: ["retain_initrd", opts.boot.append ?? ""].join(" ").trim(),
       },
       extraArgs: [
         "-drive",

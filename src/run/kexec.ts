@@ -6,9 +6,14 @@
 import { formatTimeline } from "./boot-timeline.js";
 import type { ScenarioContext } from "./context.js";
 
-/** The agent command that loads the next kernel (from the guest's /boot disk) for a KHO kexec. */
-export const LOAD_NEXT_KERNEL =
-  "kexec --kernel /boot/next-kernel --initrd /boot/next-initrd --reuse-cmdline --load-only";
+/**
+ * What the guest kexecs into: the kernel from the harness's /boot disk, and the initrd it booted
+ * with, kept by the kernel (retain_initrd, see Guest.start) and read back from sysfs, so the
+ * load copies it from memory instead of from a disk written per run.
+ */
+export const NEXT_KERNEL_ARGS = "--kernel /boot/next-kernel --initrd /sys/firmware/initrd --reuse-cmdline";
+/** The agent command that loads the next kernel for a KHO kexec. */
+export const LOAD_NEXT_KERNEL = `kexec ${NEXT_KERNEL_ARGS} --load-only`;
 const REBOOT = "kho-agent kexec --loaded";
 
 export async function kexecWithAgent(ctx: ScenarioContext, step = "kexec"): Promise<void> {

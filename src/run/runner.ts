@@ -6,7 +6,7 @@ import { join } from "node:path";
 import type { ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import { buildGuestImage } from "../image/initramfs.js";
-import { keysOverlay, nextDiskFormat, writeBootInitrd, writeNextKernelDisk } from "../image/overlay.js";
+import { cachedNextKernelDisk, keysOverlay, nextDiskFormat, writeBootInitrd } from "../image/overlay.js";
 import { buildKernel } from "../kernel/build.js";
 import type { CachedKernel } from "../kernel/cache.js";
 import { assertBootableKernel } from "../kernel/inspect.js";
@@ -161,10 +161,9 @@ async function prepareArch(
   const base = await timed("image", () => buildGuestImage(arch, built, opts.log));
   const bootInitrd = join(scratch, "initrd.cpio");
   const diskFormat = nextDiskFormat(report.config ?? new Map<string, string>());
-  const nextDisk = join(scratch, `next.${diskFormat}`);
-  await timed("boot-files", async () => {
+  const nextDisk = await timed("boot-files", async () => {
     await writeBootInitrd(base.path, keysOverlay(keys), bootInitrd);
-    await writeNextKernelDisk({ kernel: nextImage, initrd: bootInitrd }, nextDisk, diskFormat);
+    return cachedNextKernelDisk(nextImage, diskFormat);
   });
   const { accel, why } = await chooseAccel(arch, opts.log);
   opts.log(

@@ -25,7 +25,8 @@ import type { ExecStream } from "../vm/ssh.js";
 import type { Capability, GuestBoot, Scenario } from "./types.js";
 
 export const MiB = 1024 * 1024;
-const NEXT_KERNEL = "--kexec-kernel /boot/next-kernel --kexec-initrd /boot/next-initrd --reuse-cmdline";
+/** The agent's preserve/restore spelling of NEXT_KERNEL_ARGS (kexec.ts). */
+const NEXT_KERNEL = "--kexec-kernel /boot/next-kernel --kexec-initrd /sys/firmware/initrd --reuse-cmdline";
 /**
  * Above this size the restore does not hash: the agent checks every byte against its model in
  * the guest (`nohash`), since SHA-256 of 256 MiB takes about 5 s under TCG. The preserve step
