@@ -10,12 +10,14 @@ import type { CachedKernel } from "../kernel/cache.js";
 import { cacheRoot, imagesDir } from "../paths.js";
 import { cacheKey, sha256 } from "../util/hash.js";
 import type { Logger } from "../util/log.js";
+import { busyboxApplets } from "./busybox.js";
 import { CpioWriter } from "./cpio.js";
 import { extractUserspace, fetchGuestDebs } from "./userspace.js";
 import { writeFileAtomic } from "../util/build-slot.js";
 
 /** Bump when the layout below changes in a way the inputs' hashes do not capture. */
-const LAYOUT_VERSION = "3"; // 2: libraries cut to the DT_NEEDED closure; 3: /init is the agent
+// 2: libraries cut to the DT_NEEDED closure; 3: /init is the agent; 4: busybox applet links
+const LAYOUT_VERSION = "4";
 
 export interface GuestImage {
   readonly arch: ArchName;
@@ -87,6 +89,17 @@ export async function buildGuestImage(
   for (const f of userspace.files) {
     if (f.kind === "symlink" && f.target) cpio.symlink(f.path, f.target);
     else if (f.data) cpio.file(f.path, f.data, f.mode);
+  }
+  // busybox's applet links, in both bin directories (/sbin/modprobe is where the kernel looks):
+  // what `busybox --install -s` would make at every boot. Left to the init when the applet
+  // table cannot be read.
+  const busybox = userspace.files.find((f) => f.path === "usr/bin/busybox")?.data;
+  const taken = new Set(userspace.files.map((f) => f.path));
+  for (const applet of (busybox && busyboxApplets(busybox)) ?? []) {
+    for (const dir of ["usr/bin", "usr/sbin"]) {
+      const link = `${dir}/${applet}`;
+      if (!taken.has(link)) cpio.symlink(link, dir === "usr/bin" ? "busybox" : "../bin/busybox");
+    }
   }
   // The agent is also the init (guest/agent/init.c): run as /init, it sets the guest up.
   cpio.symlink("init", "usr/bin/kho-agent");
