@@ -8,7 +8,7 @@ import type { PhysMemory } from "../kho/abi.js";
 import { ProcMemReader } from "../vm/guest-ram.js";
 import type { Vm } from "../vm/qemu.js";
 
-export class QmpMemory implements PhysMemory {
+export class GuestPhysMemory implements PhysMemory {
   private n = 0;
   private direct: Promise<ProcMemReader | undefined> | undefined;
   /** Pages read so far (for the report: the decode should touch few). */

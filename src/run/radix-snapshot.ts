@@ -1,4 +1,4 @@
-// The old kernel's preserved-memory radix tree, read page by page (QmpMemory) right before the
+// The old kernel's preserved-memory radix tree, read page by page (GuestPhysMemory) right before the
 // kexec, while the guest runs on: the tree's pages are not preserved (the new kernel frees and
 // reuses them), so they must be read in the old kernel, and nothing changes the tree while the
 // agent holds its sessions. A few dozen pages instead of dumping all of RAM (1 GiB, ~2 s and
@@ -10,7 +10,7 @@ import { outFdtRadixRoot, type PhysMemory } from "../kho/abi.js";
 import { type KhoAbi, walkRadixTree } from "../kho/radix.js";
 import type { Vm } from "../vm/qemu.js";
 import type { ScenarioContext } from "./context.js";
-import { QmpMemory } from "./guest-memory.js";
+import { GuestPhysMemory } from "./guest-memory.js";
 
 const PAGE = 4096n;
 
@@ -63,7 +63,7 @@ export async function snapshotRadixTree(
   const started = performance.now();
   try {
     const { abi, root } = outFdtRadixRoot(Buffer.from(b64, "base64"));
-    const live = new QmpMemory(ctx.guest.vm, ctx.artifactsDir);
+    const live = new GuestPhysMemory(ctx.guest.vm, ctx.artifactsDir);
     const pages = new Map<bigint, Uint8Array>();
     await walkRadixTree({
       root,
@@ -108,14 +108,14 @@ function snapshotJson(
  * everything else (the subtrees' blobs, which are preserved and so still intact) read live.
  */
 export class SnapshotMemory implements PhysMemory {
-  private readonly live: QmpMemory;
+  private readonly live: GuestPhysMemory;
 
   constructor(
     private readonly snapshot: RadixSnapshot,
     vm: Pick<Vm, "pid" | "qmp">,
     scratchDir: string,
   ) {
-    this.live = new QmpMemory(vm, scratchDir);
+    this.live = new GuestPhysMemory(vm, scratchDir);
   }
 
   readPhys(paddr: bigint, length: number): Promise<Uint8Array> {

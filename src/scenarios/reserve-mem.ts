@@ -10,7 +10,7 @@
 // bytes at the same offsets in guest memory before and after, the region in the decoded
 // memblock subtree, and every page of it in the preserved-memory map.
 import { randomBytes } from "node:crypto";
-import { QmpMemory } from "../run/guest-memory.js";
+import { GuestPhysMemory } from "../run/guest-memory.js";
 import type { ScenarioContext } from "../run/context.js";
 import { checkHandover, dropPreKexecMemory, readMemoryBeforeKexec } from "../run/handover.js";
 import { kexecWithAgent } from "../run/kexec.js";
@@ -87,7 +87,7 @@ export const reserveMem: Scenario = {
     ]);
 
     const dump = await ctx.phase("dump", () => readMemoryBeforeKexec(ctx));
-    const mem = new QmpMemory(ctx.guest.vm, ctx.artifactsDir);
+    const mem = new GuestPhysMemory(ctx.guest.vm, ctx.artifactsDir);
     const at1 = offsetsOf(await mem.readPhys(before.map.start, SIZE), tag);
     ctx.check(
       at1.length >= MARKERS,
