@@ -1,8 +1,8 @@
-// The old kernel's preserved-memory radix tree, read page by page (GuestPhysMemory) right before the
-// kexec, while the guest runs on: the tree's pages are not preserved (the new kernel frees and
-// reuses them), so they must be read in the old kernel, and nothing changes the tree while the
-// agent holds its sessions. A few dozen pages instead of dumping all of RAM (1 GiB, ~2 s and
-// a pause of the guest).
+// The old kernel's preserved-memory radix tree, read page by page (GuestPhysMemory) right
+// before the kexec, while the guest runs on: the tree's pages are not preserved (the new kernel
+// frees and reuses them), so they must be read in the old kernel, and nothing changes the tree
+// while the agent holds its sessions. A few dozen pages instead of dumping all of RAM (1 GiB,
+// ~2 s and a pause of the guest).
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DecodeError } from "../errors.js";
