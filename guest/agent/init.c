@@ -208,7 +208,10 @@ static void private_keys(void)
 		closedir(d);
 }
 
-/* ms since boot, the printk clock's scale: the ready line says where init's time went. */
+/*
+ * ms since boot (CLOCK_BOOTTIME: close to the printk timestamps, not the same clock), for the
+ * ready line's account of where init's time went.
+ */
 static long boot_ms(void)
 {
 	struct timespec t;

@@ -11,9 +11,9 @@ import type { ScenarioContext } from "./context.js";
  * with, kept by the kernel (retain_initrd, see Guest.start) and read back from sysfs, so the
  * load copies it from memory instead of from a disk written per run.
  */
-export const NEXT_KERNEL_ARGS = "--kernel /boot/next-kernel --initrd /sys/firmware/initrd --reuse-cmdline";
+export const NEXT_KERNEL = { kernel: "/boot/next-kernel", initrd: "/sys/firmware/initrd" } as const;
 /** The agent command that loads the next kernel for a KHO kexec. */
-export const LOAD_NEXT_KERNEL = `kexec ${NEXT_KERNEL_ARGS} --load-only`;
+export const LOAD_NEXT_KERNEL = `kexec --kernel ${NEXT_KERNEL.kernel} --initrd ${NEXT_KERNEL.initrd} --reuse-cmdline --load-only`;
 const REBOOT = "kho-agent kexec --loaded";
 
 export async function kexecWithAgent(ctx: ScenarioContext, step = "kexec"): Promise<void> {

@@ -227,8 +227,8 @@ function shareKey(boot: GuestBoot): { kho: boolean; memoryMiB?: number } {
 
 /**
  * Groups the shareable scenarios of one arch, attempt and KHO setting (see shareKey) onto one
- * guest each (unless `isolate`); the rest run one guest each. Shared guests go first: they are the longest units
- * until `longestFirst` knows better from the last run's times.
+ * guest each (unless `isolate`); the rest run one guest each. Shared guests go first: they are
+ * the longest units until `longestFirst` knows better from the last run's times.
  */
 export function planUnits(work: readonly Work[], isolate: boolean): Unit[] {
   const groups = new Map<string, Work[]>();

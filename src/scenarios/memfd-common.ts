@@ -20,13 +20,14 @@ import {
   readMemoryBeforeKexec,
   type PreKexecMemory,
 } from "../run/handover.js";
+import { NEXT_KERNEL } from "../run/kexec.js";
 import { CheckFailed } from "../run/outcome.js";
 import type { ExecStream } from "../vm/ssh.js";
 import type { Capability, GuestBoot, Scenario } from "./types.js";
 
 export const MiB = 1024 * 1024;
-/** The agent's preserve/restore spelling of NEXT_KERNEL_ARGS (kexec.ts). */
-const NEXT_KERNEL = "--kexec-kernel /boot/next-kernel --kexec-initrd /sys/firmware/initrd --reuse-cmdline";
+/** The agent's preserve/restore options that load the next kernel (see kexec.ts). */
+const LOAD_OPTIONS = `--kexec-kernel ${NEXT_KERNEL.kernel} --kexec-initrd ${NEXT_KERNEL.initrd} --reuse-cmdline`;
 /**
  * Above this size the restore does not hash: the agent checks every byte against its model in
  * the guest (`nohash`), since SHA-256 of 256 MiB takes about 5 s under TCG. The preserve step
@@ -74,8 +75,8 @@ export function seeded(sessions: readonly SessionSpec[]): SeededSession[] {
   }));
 }
 
-/** `TOKEN:SIZE:opts` for the agent; `check: false` gives the token alone (no content model). */
-export function memfdArg(m: MemfdSpec, check = true, hash = true): string {
+/** `TOKEN:SIZE:opts` for the agent; `hash: false` checks the contents without SHA-256. */
+export function memfdArg(m: MemfdSpec, hash = true): string {
   const opts = [
     m.seed !== undefined ? `seed=${m.seed}` : "",
     m.fill ?? "",
@@ -89,7 +90,6 @@ export function memfdArg(m: MemfdSpec, check = true, hash = true): string {
     m.probeFreeze ? "probe-freeze" : "",
     hash ? "" : "nohash",
   ].filter(Boolean);
-  if (!check) return m.try ? `${m.token}::try` : `${m.token}`;
   return `${m.token}:${m.size}${opts.length ? `:${opts.join(",")}` : ""}`;
 }
 
@@ -99,7 +99,7 @@ export function sessionArgs(sessions: readonly SessionSpec[], restore = false): 
     .map((s) =>
       [
         `--session ${s.name}`,
-        ...s.memfds.map((m) => `--memfd ${memfdArg(m, true, !restore || m.size <= HASH_LIMIT)}`),
+        ...s.memfds.map((m) => `--memfd ${memfdArg(m, !restore || m.size <= HASH_LIMIT)}`),
       ].join(" "),
     )
     .join(" ");
@@ -162,7 +162,7 @@ export async function startHolding(
   artifact: string,
   deadlineMs = 120_000,
 ): Promise<HeldAgent<AgentPreserveResult | AgentError>> {
-  const load = ctx.guest.loadsAtKexec ? "" : ` ${NEXT_KERNEL}`;
+  const load = ctx.guest.loadsAtKexec ? "" : ` ${LOAD_OPTIONS}`;
   const stream = await ctx.guest.stream(`kho-agent ${args}${load} --wait`);
   const result = parseAgentLine<AgentPreserveResult | AgentError>(
     await stream.readLine(deadlineMs),
