@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * The guest's /init: the image links /init to kho-agent, which runs this as PID 1. One
+ * The guest's /init: /init is kho-agent (a link to it, or the binary itself when the image's
+ * usr lives on the next-kernel disk), which runs this as PID 1. One
  * process instead of a shell script and its children, because under TCG every process start
  * costs 10-40 ms in every boot of every scenario (the script it replaces took 0.4 s from
  * "Run /init" to the ready line, 0.13 s of it the shell's own start).
  *
  * The steps: mount what /etc/fstab lists; then, side by side, make the applet links if the
  * image has none, start dropbear, and (in this process) name the host, bring up the network if
- * the kernel's ip= did not and mount the harness's "next kernel" disk at /boot; once all are
+ * the kernel's ip= did not and mount the harness's "next kernel" disk at /boot (first of all
+ * when that disk carries usr: busybox, dropbear and their libraries); once all are
  * done, print the ready line the host waits for, with where init's time went (init_ms). Then a
  * shell on the console, and reaping orphans forever. Markers go through /dev/kmsg: a printk record reaches the serial
  * console whole, while a write to the console can be cut by a kernel line printed meanwhile.
@@ -172,6 +174,14 @@ static void mount_next_kernel(void)
 		if (!read_text(path, serial, sizeof(serial)) || strcmp(serial, "kho-next"))
 			continue;
 		snprintf(dev, sizeof(dev), "/dev/%s", e->d_name);
+		/* Programs run from this disk when it carries usr: fewer, larger reads under TCG. */
+		snprintf(path, sizeof(path), "/sys/block/%s/queue/read_ahead_kb", e->d_name);
+		int ra = open(path, O_WRONLY | O_CLOEXEC);
+		if (ra >= 0) {
+			if (write(ra, "4096", 4) != 4)
+				say("%s: %s", path, strerror(errno));
+			close(ra);
+		}
 		if (!mount(dev, "/boot", "ext4", MS_RDONLY | MS_NOATIME, NULL)) {
 			say("next kernel on /boot");
 		} else {
@@ -230,6 +240,11 @@ int guest_init(void)
 	read_text("/proc/sys/kernel/random/boot_id", boot_id, sizeof(boot_id));
 	read_text("/proc/cmdline", cmdline, sizeof(cmdline));
 	say("init boot_id=%s", boot_id);
+	/* An image whose usr lives on the next-kernel disk (src/image/initramfs.ts, "disk"
+	 * placement) has no dropbear until that disk is mounted: mount it first then. */
+	bool usr_on_disk = access("/usr/sbin/dropbear", X_OK) != 0;
+	if (usr_on_disk)
+		mount_next_kernel();
 	long t_mounts = boot_ms();
 
 	/*
@@ -252,7 +267,8 @@ int guest_init(void)
 	if (sethostname("kho-guest", 9))
 		say("sethostname: %s", strerror(errno));
 	ensure_network();
-	mount_next_kernel();
+	if (!usr_on_disk)
+		mount_next_kernel();
 	long t_own = boot_ms();
 	finish(links);
 	long t_links = boot_ms();

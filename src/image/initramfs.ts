@@ -2,9 +2,9 @@
 // Debian, the guest agent built against the kernel's headers, and /init. Per-run secrets (SSH
 // keys) are not in it: they travel in a small second archive appended at boot (see overlay.ts),
 // so the base image is cached by content and shared by every run.
-import { mkdir, readFile, stat } from "node:fs/promises";
-import { basename, join } from "node:path";
-import { archSpec, type ArchName } from "../arch.js";
+import { chmod, mkdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
+import { basename, dirname, join } from "node:path";
+import { archSpec, type ArchName, type ArchSpec } from "../arch.js";
 import { buildAgent } from "../guest/agent-build.js";
 import type { CachedKernel } from "../kernel/cache.js";
 import { cacheRoot, imagesDir } from "../paths.js";
@@ -16,8 +16,18 @@ import { extractUserspace, fetchGuestDebs } from "./userspace.js";
 import { writeFileAtomic } from "../util/build-slot.js";
 
 /** Bump when the layout below changes in a way the inputs' hashes do not capture. */
-// 2: libraries cut to the DT_NEEDED closure; 3: /init is the agent; 4: busybox applet links
-const LAYOUT_VERSION = "4";
+// 2: libraries cut to the DT_NEEDED closure; 3: /init is the agent; 4: busybox applet links;
+// 5: userspace may live on the next-kernel disk
+const LAYOUT_VERSION = "5";
+
+/**
+ * Where busybox, dropbear and their libraries go. "initrd": in the image, as everything else.
+ * "disk": on the next-kernel disk the init mounts at /boot, the image's /usr a link to
+ * /boot/usr; the image keeps only /init (the agent) and /etc. Every boot unpacks the initrd and
+ * every kexec load reads and hashes it (x86_64's purgatory hashes it once more), under TCG:
+ * 7.5 MiB of it cost about 0.3 s of every kexec, where the disk is read only as programs run.
+ */
+export type UserspacePlacement = "initrd" | "disk";
 
 export interface GuestImage {
   readonly arch: ArchName;
@@ -25,14 +35,27 @@ export interface GuestImage {
   readonly size: number;
   readonly key: string;
   readonly cached: boolean;
+  /** With placement "disk": the cached tree (usr/...) the next-kernel disk carries. */
+  readonly userspace?: { readonly dir: string; readonly key: string };
 }
 
-/** Extra files a caller wants in the image (a test module, selftest binaries). */
-export interface ExtraFile {
-  readonly path: string;
-  readonly data: Uint8Array;
-  readonly mode: number;
-}
+/** One entry of the guest's file tree, as the cpio and the disk both take it. */
+export type TreeEntry =
+  | { readonly kind: "dir"; readonly path: string; readonly mode: number }
+  | {
+      readonly kind: "file";
+      readonly path: string;
+      readonly data: Uint8Array | string;
+      readonly mode: number;
+    }
+  | { readonly kind: "symlink"; readonly path: string; readonly target: string }
+  | {
+      readonly kind: "char-device";
+      readonly path: string;
+      readonly major: number;
+      readonly minor: number;
+      readonly mode: number;
+    };
 
 /**
  * `kernel` gives the uapi headers the agent compiles against; without one (a prebuilt
@@ -42,7 +65,7 @@ export async function buildGuestImage(
   arch: ArchName,
   kernel: CachedKernel | undefined,
   log: Logger,
-  extras: readonly ExtraFile[] = [],
+  placement: UserspacePlacement = "initrd",
 ): Promise<GuestImage> {
   const spec = archSpec(arch);
   const debs = await fetchGuestDebs(spec, log);
@@ -56,39 +79,59 @@ export async function buildGuestImage(
   const key = cacheKey({
     layout: LAYOUT_VERSION,
     arch,
+    placement,
     debs: debs.map((d) => basename(d)).join(","),
     agent: sha256(agent),
     fstab: sha256(fstab),
-    extras: extras.map((e) => `${e.path}:${e.mode}:${sha256(e.data)}`).join(","),
   });
   const dir = join(cacheRoot(), "images");
   const path = join(dir, `initramfs-${arch}-${key}.cpio`);
+  const treeDir = join(dir, `userspace-${arch}-${key}`);
+  const userspace = placement === "disk" ? { dir: treeDir, key } : undefined;
   const existing = await stat(path).catch(() => undefined);
-  if (existing) return { arch, path, size: existing.size, key, cached: true };
-  const userspace = await extractUserspace(spec, debs);
+  const treeThere = !userspace || (await stat(treeDir).catch(() => undefined)) !== undefined;
+  if (existing && treeThere)
+    return { arch, path, size: existing.size, key, cached: true, ...(userspace ? { userspace } : {}) };
 
+  const { image, disk } = splitTree(await guestTree(spec, debs, agent, fstab), placement);
   const cpio = new CpioWriter();
-  for (const d of [
-    "dev",
-    "proc",
-    "sys",
-    "tmp",
-    "run",
-    "root",
-    "boot",
-    "etc",
-    "usr/bin",
-    "usr/sbin",
-    "usr/lib",
-    "usr/lib64",
-  ]) {
-    cpio.dir(d, d === "tmp" ? 0o1777 : d === "root" ? 0o700 : 0o755);
+  for (const e of image) {
+    if (e.kind === "dir") cpio.dir(e.path, e.mode);
+    else if (e.kind === "symlink") cpio.symlink(e.path, e.target);
+    else if (e.kind === "char-device") cpio.device(e.path, "c", e.major, e.minor, e.mode);
+    else cpio.file(e.path, e.data, e.mode);
   }
-  for (const l of ["bin", "sbin", "lib", "lib64"]) cpio.symlink(l, `usr/${l}`);
-  cpio.device("dev/console", "c", 5, 1, 0o600).device("dev/null", "c", 1, 3, 0o666);
+  // Uncompressed: the kernel unpacks it with no decompressor, which is faster under TCG than
+  // gunzip of a few MiB, and the file never leaves this machine.
+  const bytes = cpio.finish();
+  await mkdir(dir, { recursive: true });
+  if (userspace) await writeTreeAtomic(treeDir, disk);
+  await writeFileAtomic(path, bytes);
+  log(
+    `# ${arch}: guest image ${path} (${(bytes.length / 1048576).toFixed(1)} MiB${userspace ? ", userspace on the next-kernel disk" : ""})`,
+  );
+  return { arch, path, size: bytes.length, key, cached: false, ...(userspace ? { userspace } : {}) };
+}
+
+/** The whole guest tree: directories, busybox, dropbear and libraries, applet links, the agent, /etc. */
+async function guestTree(
+  spec: ArchSpec,
+  debs: readonly string[],
+  agent: Uint8Array,
+  fstab: Uint8Array,
+): Promise<TreeEntry[]> {
+  const userspace = await extractUserspace(spec, debs);
+  const tree: TreeEntry[] = [];
+  for (const d of ["dev", "proc", "sys", "tmp", "run", "root", "boot", "etc", ...USR_DIRS]) {
+    tree.push({ kind: "dir", path: d, mode: d === "tmp" ? 0o1777 : d === "root" ? 0o700 : 0o755 });
+  }
+  tree.push({ kind: "char-device", path: "dev/console", major: 5, minor: 1, mode: 0o600 });
+  tree.push({ kind: "char-device", path: "dev/null", major: 1, minor: 3, mode: 0o666 });
+  for (const l of ["bin", "sbin", "lib", "lib64"])
+    tree.push({ kind: "symlink", path: l, target: `usr/${l}` });
   for (const f of userspace.files) {
-    if (f.kind === "symlink" && f.target) cpio.symlink(f.path, f.target);
-    else if (f.data) cpio.file(f.path, f.data, f.mode);
+    if (f.kind === "symlink" && f.target) tree.push({ kind: "symlink", path: f.path, target: f.target });
+    else if (f.data) tree.push({ kind: "file", path: f.path, data: f.data, mode: f.mode });
   }
   // busybox's applet links, in both bin directories (/sbin/modprobe is where the kernel looks):
   // what `busybox --install -s` would make at every boot. Left to the init when the applet
@@ -98,22 +141,68 @@ export async function buildGuestImage(
   for (const applet of (busybox && busyboxApplets(busybox)) ?? []) {
     for (const dir of ["usr/bin", "usr/sbin"]) {
       const link = `${dir}/${applet}`;
-      if (!taken.has(link)) cpio.symlink(link, dir === "usr/bin" ? "busybox" : "../bin/busybox");
+      if (!taken.has(link))
+        tree.push({ kind: "symlink", path: link, target: dir === "usr/bin" ? "busybox" : "../bin/busybox" });
     }
   }
   // The agent is also the init (guest/agent/init.c): run as /init, it sets the guest up.
-  cpio.symlink("init", "usr/bin/kho-agent");
-  cpio.file("etc/fstab", fstab, 0o644);
-  cpio.file("usr/bin/kho-agent", agent, 0o755);
-  cpio.file("etc/passwd", "root:x:0:0:root:/root:/bin/sh\n");
-  cpio.file("etc/group", "root:x:0:\n");
-  cpio.file("etc/shells", "/bin/sh\n");
-  for (const e of extras) cpio.file(e.path, e.data, e.mode);
-  // Uncompressed: the kernel unpacks it with no decompressor, which is faster under TCG than
-  // gunzip of a few MiB, and the file never leaves this machine.
-  const bytes = cpio.finish();
-  await mkdir(dir, { recursive: true });
-  await writeFileAtomic(path, bytes);
-  log(`# ${arch}: guest image ${path} (${(bytes.length / 1048576).toFixed(1)} MiB)`);
-  return { arch, path, size: bytes.length, key, cached: false };
+  tree.push({ kind: "file", path: "usr/bin/kho-agent", data: agent, mode: 0o755 });
+  tree.push({ kind: "symlink", path: "init", target: "usr/bin/kho-agent" });
+  tree.push({ kind: "file", path: "etc/fstab", data: fstab, mode: 0o644 });
+  tree.push({ kind: "file", path: "etc/passwd", data: "root:x:0:0:root:/root:/bin/sh\n", mode: 0o644 });
+  tree.push({ kind: "file", path: "etc/group", data: "root:x:0:\n", mode: 0o644 });
+  tree.push({ kind: "file", path: "etc/shells", data: "/bin/sh\n", mode: 0o644 });
+  return tree;
+}
+
+const USR_DIRS = ["usr/bin", "usr/sbin", "usr/lib", "usr/lib64"] as const;
+
+/**
+ * "initrd": everything in the image. "disk": usr/ goes to the disk (the image's usr becomes a
+ * link to boot/usr, where the init mounts it) and the agent, which is the init and must run
+ * before any mount, stays in the image as /init, linked from the disk's usr/bin/kho-agent.
+ * Without applet links (busybox's table unreadable) the init would have to make them on the
+ * read-only disk, so that image keeps everything.
+ */
+export function splitTree(
+  tree: readonly TreeEntry[],
+  placement: UserspacePlacement,
+): { image: TreeEntry[]; disk: TreeEntry[] } {
+  const hasLinks = tree.some((e) => e.path === "usr/bin/sh");
+  if (placement === "initrd" || !hasLinks) return { image: [...tree], disk: [] };
+  const onDisk = (e: TreeEntry) => e.path === "usr" || e.path.startsWith("usr/");
+  const image: TreeEntry[] = [];
+  const disk: TreeEntry[] = [{ kind: "dir", path: "usr", mode: 0o755 }];
+  for (const e of tree) {
+    if (e.path === "init") continue;
+    if (e.path === "usr/bin/kho-agent" && e.kind === "file") {
+      image.push({ ...e, path: "init" });
+      disk.push({ kind: "symlink", path: e.path, target: "/init" });
+    } else (onDisk(e) ? disk : image).push(e);
+  }
+  image.push({ kind: "symlink", path: "usr", target: "boot/usr" });
+  return { image, disk };
+}
+
+/** Writes the disk's part of the tree under `root` (renamed into place whole). */
+async function writeTreeAtomic(root: string, entries: readonly TreeEntry[]): Promise<void> {
+  const temp = `${root}.${process.pid}.tmp`;
+  await rm(temp, { recursive: true, force: true });
+  try {
+    for (const e of entries) {
+      const at = join(temp, e.path);
+      await mkdir(dirname(at), { recursive: true });
+      if (e.kind === "dir") await mkdir(at, { recursive: true, mode: e.mode });
+      else if (e.kind === "symlink") await symlink(e.target, at);
+      else if (e.kind === "char-device") throw new Error(`no device nodes on the disk (${e.path})`);
+      else {
+        await writeFile(at, e.data);
+        await chmod(at, e.mode);
+      }
+    }
+    await rm(root, { recursive: true, force: true });
+    await rename(temp, root);
+  } finally {
+    await rm(temp, { recursive: true, force: true });
+  }
 }

@@ -3,7 +3,19 @@
 // carries the next kernel to kexec into, cached by the kernel's hash. The next kernel's initrd
 // is the booted one: the guest boots with retain_initrd and loads /sys/firmware/initrd.
 import { createReadStream, createWriteStream } from "node:fs";
-import { access, appendFile, copyFile, link, mkdir, mkdtemp, rename, rm, stat } from "node:fs/promises";
+import {
+  access,
+  appendFile,
+  copyFile,
+  cp,
+  link,
+  mkdir,
+  mkdtemp,
+  readdir,
+  rename,
+  rm,
+  stat,
+} from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { pipeline } from "node:stream/promises";
 import { execa } from "execa";
@@ -14,6 +26,7 @@ import { cacheRoot } from "../paths.js";
 import { fileSha256 } from "../util/hash.js";
 import { dropbearHostKey, type SshKeys } from "../vm/keys.js";
 import { CpioWriter } from "./cpio.js";
+import type { UserspacePlacement } from "./initramfs.js";
 
 export function keysOverlay(keys: SshKeys): Uint8Array {
   return new CpioWriter()
@@ -43,17 +56,45 @@ export function nextDiskFormat(config: ReadonlyMap<string, string>): NextDiskFor
   return config.get("EXT4_FS") === "y" ? "ext4" : "tar";
 }
 
+/**
+ * Userspace goes on the disk when every kernel that boots from it (the booted one and, with
+ * --next-kernel, the next) mounts the disk without modules: virtio-blk and ext4 built in.
+ * Otherwise it stays in the initrd, where a kernel needs nothing to reach it.
+ */
+export function userspacePlacement(
+  format: NextDiskFormat,
+  configs: readonly (ReadonlyMap<string, string> | undefined)[],
+): UserspacePlacement {
+  const mounts = (c: ReadonlyMap<string, string> | undefined) =>
+    c?.get("EXT4_FS") === "y" && c.get("VIRTIO_BLK") === "y";
+  return format === "ext4" && configs.every(mounts) ? "disk" : "initrd";
+}
+
 /** Bumped when the disk's contents change shape, so older cached disks are not reused. */
-const NEXT_DISK_LAYOUT = 2;
+const NEXT_DISK_LAYOUT = 3;
+
+/** The guest's usr/ tree when the disk also carries userspace (GuestImage.userspace). */
+export interface DiskUserspace {
+  readonly dir: string;
+  readonly key: string;
+}
 
 /**
- * The disk (virtio, serial kho-next) that holds next-kernel, from the cache: it depends only on
- * the kernel's bytes, so one disk serves every run (mke2fs took ~0.1 s of each run's setup).
- * Written under a temp name and renamed, so a crash leaves no half disk under the final name.
+ * The disk (virtio, serial kho-next) that holds next-kernel, and the guest's usr/ when given,
+ * from the cache: it depends only on the kernel's bytes and the image's key, so one disk serves
+ * every run (mke2fs took ~0.1 s of each run's setup). Written under a temp name and renamed, so
+ * a crash leaves no half disk under the final name.
  */
-export async function cachedNextKernelDisk(kernel: string, format: NextDiskFormat): Promise<string> {
+export async function cachedNextKernelDisk(
+  kernel: string,
+  format: NextDiskFormat,
+  userspace?: DiskUserspace,
+): Promise<string> {
+  if (userspace && format !== "ext4")
+    throw new HarnessError("userspace goes only on an ext4 next-kernel disk");
   const dir = join(cacheRoot(), "next-disks");
-  const dest = join(dir, `${(await fileSha256(kernel)).slice(0, 16)}-v${NEXT_DISK_LAYOUT}.${format}`);
+  const name = [(await fileSha256(kernel)).slice(0, 16), userspace?.key.slice(0, 16), `v${NEXT_DISK_LAYOUT}`];
+  const dest = join(dir, `${name.filter(Boolean).join("-")}.${format}`);
   const present = await access(dest).then(
     () => true,
     () => false,
@@ -62,7 +103,7 @@ export async function cachedNextKernelDisk(kernel: string, format: NextDiskForma
   await mkdir(dir, { recursive: true });
   const temp = `${dest}.${process.pid}.tmp`;
   try {
-    await writeNextKernelDisk(kernel, temp, format);
+    await writeNextKernelDisk(kernel, temp, format, userspace);
     await rename(temp, dest);
   } finally {
     await rm(temp, { force: true });
@@ -74,8 +115,9 @@ export async function writeNextKernelDisk(
   kernel: string,
   dest: string,
   format: NextDiskFormat,
+  userspace?: DiskUserspace,
 ): Promise<void> {
-  if (format === "ext4") await writeExt4Disk(kernel, dest);
+  if (format === "ext4") await writeExt4Disk(kernel, dest, userspace);
   else await writeTarDisk(kernel, dest);
 }
 
@@ -83,27 +125,31 @@ export async function writeNextKernelDisk(
 const NEXT_KERNEL_NAME = "next-kernel";
 
 /**
- * 4 KiB blocks, 16 inodes, no reserved blocks; no journal (the guest mounts it read-only) and no
- * metadata checksums (half of mke2fs's time).
+ * 4 KiB blocks, no reserved blocks; no journal (the guest mounts it read-only) and no metadata
+ * checksums (half of mke2fs's time).
  */
 const MKE2FS_OPTIONS: readonly string[] = [
-  ...["-q", "-F", "-t", "ext4", "-L", "kho-next", "-b", "4096", "-m", "0", "-N", "16"],
+  ...["-q", "-F", "-t", "ext4", "-L", "kho-next", "-b", "4096", "-m", "0"],
   ...["-O", "^has_journal,^metadata_csum"],
 ];
 
-async function writeExt4Disk(kernel: string, dest: string): Promise<void> {
+async function writeExt4Disk(kernel: string, dest: string, userspace?: DiskUserspace): Promise<void> {
   await requireTools(["mke2fs"], "the next kernel's disk");
   const staging = await mkdtemp(join(dirname(dest), "next-disk-"));
   try {
-    // mke2fs -d copies regular files (a symlink would stay one): link when on the same
-    // filesystem, copy otherwise.
+    // mke2fs -d copies regular files and keeps symlinks as symlinks: link the kernel when on
+    // the same filesystem, copy otherwise.
     await link(kernel, join(staging, NEXT_KERNEL_NAME)).catch(() =>
       copyFile(kernel, join(staging, NEXT_KERNEL_NAME)),
     );
-    const bytes = (await stat(kernel)).size;
-    // Data plus room for ext4's own blocks (bitmaps, inode table, extent trees): 1/16 + 1 MiB.
-    const blocks = Math.ceil((bytes + bytes / 16 + 1048576) / 4096);
-    const r = await execa("mke2fs", [...MKE2FS_OPTIONS, "-d", staging, dest, String(blocks)], {
+    if (userspace)
+      await cp(join(userspace.dir, "usr"), join(staging, "usr"), { recursive: true, verbatimSymlinks: true });
+    const { bytes, entries } = await treeSize(staging);
+    // Data plus room for ext4's own blocks (bitmaps, inode table, extent trees): 1/16 + 1 MiB
+    // and a block per entry (directories, fast symlinks need none but cost little).
+    const blocks = Math.ceil((bytes + bytes / 16 + 1048576) / 4096) + entries;
+    const inodes = String(16 + entries);
+    const r = await execa("mke2fs", [...MKE2FS_OPTIONS, "-N", inodes, "-d", staging, dest, String(blocks)], {
       reject: false,
       all: true,
     });
@@ -116,6 +162,17 @@ async function writeExt4Disk(kernel: string, dest: string): Promise<void> {
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
+}
+
+/** Bytes of the regular files under `dir` and how many entries it holds. */
+async function treeSize(dir: string): Promise<{ bytes: number; entries: number }> {
+  let bytes = 0;
+  let entries = 0;
+  for (const e of await readdir(dir, { withFileTypes: true, recursive: true })) {
+    entries++;
+    if (e.isFile()) bytes += (await stat(join(e.parentPath, e.name))).size;
+  }
+  return { bytes, entries };
 }
 
 async function writeTarDisk(kernel: string, dest: string): Promise<void> {

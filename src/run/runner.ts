@@ -6,7 +6,13 @@ import { join } from "node:path";
 import type { ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import { buildGuestImage } from "../image/initramfs.js";
-import { cachedNextKernelDisk, keysOverlay, nextDiskFormat, writeBootInitrd } from "../image/overlay.js";
+import {
+  cachedNextKernelDisk,
+  keysOverlay,
+  nextDiskFormat,
+  userspacePlacement,
+  writeBootInitrd,
+} from "../image/overlay.js";
 import { buildKernel } from "../kernel/build.js";
 import type { CachedKernel } from "../kernel/cache.js";
 import { assertBootableKernel } from "../kernel/inspect.js";
@@ -157,13 +163,14 @@ async function prepareArch(
   if (!image) throw new HarnessError(`no kernel for ${arch}`);
   const report = await timed("inspect", () => assertBootableKernel(image, arch));
   const nextImage = opts.nextKernel ?? image;
-  if (opts.nextKernel) await assertBootableKernel(opts.nextKernel, arch);
-  const base = await timed("image", () => buildGuestImage(arch, built, opts.log));
-  const bootInitrd = join(scratch, "initrd.cpio");
+  const nextReport = opts.nextKernel ? await assertBootableKernel(opts.nextKernel, arch) : report;
   const diskFormat = nextDiskFormat(report.config ?? new Map<string, string>());
+  const placement = userspacePlacement(diskFormat, [report.config, nextReport.config]);
+  const base = await timed("image", () => buildGuestImage(arch, built, opts.log, placement));
+  const bootInitrd = join(scratch, "initrd.cpio");
   const nextDisk = await timed("boot-files", async () => {
     await writeBootInitrd(base.path, keysOverlay(keys), bootInitrd);
-    return cachedNextKernelDisk(nextImage, diskFormat);
+    return cachedNextKernelDisk(nextImage, diskFormat, base.userspace);
   });
   const { accel, why } = await chooseAccel(arch, opts.log);
   opts.log(

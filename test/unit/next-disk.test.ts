@@ -1,11 +1,16 @@
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import tar from "tar-stream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { cachedNextKernelDisk, nextDiskFormat, writeNextKernelDisk } from "../../src/image/overlay.js";
+import {
+  cachedNextKernelDisk,
+  nextDiskFormat,
+  userspacePlacement,
+  writeNextKernelDisk,
+} from "../../src/image/overlay.js";
 
 const dir = mkdtempSync(join(tmpdir(), "kho-next-disk-"));
 const savedCache = process.env.KHO_CACHE_DIR;
@@ -41,6 +46,43 @@ describe("the next kernel's disk", () => {
     const disk = join(dir, "next.ext4");
     await writeNextKernelDisk(kernel, disk, "ext4");
     expect((await ext4File(disk, "next-kernel")).equals(readFileSync(kernel))).toBe(true);
+  });
+
+  it("puts userspace on the disk only when every kernel booting from it mounts it without modules", () => {
+    const builtIn = new Map([
+      ["EXT4_FS", "y"],
+      ["VIRTIO_BLK", "y"],
+    ]);
+    const moduleBlk = new Map([
+      ["EXT4_FS", "y"],
+      ["VIRTIO_BLK", "m"],
+    ]);
+    expect(userspacePlacement("ext4", [builtIn, builtIn])).toBe("disk");
+    expect(userspacePlacement("tar", [builtIn, builtIn])).toBe("initrd");
+    // --next-kernel: the next kernel must reach its userspace too
+    expect(userspacePlacement("ext4", [builtIn, moduleBlk])).toBe("initrd");
+    expect(userspacePlacement("ext4", [builtIn, undefined])).toBe("initrd");
+  });
+
+  it("ext4 with userspace: the guest's usr tree beside the kernel, symlinks kept as symlinks", async () => {
+    const tree = join(dir, "userspace");
+    mkdirSync(join(tree, "usr/bin"), { recursive: true });
+    writeFileSync(join(tree, "usr/bin/busybox"), "busybox bytes", { mode: 0o755 });
+    symlinkSync("busybox", join(tree, "usr/bin/sh"));
+    symlinkSync("/init", join(tree, "usr/bin/kho-agent"));
+    const disk = join(dir, "next-usr.ext4");
+    await writeNextKernelDisk(kernel, disk, "ext4", { dir: tree, key: "k".repeat(16) });
+    expect((await ext4File(disk, "next-kernel")).equals(readFileSync(kernel))).toBe(true);
+    expect((await ext4File(disk, "usr/bin/busybox")).toString()).toBe("busybox bytes");
+    const stat = (name: string) => execa("debugfs", ["-R", `stat /${name}`, disk]).then((r) => r.stdout);
+    expect(await stat("usr/bin/sh")).toMatch(/Type: symlink[\s\S]*Fast link dest: "busybox"/);
+    expect(await stat("usr/bin/kho-agent")).toMatch(/Fast link dest: "\/init"/);
+    expect(await stat("usr/bin/busybox")).toMatch(/Mode:\s+0755/);
+    const cached = await cachedNextKernelDisk(kernel, "ext4", { dir: tree, key: "k".repeat(16) });
+    expect(cached).not.toBe(await cachedNextKernelDisk(kernel, "ext4"));
+    await expect(cachedNextKernelDisk(kernel, "tar", { dir: tree, key: "k".repeat(16) })).rejects.toThrow(
+      /ext4/,
+    );
   });
 
   it("tar: the kernel byte for byte, and nothing else", async () => {
