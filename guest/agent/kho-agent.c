@@ -849,7 +849,7 @@ struct opts {
 	struct session_spec *sessions;
 	size_t n_sessions;
 	struct kexec_opts kexec;
-	bool wait, kexec_now, no_luo, finish, carry, load_only, after_finish, loaded;
+	bool wait, kexec_now, no_luo, finish, carry, load_only, after_finish, loaded, kho_state;
 };
 
 static const struct {
@@ -1024,6 +1024,8 @@ static struct opts parse_opts(int argc, char **argv, bool need_size)
 			o.loaded = true;
 		} else if (!strcmp(a, "--after-finish")) {
 			o.after_finish = o.finish = true;
+		} else if (!strcmp(a, "--kho-state")) {
+			o.kho_state = true;
 		} else {
 			usage_fail("unknown argument \"%s\" for %s", a, g_command);
 		}
@@ -1631,11 +1633,90 @@ static int wait_for_host(void)
 	return 0;
 }
 
+/* ------------------------------------------------------------------ KHO state ---- */
+
+#ifndef KHO_DEBUGFS
+#define KHO_DEBUGFS "/sys/kernel/debug/kho" /* tests build with a stand-in directory */
+#endif
+
+/* The whole file as base64 under `key` (null when it cannot be read): debugfs blobs are binary. */
+static void jw_kfile_base64(struct jw *w, const char *key, const char *path)
+{
+	static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	jw_key(w, key);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		jw_null(w);
+		return;
+	}
+	size_t len = 0, cap = 1 << 16;
+	uint8_t *data = xcalloc(1, cap);
+	for (;;) {
+		if (len == cap) {
+			data = realloc(data, cap *= 2);
+			if (!data)
+				fail("alloc", ENOMEM, "%s", path);
+		}
+		ssize_t r = read(fd, data + len, cap - len);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			close(fd);
+			free(data);
+			jw_null(w);
+			return;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	char *out = xcalloc(1, (len + 2) / 3 * 4 + 1), *o = out;
+	for (size_t i = 0; i < len; i += 3) {
+		uint32_t v = (uint32_t)data[i] << 16 | (i + 1 < len ? (uint32_t)data[i + 1] << 8 : 0) |
+			     (i + 2 < len ? data[i + 2] : 0);
+		*o++ = B64[v >> 18 & 63];
+		*o++ = B64[v >> 12 & 63];
+		*o++ = i + 1 < len ? B64[v >> 6 & 63] : '=';
+		*o++ = i + 2 < len ? B64[v & 63] : '=';
+	}
+	*o = '\0';
+	jw_str(w, out);
+	free(out);
+	free(data);
+}
+
+/*
+ * --kho-state: what the host's own decoding of the handover reads, in this call instead of one
+ * SSH round trip more: KHO's root FDTs (out/fdt in a cold-booted kernel, in/fdt after a kexec)
+ * and the top-level "System RAM" lines of /proc/iomem (real addresses: the agent runs as root).
+ */
+static void jw_kho_state(struct jw *w)
+{
+	jw_key(w, "kho");
+	jw_open(w, '{');
+	jw_kfile_base64(w, "out_fdt", KHO_DEBUGFS "/out/fdt");
+	jw_kfile_base64(w, "in_fdt", KHO_DEBUGFS "/in/fdt");
+	jw_key(w, "system_ram");
+	FILE *f = fopen("/proc/iomem", "re");
+	char line[256], ram[8192] = "";
+	size_t used = 0;
+	while (f && fgets(line, sizeof(line), f))
+		if (line[0] != ' ' && strstr(line, " : System RAM\n") && used + strlen(line) < sizeof(ram))
+			used += (size_t)snprintf(ram + used, sizeof(ram) - used, "%s", line);
+	if (f)
+		fclose(f);
+	jw_str(w, ram);
+	jw_close(w, '}');
+}
+
 /* Common tail of preserve and restore: optional kexec load, the result line, then wait or kexec. */
 static int finish_command(struct jw *w, const struct opts *o)
 {
 	g_ctx_session = NULL;
 	g_ctx_has_token = false;
+	if (o->kho_state)
+		jw_kho_state(w);
 	if (o->kexec.kernel)
 		TIMED(kexec_load, kexec_load(w, &o->kexec));
 	else {
@@ -1924,7 +2005,8 @@ static int reboot_loaded(const struct opts *o)
 {
 	char loaded[16];
 	struct jw w = { 0 };
-	if (o->kexec.kernel || o->load_only || o->n_sessions || o->wait || o->kexec_now || o->no_luo || o->finish)
+	if (o->kexec.kernel || o->load_only || o->n_sessions || o->wait || o->kexec_now || o->no_luo || o->finish ||
+	    o->kho_state)
 		usage_fail("kexec --loaded takes no other option");
 	if (!read_text("/sys/kernel/kexec_loaded", loaded, sizeof(loaded)) || strcmp(loaded, "1") != 0)
 		fail("kexec", ENOENT, "no kernel is loaded (/sys/kernel/kexec_loaded is not 1): run kexec --load-only first");
@@ -1995,9 +2077,9 @@ static int cmd_info(int argc, char **argv)
 static const char USAGE[] =
 	"usage: kho-agent preserve [--session NAME [--memfd TOKEN:SIZE[:opt,...]]...]...\n"
 	"                          [--kexec-kernel PATH [--kexec-initrd PATH] [--cmdline STR|--reuse-cmdline]]\n"
-	"                          [--kexec-flags N] [--wait | --kexec-now]\n"
+	"                          [--kexec-flags N] [--wait | --kexec-now] [--kho-state]\n"
 	"       kho-agent restore  [--session NAME [--memfd TOKEN[:SIZE[:opt,...]]]... [--probe-token N]...]...\n"
-	"                          [--finish | --after-finish | --carry]\n"
+	"                          [--finish | --after-finish | --carry] [--kho-state]\n"
 	"                          [kexec options as for preserve] [--wait | --kexec-now]\n"
 	"       kho-agent kexec    --kernel PATH [--initrd PATH] [--cmdline STR|--reuse-cmdline] [--load-only]\n"
 	"       kho-agent kexec    --loaded   (reboot into the kernel --load-only loaded)\n"

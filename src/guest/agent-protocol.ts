@@ -77,6 +77,16 @@ export interface AgentSession {
   readonly after_finish?: AgentAfterFinish;
 }
 
+/** `--kho-state`: what the host's decoding of the handover reads (guest/agent/README.md). */
+export interface AgentKhoState {
+  /** debugfs kho/out/fdt, base64; null in a kexec'd kernel. */
+  readonly out_fdt: string | null;
+  /** debugfs kho/in/fdt, base64; null in a cold-booted kernel. */
+  readonly in_fdt: string | null;
+  /** The top-level "System RAM" lines of /proc/iomem. */
+  readonly system_ram: string;
+}
+
 export interface AgentPreserveResult {
   readonly ok: true;
   readonly command: "preserve" | "restore";
@@ -86,6 +96,7 @@ export interface AgentPreserveResult {
   readonly pid: number;
   readonly page_size: number;
   readonly sessions: readonly AgentSession[];
+  readonly kho?: AgentKhoState;
   /** Where the agent's own time went (ms, summed over memfds). */
   readonly timings_ms?: Readonly<
     Record<"fill" | "preserve_fd" | "retrieve_fd" | "contents" | "pages" | "kexec_load", number>

@@ -5,6 +5,7 @@
 import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ElfReader } from "../elf/reader.js";
+import type { AgentKhoState } from "../guest/agent-protocol.js";
 import { decodeKho, formatKhoTree, toJson, type DecodedKho } from "../kho/abi.js";
 import type { PreservedChunk } from "../kho/radix.js";
 import { RangeIndex } from "../kho/range-index.js";
@@ -22,9 +23,15 @@ export type PreKexecMemory =
   | { readonly kind: "radix"; readonly snapshot: RadixSnapshot }
   | { readonly kind: "dump"; readonly path: string };
 
-/** Reads what the decode will need of the old kernel's memory, right before the kexec. */
-export async function readMemoryBeforeKexec(ctx: ScenarioContext): Promise<PreKexecMemory> {
-  const taken = await snapshotRadixTree(ctx);
+/**
+ * Reads what the decode will need of the old kernel's memory, right before the kexec; `state`
+ * is the agent's --kho-state when the scenario asked for it.
+ */
+export async function readMemoryBeforeKexec(
+  ctx: ScenarioContext,
+  state?: AgentKhoState,
+): Promise<PreKexecMemory> {
+  const taken = await snapshotRadixTree(ctx, state);
   if ("snapshot" in taken) {
     const s = taken.snapshot;
     ctx.note(`radix tree read live: ${s.pages.size} pages in ${s.readMs.toFixed(0)} ms`);

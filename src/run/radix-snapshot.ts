@@ -6,6 +6,7 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DecodeError } from "../errors.js";
+import type { AgentKhoState } from "../guest/agent-protocol.js";
 import { outFdtRadixRoot, type PhysMemory } from "../kho/abi.js";
 import { type KhoAbi, walkRadixTree } from "../kho/radix.js";
 import type { Vm } from "../vm/qemu.js";
@@ -45,18 +46,28 @@ export const inRam = (ram: readonly RamRange[]) => (paddr: bigint) =>
 
 const SEPARATOR = "--- iomem ---";
 
-/**
- * Reads the radix root from kho/out/fdt and walks the tree live. When this kernel does not
- * allow it, the reason instead: out/fdt exists only in a cold-booted kernel, and a kernel whose
- * out/fdt or tree this harness cannot read gets the full dump.
- */
-export async function snapshotRadixTree(
-  ctx: ScenarioContext,
-): Promise<{ snapshot: RadixSnapshot } | { why: string }> {
+/** kho/out/fdt (base64, empty when absent) and /proc/iomem's System RAM lines, over SSH. */
+async function readKhoState(ctx: ScenarioContext): Promise<{ outFdt: string; iomem: string }> {
   const out = await ctx.guest.run(
     `base64 /sys/kernel/debug/kho/out/fdt 2>/dev/null; echo '${SEPARATOR}'; grep 'System RAM' /proc/iomem`,
   );
-  const [b64 = "", iomem = ""] = out.split(`${SEPARATOR}\n`);
+  const [outFdt = "", iomem = ""] = out.split(`${SEPARATOR}\n`);
+  return { outFdt, iomem };
+}
+
+/**
+ * Reads the radix root from kho/out/fdt and walks the tree live. When this kernel does not
+ * allow it, the reason instead: out/fdt exists only in a cold-booted kernel, and a kernel whose
+ * out/fdt or tree this harness cannot read gets the full dump. `state` is what the agent's
+ * --kho-state gave, read over SSH when absent.
+ */
+export async function snapshotRadixTree(
+  ctx: ScenarioContext,
+  state?: AgentKhoState,
+): Promise<{ snapshot: RadixSnapshot } | { why: string }> {
+  const { outFdt: b64, iomem } = state
+    ? { outFdt: state.out_fdt ?? "", iomem: state.system_ram }
+    : await readKhoState(ctx);
   if (!b64.trim()) return { why: "no kho/out/fdt in this boot (a kexec'd kernel has none)" };
   const ram = parseSystemRam(iomem);
   if (ram.length === 0) return { why: "no System RAM in /proc/iomem" };

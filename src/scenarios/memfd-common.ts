@@ -217,7 +217,8 @@ export async function kexecHeldNoted(ctx: ScenarioContext, stream: ExecStream): 
   ctx.note(`kexec blackout ${formatTimeline((await kexecHeld(ctx, stream)).segments)}`);
 }
 
-/** Restores and finishes the sessions; memfds are looked up by token, in the order given. */
+/** Restores and finishes the sessions; memfds are looked up by token, in the order given. With
+ *  `--kho-state` in `extra` the result carries kho/in/fdt for the decoded-map check. */
 export function restoreSessions(
   ctx: ScenarioContext,
   sessions: readonly SessionSpec[],
@@ -353,6 +354,7 @@ export async function checkFramesInMap(
   dump: PreKexecMemory,
   sessions: readonly SessionSpec[],
   before: AgentPreserveResult,
+  after?: AgentPreserveResult,
 ): Promise<string> {
   const frames = eachMemfd(sessions).flatMap(([s, spec]) => {
     const m = findMemfd(before, s.name, spec.token);
@@ -363,7 +365,10 @@ export async function checkFramesInMap(
       end: start + page,
     }));
   });
-  const inFdt = await ctx.guest.readFile("/sys/kernel/debug/kho/in/fdt");
+  const given = after?.kho?.in_fdt;
+  const inFdt = given
+    ? Buffer.from(given, "base64")
+    : await ctx.guest.readFile("/sys/kernel/debug/kho/in/fdt");
   const report = await checkHandover(ctx, inFdt, dump, frames);
   ctx.check(
     report.missing.length === 0,
@@ -383,11 +388,15 @@ export async function preserveAndKexec(
   sessions: readonly SeededSession[],
   opts: { readonly dump?: boolean; readonly deadlineMs?: number } = {},
 ): Promise<{ before: AgentPreserveResult; dump: PreKexecMemory | undefined }> {
+  // --kho-state: the radix root and RAM map come with the result, not over SSH of their own
+  const args = `preserve ${sessionArgs(sessions)}${opts.dump ? " --kho-state" : ""}`;
   const held = await ctx.phase("preserve", () =>
-    holdSessions(ctx, `preserve ${sessionArgs(sessions)}`, "agent-preserve.json", opts.deadlineMs),
+    holdSessions(ctx, args, "agent-preserve.json", opts.deadlineMs),
   );
   checkPreserved(ctx, sessions, held.result);
-  const dump = opts.dump ? await ctx.phase("dump", () => readMemoryBeforeKexec(ctx)) : undefined;
+  const dump = opts.dump
+    ? await ctx.phase("dump", () => readMemoryBeforeKexec(ctx, held.result.kho))
+    : undefined;
   await kexecHeldNoted(ctx, held.stream);
   return { before: held.result, dump };
 }
@@ -430,7 +439,12 @@ export function memfdScenario(c: MemfdCase): Scenario {
       const order = c.reverseRestore
         ? [...sessions].reverse().map((s) => ({ ...s, memfds: [...s.memfds].reverse() }))
         : sessions;
-      const after = await restoreSessions(ctx, order, "--finish", c.deadlineMs);
+      const after = await restoreSessions(
+        ctx,
+        order,
+        c.decodeMap ? "--finish --kho-state" : "--finish",
+        c.deadlineMs,
+      );
       await ctx.phase("checks", async () => {
         const { memfds, bytes, frames } = checkRestored(ctx, sessions, before, after);
         c.verify?.(ctx, before, after);
@@ -438,7 +452,7 @@ export function memfdScenario(c: MemfdCase): Scenario {
           `${memfds} memfd(s) in ${sessions.length} session(s), ${formatBytes(bytes)}: contents as computed by the host, ${frames} frames identical before and after`,
         );
         if (dump) {
-          ctx.note(await checkFramesInMap(ctx, dump, sessions, before));
+          ctx.note(await checkFramesInMap(ctx, dump, sessions, before, after));
           await dropPreKexecMemory(dump);
         }
       });

@@ -184,7 +184,10 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
     expect(lines.map((l) => l.event)).toEqual([undefined, "pong", "abort"]);
   });
 
-  /** The agent built for the host against a stand-in LUO that keeps files under FAKE_LUO_DIR. */
+  /**
+   * The agent built for the host against a stand-in LUO that keeps files under FAKE_LUO_DIR,
+   * and KHO's debugfs files read from `<dir>/kho-<name>`.
+   */
   async function standInLuo(name: string): Promise<{ fake: string; env: { FAKE_LUO_DIR: string } }> {
     const fake = join(dir, `fake-agent-${name}`);
     await writeFile(join(dir, "fake-luo.h"), FAKE_LUO);
@@ -193,6 +196,7 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
       "-include",
       join(dir, "fake-luo.h"),
       '-DLIVEUPDATE_DEV="/dev/null"',
+      `-DKHO_DEBUGFS="${join(dir, `kho-${name}`)}"`,
       "-o",
       fake,
       ...AGENT_SOURCES,
@@ -230,6 +234,23 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
     expect(bad?.expected).toMatchObject({ match: false, first_mismatch: 12345 });
     // the model's hash, as evidence of what the bytes should have been
     expect(bad?.expected?.sha256).toBe(pre.result.sessions[1]?.memfds[0]?.sha256);
+  });
+
+  it("--kho-state: the debugfs FDTs as base64 (null when absent) and the System RAM lines", async () => {
+    const { fake, env } = await standInLuo("state-fdt");
+    await mkdir(join(dir, "kho-state-fdt", "out"), { recursive: true });
+    // every length mod 3 (padding), and bytes JSON would have to escape, around a 64 KiB buffer
+    for (const size of [0, 1, 2, 3, 65536, 70001]) {
+      const blob = Uint8Array.from({ length: size }, (_, i) => (i * 131 + (i >> 8)) & 0xff);
+      await writeFile(join(dir, "kho-state-fdt", "out", "fdt"), blob);
+      const r = await runAgent(fake, ["preserve", "--session", "s", "--kho-state"], env);
+      const kho = (r.result as unknown as { kho: { out_fdt: string; in_fdt: null; system_ram: string } }).kho;
+      expect(Buffer.from(kho.out_fdt, "base64").equals(Buffer.from(blob))).toBe(true);
+      expect(kho.out_fdt).toBe(Buffer.from(blob).toString("base64"));
+      expect(kho.in_fdt).toBeNull();
+      // the host's /proc/iomem: as root the real top-level ranges, otherwise zeros; only those lines
+      expect(kho.system_ram).toMatch(/^([0-9a-f]+-[0-9a-f]+ : System RAM\n)*$/);
+    }
   });
 
   it("restores what it preserved (stand-in LUO)", async () => {
