@@ -120,6 +120,13 @@ export function isAgentError(v: { ok: boolean }): v is AgentError {
 }
 
 /** Expands pfn runs into a list of physical page addresses (present pages only). */
+/** The frame of every page of the file, by page index (null where no page is present). */
+export function pfnByPage(runs: PfnRuns): (number | null)[] {
+  return runs.flatMap(([start, count]) =>
+    Array.from({ length: count }, (_, i) => (start === null ? null : start + i)),
+  );
+}
+
 export function pfnAddresses(runs: PfnRuns, pageSize: number): bigint[] {
   const out: bigint[] = [];
   for (const [start, count] of runs) {

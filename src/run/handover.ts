@@ -6,11 +6,18 @@ import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ElfReader } from "../elf/reader.js";
 import type { AgentKhoState } from "../guest/agent-protocol.js";
-import { decodeKho, formatKhoTree, toJson, type DecodedKho } from "../kho/abi.js";
+import { decodeKho, formatKhoTree, toJson, type DecodedKho, type DecodedSubtree } from "../kho/abi.js";
 import type { PreservedChunk } from "../kho/radix.js";
 import { RangeIndex } from "../kho/range-index.js";
 import type { ScenarioContext } from "./context.js";
-import { inRam, type RadixSnapshot, SnapshotMemory, snapshotRadixTree } from "./radix-snapshot.js";
+import type { AtHandover } from "./guest.js";
+import {
+  inRam,
+  type RadixSnapshot,
+  readRootFdt,
+  SnapshotMemory,
+  snapshotRadixTree,
+} from "./radix-snapshot.js";
 
 const PAGE = 4096n;
 
@@ -20,8 +27,31 @@ const PAGE = 4096n;
  * tree's root, e.g. in a kexec'd boot.
  */
 export type PreKexecMemory =
-  | { readonly kind: "radix"; readonly snapshot: RadixSnapshot }
+  | {
+      readonly kind: "radix";
+      readonly snapshot: RadixSnapshot;
+      /** The root FDT and subtrees as the old kernel left them, read at the kexec. */
+      readonly atKexec?: Promise<AtHandover<HandoverState> | undefined>;
+    }
   | { readonly kind: "dump"; readonly path: string };
+
+/** The handover as the old kernel left it: its root FDT and the subtrees' decoded blobs. */
+export interface HandoverState {
+  readonly fdt: Uint8Array;
+  readonly subtrees: readonly DecodedSubtree[];
+}
+
+/** Reads the root FDT and decodes every subtree blob in the paused guest (no radix walk: the
+ *  snapshot has the tree). */
+async function readHandoverState(
+  snapshot: RadixSnapshot,
+  fdtPhys: bigint,
+): Promise<HandoverState | undefined> {
+  const fdt = await readRootFdt(snapshot.live, fdtPhys);
+  if (!fdt) return undefined;
+  const decoded = await decodeKho(fdt, { memory: snapshot.live });
+  return { fdt, subtrees: decoded.subtrees };
+}
 
 /**
  * Reads what the decode will need of the old kernel's memory, right before the kexec; `state`
@@ -35,7 +65,13 @@ export async function readMemoryBeforeKexec(
   if ("snapshot" in taken) {
     const s = taken.snapshot;
     ctx.note(`radix tree read live: ${s.pages.size} pages in ${s.readMs.toFixed(0)} ms`);
-    return { kind: "radix", snapshot: s };
+    const fdtPhys = s.rootFdtPhys;
+    if (fdtPhys === undefined) return { kind: "radix", snapshot: s };
+    return {
+      kind: "radix",
+      snapshot: s,
+      atKexec: ctx.guest.atNextHandover(() => readHandoverState(s, fdtPhys)),
+    };
   }
   const path = join(ctx.artifactsDir, "memory-before-kexec.elf");
   const qmp = ctx.guest.vm.qmp;
@@ -64,6 +100,10 @@ export interface HandoverReport {
   /** Map ranges no scenario claimed, with their owner where the FDT names one. */
   readonly table: readonly { start: bigint; end: bigint; order: number; owner: string }[];
   readonly decodeMs: number;
+  /** Where the subtrees' blobs were read: at the kexec, or live after it. */
+  readonly subtreesReadAt: string;
+  /** The subtrees are the old kernel's at the kexec (else blobs freed since may not decode). */
+  readonly subtreesAtKexec: boolean;
 }
 
 function chunkEnd(c: PreservedChunk): bigint {
@@ -78,9 +118,10 @@ export async function checkHandover(
   claims: readonly ClaimedRange[],
 ): Promise<HandoverReport> {
   const started = performance.now();
-  const decoded = await decodeAgainst(ctx, inFdt, before);
+  const live = await decodeAgainst(ctx, inFdt, before);
   const decodeMs = performance.now() - started;
   await ctx.artifact("kho-in.dtb", inFdt);
+  const { decoded, subtreesReadAt, subtreesAtKexec } = await withSubtreesAtKexec(ctx, live, inFdt, before);
   if (before.kind === "radix" && decoded.preservedMemoryMap !== before.snapshot.root) {
     ctx.check(
       false,
@@ -122,12 +163,49 @@ export async function checkHandover(
   }
   const hex = (v: bigint) => `0x${v.toString(16).padStart(10, "0")}`;
   const lines = [
-    `KHO ABI ${decoded.abi}, radix root ${hex(decoded.preservedMemoryMap)}, ${chunks.length} preserved chunks, decoded in ${decodeMs.toFixed(0)} ms`,
+    `KHO ABI ${decoded.abi}, radix root ${hex(decoded.preservedMemoryMap)}, ${chunks.length} preserved chunks, decoded in ${decodeMs.toFixed(0)} ms; ${subtreesReadAt}`,
     "start        end          order  owner",
     ...table.map((r) => `${hex(r.start)} ${hex(r.end)} ${String(r.order).padStart(5)}  ${r.owner}`),
   ];
   await ctx.artifact("preserved-map.txt", lines.join("\n") + "\n" + formatKhoTree(decoded) + "\n");
-  return { decoded, chunks, missing, table, decodeMs };
+  return { decoded, chunks, missing, table, decodeMs, subtreesReadAt, subtreesAtKexec };
+}
+
+/**
+ * The subtrees as the old kernel left them, when the pause at the kexec came in time and the new
+ * kernel got the very FDT read then; otherwise as read after the kexec, where a blob its owner
+ * freed at boot (LUO's root, luo_core.c) no longer decodes.
+ */
+async function withSubtreesAtKexec(
+  ctx: ScenarioContext,
+  live: DecodedKho,
+  inFdt: Uint8Array,
+  before: PreKexecMemory,
+): Promise<{ decoded: DecodedKho; subtreesReadAt: string; subtreesAtKexec: boolean }> {
+  const at = before.kind === "radix" ? await before.atKexec : undefined;
+  const after = (why: string) => ({
+    decoded: live,
+    subtreesReadAt: `subtrees read after the kexec (${why})`,
+    subtreesAtKexec: false,
+  });
+  if (!at) return after("none read at it");
+  if (at.late) return after("the pause at it came after the new kernel's banner");
+  const same = Buffer.from(at.value.fdt).equals(Buffer.from(inFdt));
+  ctx.check(same, "the new kernel's kho/in/fdt differs from the root FDT the old kernel left at the kexec", [
+    `at kexec ${at.value.fdt.length} bytes, in/fdt ${inFdt.length} bytes`,
+    `first difference at offset ${firstDifference(at.value.fdt, inFdt)}`,
+  ]);
+  return {
+    decoded: { ...live, subtrees: at.value.subtrees },
+    subtreesReadAt: `subtrees read at the kexec (guest paused ${at.pausedMs} ms)`,
+    subtreesAtKexec: true,
+  };
+}
+
+function firstDifference(a: Uint8Array, b: Uint8Array): number {
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return i;
+  return n;
 }
 
 async function decodeAgainst(

@@ -7,8 +7,9 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DecodeError } from "../errors.js";
 import type { AgentKhoState } from "../guest/agent-protocol.js";
-import { outFdtRadixRoot, type PhysMemory } from "../kho/abi.js";
-import { type KhoAbi, walkRadixTree } from "../kho/radix.js";
+import { FDT_MAGIC } from "../fdt/reader.js";
+import { decodeKhoFdt, outFdtRadixRoot, type PhysMemory } from "../kho/abi.js";
+import { type KhoAbi, type PreservedChunk, walkRadixTree } from "../kho/radix.js";
 import type { Vm } from "../vm/qemu.js";
 import type { ScenarioContext } from "./context.js";
 import { GuestPhysMemory } from "./guest-memory.js";
@@ -31,6 +32,10 @@ export interface RadixSnapshot {
   /** The pages and the RAM map as JSON in the artifacts (kept when the scenario fails). */
   readonly artifact: string;
   readonly readMs: number;
+  /** Where the old kernel's whole root FDT lives (debugfs out/fdt is cut at its early size). */
+  readonly rootFdtPhys?: bigint;
+  /** The guest's memory as read for the snapshot, to read more of it at the kexec. */
+  readonly live: GuestPhysMemory;
 }
 
 /** Top-level "System RAM" lines of /proc/iomem (read as root, so the addresses are real). */
@@ -76,7 +81,7 @@ export async function snapshotRadixTree(
     const { abi, root } = outFdtRadixRoot(Buffer.from(b64, "base64"));
     const live = new GuestPhysMemory(ctx.guest.vm, ctx.artifactsDir);
     const pages = new Map<bigint, Uint8Array>();
-    await walkRadixTree({
+    const chunks = await walkRadixTree({
       root,
       abi,
       isRam: inRam(ram),
@@ -86,13 +91,50 @@ export async function snapshotRadixTree(
         return page;
       },
     });
+    const rootFdtPhys = await findRootFdt(live, chunks, root);
     const artifact = join(ctx.artifactsDir, "radix-before-kexec.json");
     await writeFile(artifact, snapshotJson(abi, root, ram, pages));
-    return { snapshot: { abi, root, pages, ram, artifact, readMs: performance.now() - started } };
+    const readMs = performance.now() - started;
+    return {
+      snapshot: { abi, root, pages, ram, artifact, readMs, live, ...(rootFdtPhys ? { rootFdtPhys } : {}) },
+    };
   } catch (err) {
     if (!(err instanceof DecodeError)) throw err;
     return { why: `the old kernel's tree does not decode live (${err.message})` };
   }
+}
+
+/** The root FDT as it is in memory now: its header's totalsize, then that many bytes. */
+export async function readRootFdt(mem: PhysMemory, phys: bigint): Promise<Uint8Array | undefined> {
+  const header = await mem.readPhys(phys, 8);
+  const view = new DataView(header.buffer, header.byteOffset, 8);
+  const size = view.getUint32(4, false);
+  if (view.getUint32(0, false) !== FDT_MAGIC || size < 40 || size > Number(PAGE)) return undefined;
+  return mem.readPhys(phys, size);
+}
+
+/**
+ * The page of the old kernel's root FDT: KHO allocates it with kho_alloc_preserve(PAGE_SIZE), so
+ * it is one of the order-0 chunks, the one holding a KHO FDT whose preserved-memory-map is this
+ * tree's root. debugfs gives only its first version's bytes, not its address; the subtrees that
+ * came later (LUO at late_initcall, modules) are only in memory.
+ */
+async function findRootFdt(
+  mem: PhysMemory,
+  chunks: readonly PreservedChunk[],
+  root: bigint,
+): Promise<bigint | undefined> {
+  for (const c of chunks) {
+    if (c.order !== 0) continue;
+    const bytes = await readRootFdt(mem, c.phys);
+    if (!bytes) continue;
+    try {
+      if (decodeKhoFdt(bytes).preservedMemoryMap === root) return c.phys;
+    } catch (err) {
+      if (!(err instanceof DecodeError)) throw err;
+    }
+  }
+  return undefined;
 }
 
 function snapshotJson(

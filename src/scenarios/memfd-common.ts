@@ -7,6 +7,7 @@ import { randomInt } from "node:crypto";
 import {
   isAgentError,
   pfnAddresses,
+  pfnByPage,
   type AgentError,
   type AgentMemfd,
   type AgentPreserveResult,
@@ -22,6 +23,7 @@ import {
 } from "../run/handover.js";
 import { NEXT_KERNEL } from "../run/kexec.js";
 import { CheckFailed } from "../run/outcome.js";
+import type { DecodedKho } from "../kho/abi.js";
 import type { ExecStream } from "../vm/ssh.js";
 import type { Capability, GuestBoot, Scenario } from "./types.js";
 
@@ -342,6 +344,8 @@ export function checkRestored(
   return { memfds: eachMemfd(sessions).length, bytes, frames };
 }
 
+const hexOrNone = (pfn: number | null | undefined) => (pfn == null ? "none" : `0x${pfn.toString(16)}`);
+
 export function formatBytes(n: number): string {
   if (n >= MiB && n % MiB === 0) return `${n / MiB} MiB`;
   if (n >= 1024 && n % 1024 === 0) return `${n / 1024} KiB`;
@@ -375,7 +379,68 @@ export async function checkFramesInMap(
     `${report.missing.length} preserved frames are missing from the decoded KHO map`,
     report.missing.slice(0, 10).map((a) => `0x${a.toString(16)}`),
   );
-  return `decoded KHO map: ${report.chunks.length} chunks, all ${frames.length} memfd frames found (${report.decodeMs.toFixed(0)} ms)`;
+  const luo = report.subtreesAtKexec
+    ? checkLuoHandover(ctx, report.decoded, sessions, before)
+    : report.subtreesReadAt;
+  return `decoded KHO map: ${report.chunks.length} chunks, all ${frames.length} memfd frames found (${report.decodeMs.toFixed(0)} ms); ${luo}`;
+}
+
+/**
+ * The LUO state the old kernel handed over, as the host decoded it from memory at the kexec:
+ * every session and memfd the agent preserved, with the size, position and seals the agent saw,
+ * and each serialized folio on the frame the agent saw at its page of the file.
+ */
+export function checkLuoHandover(
+  ctx: ScenarioContext,
+  decoded: DecodedKho,
+  sessions: readonly SessionSpec[],
+  before: AgentPreserveResult,
+): string {
+  const sub = decoded.subtrees.find((s) => s.name === "LUO");
+  const luo = sub?.blob?.kind === "luo" ? sub.blob : undefined;
+  if (!luo) {
+    throw new CheckFailed(
+      sub
+        ? `the handed-over LUO state does not decode: ${sub.error?.message ?? "not LUO"}`
+        : "the handover has no LUO subtree",
+    );
+  }
+  let folios = 0;
+  for (const [s, spec] of eachMemfd(sessions)) {
+    const where = `${s.name}/${spec.token}`;
+    const session = luo.sessions?.find((x) => x.name === s.name);
+    const names = (luo.sessions ?? []).map((x) => x.name);
+    if (!session)
+      throw new CheckFailed(`the handed-over LUO state has no session ${s.name}`, [
+        `sessions: ${names.join(", ")}`,
+      ]);
+    const file = session.files.find((f) => f.token === BigInt(spec.token));
+    const seen = findMemfd(before, s.name, spec.token);
+    if (!file?.memfd || !seen) {
+      throw new CheckFailed(`the handed-over session ${s.name} has no memfd with token ${spec.token}`, [
+        `files: ${session.files.map((f) => `${f.compatible} token 0x${f.token.toString(16)}`).join(", ")}`,
+      ]);
+    }
+    const m = file.memfd;
+    ctx.check(
+      m.size === BigInt(seen.size) && m.pos === BigInt(seen.pos) && m.seals === seen.seals,
+      `memfd ${where}: the handed-over state says size ${m.size}, pos ${m.pos}, seals 0x${m.seals.toString(16)}; the agent saw ${seen.size}, ${seen.pos}, 0x${seen.seals.toString(16)}`,
+    );
+    const byPage = pfnByPage(seen.pfns ?? []);
+    const wrong = (m.folioList ?? []).filter((f) => byPage[Number(f.index)] !== Number(f.pfn));
+    ctx.check(
+      m.folioList !== undefined && wrong.length === 0,
+      `memfd ${where}: ${wrong.length} of ${m.folioList?.length ?? "?"} handed-over folios are not on the frame the agent saw at their page`,
+      wrong
+        .slice(0, 6)
+        .map(
+          (f) =>
+            `page ${f.index}: handed over pfn 0x${f.pfn.toString(16)}, agent saw ${hexOrNone(byPage[Number(f.index)])}`,
+        ),
+    );
+    folios += m.folioList?.length ?? 0;
+  }
+  return `LUO state read at the kexec: every session and memfd there, ${folios} folios on the frames the agent saw`;
 }
 
 /**

@@ -32,6 +32,11 @@ describe.each(ARCH_NAMES)("scenarios on %s", (arch) => {
       expect(r.verdict, explain(r)).toBe("pass");
       expect(r.reason).toMatch(/frames identical before and after/);
       expect(r.reason).toMatch(/all 1024 memfd frames found/);
+      // the LUO state as the old kernel left it, read with the guest paused at the kexec
+      expect(r.reason).toMatch(/LUO state read at the kexec: every session and memfd there, 1024 folios/);
+      const map = await readFile(join(r.artifactsDir ?? "", "preserved-map.txt"), "utf8");
+      expect(map).toMatch(/subtrees read at the kexec \(guest paused \d+ ms\)/);
+      expect(map).toMatch(/session "kho-memfd-basic": 1 file\(s\)\n\s+token 0x1 memfd-v2 .*size 4194304/);
       const files = await readdir(r.artifactsDir ?? "");
       expect(files).toEqual(
         expect.arrayContaining([

@@ -1,0 +1,111 @@
+// The memfd scenarios' check of the LUO state the old kernel handed over (decoded by the host
+// from guest memory at the kexec) against what the agent saw before it.
+import { describe, expect, it } from "vitest";
+import type { AgentMemfd, AgentPreserveResult } from "../../src/guest/agent-protocol.js";
+import type { DecodedKho, LuoState, MemfdFolio } from "../../src/kho/abi.js";
+import type { Guest } from "../../src/run/guest.js";
+import { ScenarioContext } from "../../src/run/context.js";
+import { CheckFailed } from "../../src/run/outcome.js";
+import { checkLuoHandover, type SessionSpec } from "../../src/scenarios/memfd-common.js";
+
+const ctx = new ScenarioContext("x86_64", {} as Guest, {} as never, "/nonexistent", () => undefined, 1024);
+const sessions: SessionSpec[] = [{ name: "s", memfds: [{ token: 1, size: 4 * 4096 }] }];
+
+/** The agent's view: 4 pages on frames 0x100, 0x101, then 0x200, 0x201. */
+const memfd: AgentMemfd = {
+  token: "1",
+  size: 4 * 4096,
+  pos: 0,
+  seals: 1,
+  sha256: null,
+  page_size: 4096,
+  pages: 4,
+  pages_present: 4,
+  pfns: [
+    [0x100, 2],
+    [0x200, 2],
+  ],
+};
+const before = {
+  ok: true,
+  command: "preserve",
+  sessions: [{ name: "s", fd: 3, memfds: [memfd] }],
+} as unknown as AgentPreserveResult;
+
+function decoded(folioList: MemfdFolio[], opts: { session?: string; size?: bigint } = {}): DecodedKho {
+  const luo: LuoState = {
+    kind: "luo",
+    compatible: "luo-v5",
+    liveupdateNum: 1n,
+    sessionsPa: 0x1000n,
+    flbsPa: 0n,
+    sessions: [
+      {
+        name: opts.session ?? "s",
+        files: [
+          {
+            compatible: "memfd-v2",
+            data: 0x2000n,
+            token: 1n,
+            memfd: {
+              pos: 0n,
+              size: opts.size ?? 4n * 4096n,
+              seals: 1,
+              flags: 0,
+              nrFolios: BigInt(folioList.length),
+              folios: {} as never,
+              folioList,
+            },
+          },
+        ],
+      },
+    ],
+  };
+  return {
+    subtrees: [{ name: "LUO", phys: 0x3000n, size: 32n, node: {} as never, blob: luo }],
+  } as unknown as DecodedKho;
+}
+
+const folio = (index: number, pfn: number): MemfdFolio => ({
+  index: BigInt(index),
+  pfn: BigInt(pfn),
+  flags: 2,
+});
+const good = [folio(0, 0x100), folio(1, 0x101), folio(2, 0x200), folio(3, 0x201)];
+
+describe("checkLuoHandover", () => {
+  it("passes when every session, memfd and folio is as the agent saw it", () => {
+    expect(checkLuoHandover(ctx, decoded(good), sessions, before)).toMatch(
+      /4 folios on the frames the agent saw/,
+    );
+  });
+
+  it("a large folio is checked at its head page", () => {
+    expect(() =>
+      checkLuoHandover(ctx, decoded([folio(0, 0x100), folio(2, 0x200)]), sessions, before),
+    ).not.toThrow();
+  });
+
+  it("fails on a folio handed over on another frame, naming the page", () => {
+    const bad = [...good.slice(0, 3), folio(3, 0x999)];
+    expect(() => checkLuoHandover(ctx, decoded(bad), sessions, before)).toThrow(CheckFailed);
+    try {
+      checkLuoHandover(ctx, decoded(bad), sessions, before);
+    } catch (err) {
+      expect((err as CheckFailed).evidence).toEqual(["page 3: handed over pfn 0x999, agent saw 0x201"]);
+    }
+  });
+
+  it("fails on a size the agent did not see, a missing session, and an undecodable LUO blob", () => {
+    expect(() => checkLuoHandover(ctx, decoded(good, { size: 4096n }), sessions, before)).toThrow(
+      /size 4096/,
+    );
+    expect(() => checkLuoHandover(ctx, decoded(good, { session: "other" }), sessions, before)).toThrow(
+      /no session s/,
+    );
+    const freed = { subtrees: [{ name: "LUO", error: { message: "LUO ABI t\tH is not supported" } }] };
+    expect(() => checkLuoHandover(ctx, freed as unknown as DecodedKho, sessions, before)).toThrow(
+      /does not decode/,
+    );
+  });
+});
