@@ -68,6 +68,7 @@ export interface AtHandover<T> {
 }
 
 interface PendingHandoverWork {
+  readonly key: string;
   readonly work: HandoverWork<unknown>;
   readonly settle: (r: AtHandover<unknown> | undefined) => void;
 }
@@ -249,11 +250,12 @@ export class Guest {
   /**
    * Runs `work` at the next kexec's handover, with the guest paused (see HandoverWork); resolves
    * after it ran, or with undefined when the kexec never reached the handover or the work failed
-   * or gave nothing.
+   * or gave nothing. Works under the same `key` (the members of a shared guest asking for the
+   * same thing) run once and share the result.
    */
-  atNextHandover<T>(work: HandoverWork<T>): Promise<AtHandover<T> | undefined> {
+  atNextHandover<T>(key: string, work: HandoverWork<T>): Promise<AtHandover<T> | undefined> {
     return new Promise((resolve) => {
-      this.handoverWork.push({ work, settle: resolve as (r: AtHandover<unknown> | undefined) => void });
+      this.handoverWork.push({ key, work, settle: resolve as (r: AtHandover<unknown> | undefined) => void });
     });
   }
 
@@ -270,12 +272,16 @@ export class Guest {
       const started = performance.now();
       await this.vm.qmp.stop();
       try {
-        const values = await Promise.all(pending.map((p) => p.work(this.vm).catch(() => undefined)));
+        const byKey = new Map<string, unknown>();
+        for (const p of pending) {
+          if (!byKey.has(p.key)) byKey.set(p.key, await p.work(this.vm).catch(() => undefined));
+        }
         const late = this.vm.console.entriesSince(from).some((l) => BANNER.test(l.text));
         const pausedMs = Math.round(performance.now() - started);
-        pending.forEach((p, i) =>
-          p.settle(values[i] === undefined ? undefined : { value: values[i], pausedMs, late }),
-        );
+        for (const p of pending) {
+          const value = byKey.get(p.key);
+          p.settle(value === undefined ? undefined : { value, pausedMs, late });
+        }
       } finally {
         await this.vm.qmp.cont();
       }

@@ -70,7 +70,7 @@ export async function readMemoryBeforeKexec(
     return {
       kind: "radix",
       snapshot: s,
-      atKexec: ctx.guest.atNextHandover(() => readHandoverState(s, fdtPhys)),
+      atKexec: ctx.guest.atNextHandover(`kho-state@${fdtPhys}`, () => readHandoverState(s, fdtPhys)),
     };
   }
   const path = join(ctx.artifactsDir, "memory-before-kexec.elf");

@@ -8,7 +8,8 @@ import { buildLiveupdateSelftests, type SelftestBinaries } from "../selftests/li
 import { judgeSelftestRun, LIVEUPDATE_SELFTESTS, type SelftestSpec } from "../selftests/liveupdate-specs.js";
 import type { Scenario } from "./types.js";
 
-const GUEST_DIR = "/usr/lib/kselftest/liveupdate";
+/** In /root: the guest's /usr is the next-kernel disk's, read-only (src/image/initramfs.ts). */
+const GUEST_DIR = "/root/kselftest/liveupdate";
 /** Binaries are built once per kernel and arch, whatever the number of tests. */
 const builds = new Map<string, Promise<SelftestBinaries>>();
 
