@@ -153,26 +153,38 @@ export interface MemfdLayout {
   readonly pageSize?: number;
 }
 
-/** SHA-256 of a memfd of `size` bytes the agent filled with `seed`: pattern in written pages,
- *  zeros in holes and past a truncation. What the host expects, computed without the guest. */
-export function memfdPatternSha256(seed: bigint, size: number, layout: MemfdLayout = {}): string {
-  const hash = createHash("sha256");
+/**
+ * The bytes `[offset, offset + length)` of a memfd of `size` bytes the agent filled with `seed`:
+ * pattern in written pages, zeros in holes and past a truncation.
+ */
+export function memfdModel(
+  seed: bigint,
+  size: number,
+  layout: MemfdLayout,
+  offset: number,
+  length: number,
+): Uint8Array {
   const page = layout.pageSize ?? 4096;
   const live = layout.truncate !== undefined && layout.truncate < size ? layout.truncate : size;
   const sparse = layout.sparse ?? 0;
-  const chunk = 1 << 20;
-  for (let off = 0; off < size; off += chunk) {
-    const len = Math.min(chunk, size - off);
-    if (sparse <= 1 && off + len <= live) {
-      hash.update(memfdPattern(seed, off, len));
-      continue;
-    }
-    const buf = new Uint8Array(len);
-    for (let p = off; p < off + len && p < live; p += page) {
-      if (sparse > 1 && Math.floor(p / page) % sparse !== 0) continue;
-      buf.set(memfdPattern(seed, p, Math.min(page, live - p, off + len - p)), p - off);
-    }
-    hash.update(buf);
+  const end = Math.min(offset + length, size);
+  if (sparse <= 1 && end <= live) return memfdPattern(seed, offset, end - offset);
+  const out = new Uint8Array(Math.max(0, end - offset));
+  for (let p = offset - (offset % page); p < end && p < live; p += page) {
+    if (sparse > 1 && Math.floor(p / page) % sparse !== 0) continue;
+    const from = Math.max(p, offset);
+    const to = Math.min(p + page, live, end);
+    if (to > from) out.set(memfdPattern(seed, from, to - from), from - offset);
   }
+  return out;
+}
+
+/** SHA-256 of a memfd of `size` bytes the agent filled with `seed` (memfdModel): what the host
+ *  expects, computed without the guest. */
+export function memfdPatternSha256(seed: bigint, size: number, layout: MemfdLayout = {}): string {
+  const hash = createHash("sha256");
+  const chunk = 1 << 20;
+  for (let off = 0; off < size; off += chunk)
+    hash.update(memfdModel(seed, size, layout, off, Math.min(chunk, size - off)));
   return hash.digest("hex");
 }

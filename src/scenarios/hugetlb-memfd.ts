@@ -65,7 +65,7 @@ export const hugetlbMemfd: Scenario = {
       await held.stream.done;
       ctx.skip(refusal(error.errname, error.errno));
     }
-    checkPreserved(ctx, sessions, before);
+    await checkPreserved(ctx, sessions, before);
     ctx.check(
       (pre?.kpageflags?.huge ?? 0) === pre?.pages,
       `the memfd's pages are not huge pages (${pre?.kpageflags?.huge ?? "?"} of ${pre?.pages})`,

@@ -1,12 +1,13 @@
 import { MiB, memfdScenario } from "./memfd-common.js";
 
 /** A LUO session holding one memfd of 4 MiB of pseudo-random bytes (a fresh seed every run),
- *  carried across kexec: same bytes, same frames, session finished; and the host finds every
- *  frame in the preserved-memory map it decodes itself. */
+ *  carried across kexec: the host's model in its frames before (read from guest memory), the
+ *  same bytes and frames after, session finished; and the host finds every frame in the
+ *  preserved-memory map and the memfd in the LUO state it decodes itself. */
 export const memfdBasic = memfdScenario({
   id: "memfd-basic",
   description:
-    "a LUO session with a 4 MiB memfd survives kexec: same SHA-256, same frames, in the decoded KHO map",
+    "a LUO session with a 4 MiB memfd survives kexec: the host's bytes in its frames before, the same SHA-256 and frames after, in the decoded KHO map",
   sessions: [{ name: "kho-memfd-basic", memfds: [{ token: 1, size: 4 * MiB }] }],
   decodeMap: true,
 });

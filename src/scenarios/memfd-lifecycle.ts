@@ -190,7 +190,7 @@ const holderDied: Scenario = {
     const held = await ctx.phase("preserve", () =>
       holdSessions(ctx, `preserve ${sessionArgs(sessions)}`, "agent-preserve.json"),
     );
-    checkPreserved(ctx, sessions, held.result);
+    await checkPreserved(ctx, sessions, held.result);
     const pre = findMemfd(held.result, DIED, 1);
     const shmemHeld = await meminfoKiB(ctx, "Shmem");
     await ctx.phase("kill", async () => {

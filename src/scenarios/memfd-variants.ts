@@ -73,7 +73,7 @@ const twoMiB = memfdScenario({
 const big = memfdScenario({
   id: "memfd-256m",
   description:
-    "a 256 MiB memfd in a 1.5 GiB guest survives kexec: the same bytes (its SHA-256 against the host's model before, every byte against the model after) on the same 65536 frames",
+    "a 256 MiB memfd in a 1.5 GiB guest survives kexec: the same bytes (its frames in guest memory against the host's model before, every byte read back against the model after) on the same 65536 frames",
   sessions: [{ name: "kho-memfd-256m", memfds: [{ token: 1, size: 256 * MiB }] }],
   boot: { kho: true, memoryMiB: 1536 },
   deadlineMs: 900_000,
@@ -240,7 +240,7 @@ const sealed: Scenario = {
       return !refusable;
     });
     const session = { name: SEALED, memfds: kept };
-    checkPreserved(ctx, [session], held.result);
+    await checkPreserved(ctx, [session], held.result);
     await kexecHeldNoted(ctx, held.stream);
     const after = await restoreSessions(ctx, [
       { name: SEALED, memfds: kept.map((m) => ({ ...m, try: false, probeFreeze: true })) },

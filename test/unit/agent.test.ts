@@ -160,6 +160,22 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
     }
   });
 
+  it("noread: fills and maps the memfd without reading it back (the host reads its frames)", async () => {
+    const { exitCode, result } = await runAgent(bin, [
+      "preserve",
+      "--no-luo",
+      "--session",
+      "s",
+      "--memfd",
+      "3:16K:noread",
+    ]);
+    expect(exitCode).toBe(0);
+    const m = result.sessions[0]?.memfds[0];
+    expect(m).toMatchObject({ token: "3", size: 16384, pos: 16384, pages: 4, sha256: null });
+    expect(m).not.toHaveProperty("expected");
+    if (process.getuid?.() === 0) expect(m?.pfns?.reduce((n, [, count]) => n + count, 0)).toBe(4);
+  });
+
   it("answers errors with one JSON object and exit code 1", async () => {
     const usage = await runAgent(bin, ["preserve", "--no-luo", "--session", "s", "--memfd", "1:4K:frob"]);
     expect(usage.exitCode).toBe(1);
