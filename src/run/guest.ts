@@ -14,6 +14,7 @@ import type { SshKeys } from "../vm/keys.js";
 import { DEFAULT_MEMORY_MIB, launchVm, type Accel, type Vm } from "../vm/qemu.js";
 import { GuestBoots, SshFailure, type ExecResult, type ExecStream, type SshLink } from "../vm/ssh.js";
 import { bootTimeline, type BootTiming } from "./boot-timeline.js";
+import { HandoverPause, type AtHandover, type HandoverWork } from "./handover-pause.js";
 import { kexecHangEvidence } from "./hang-evidence.js";
 
 /** Deadlines under TCG, generous enough for a loaded 2-core host. */
@@ -49,37 +50,10 @@ export interface GuestOptions {
   readonly log: Logger;
 }
 
-/**
- * Work done at the handover itself: once the old kernel prints "Starting new kernel" (every
- * kexec callback has run, LUO has serialized its sessions) and before the new kernel boots,
- * with the guest paused. The new kernel frees some handed-over state early in its boot (LUO's
- * root blob, luo_core.c), so only then can the host read all of it.
- */
-export type HandoverWork<T> = (vm: Vm) => Promise<T | undefined>;
-
-/** What a HandoverWork gave, and whether the pause came in time. */
-export interface AtHandover<T> {
-  readonly value: T;
-  /** How long the guest stayed paused. */
-  readonly pausedMs: number;
-  /** The new kernel had already printed its banner when the guest stopped: the memory may have
-   *  moved on, so what was read is not the handover's state. */
-  readonly late: boolean;
-}
-
-interface PendingHandoverWork {
-  readonly key: string;
-  readonly work: HandoverWork<unknown>;
-  readonly settle: (r: AtHandover<unknown> | undefined) => void;
-}
-
-const STARTING_NEW_KERNEL = /kexec_core: Starting new kernel/;
-const BANNER = /Linux version \d/;
-
 export class Guest {
   /** Where each boot's time went, in boot order. */
   readonly timings: BootTiming[] = [];
-  private handoverWork: PendingHandoverWork[] = [];
+  private readonly handover = new HandoverPause();
 
   private constructor(
     readonly vm: Vm,
@@ -247,52 +221,9 @@ export class Guest {
     return this.current.execStream(command);
   }
 
-  /**
-   * Runs `work` at the next kexec's handover, with the guest paused (see HandoverWork); resolves
-   * after it ran, or with undefined when the kexec never reached the handover or the work failed
-   * or gave nothing. Works under the same `key` (the members of a shared guest asking for the
-   * same thing) run once and share the result.
-   */
+  /** Runs `work` at the next kexec's handover, with the guest paused (see HandoverPause). */
   atNextHandover<T>(key: string, work: HandoverWork<T>): Promise<AtHandover<T> | undefined> {
-    return new Promise((resolve) => {
-      this.handoverWork.push({ key, work, settle: resolve as (r: AtHandover<unknown> | undefined) => void });
-    });
-  }
-
-  /**
-   * Pauses the guest when the old kernel says it starts the new one, runs the pending handover
-   * work, and lets it go on. Never throws: the kexec's own wait reports what went wrong.
-   */
-  private pauseAtHandover(since: number, pending: readonly PendingHandoverWork[], done: AbortSignal): void {
-    if (pending.length === 0) return;
-    let stop = () => undefined as unknown;
-    const settleAll = (r: undefined) => pending.forEach((p) => p.settle(r));
-    done.addEventListener("abort", () => (stop(), settleAll(undefined)), { once: true });
-    const run = async (from: number) => {
-      const started = performance.now();
-      await this.vm.qmp.stop();
-      try {
-        const byKey = new Map<string, unknown>();
-        for (const p of pending) {
-          if (!byKey.has(p.key)) byKey.set(p.key, await p.work(this.vm).catch(() => undefined));
-        }
-        const late = this.vm.console.entriesSince(from).some((l) => BANNER.test(l.text));
-        const pausedMs = Math.round(performance.now() - started);
-        for (const p of pending) {
-          const value = byKey.get(p.key);
-          p.settle(value === undefined ? undefined : { value, pausedMs, late });
-        }
-      } finally {
-        await this.vm.qmp.cont();
-      }
-    };
-    const seen = this.vm.console.entriesSince(since).find((l) => STARTING_NEW_KERNEL.test(l.text));
-    const fire = (line: { seq: number }) => {
-      stop();
-      void run(line.seq).catch(() => settleAll(undefined));
-    };
-    if (seen) fire(seen);
-    else stop = this.vm.console.onLine((l) => void (STARTING_NEW_KERNEL.test(l.text) && fire(l)));
+    return this.handover.add(key, work);
   }
 
   /**
@@ -305,7 +236,7 @@ export class Guest {
     const since = this.vm.console.mark();
     const started = performance.now();
     const kexecDone = new AbortController();
-    this.pauseAtHandover(since, this.handoverWork.splice(0), kexecDone.signal);
+    this.handover.arm(this.vm, since, kexecDone.signal);
     try {
       return await this.kexecAndReconnect(trigger, step, since, started, failed);
     } finally {

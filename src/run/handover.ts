@@ -10,7 +10,7 @@ import { decodeKho, formatKhoTree, toJson, type DecodedKho, type DecodedSubtree 
 import type { PreservedChunk } from "../kho/radix.js";
 import { RangeIndex } from "../kho/range-index.js";
 import type { ScenarioContext } from "./context.js";
-import type { AtHandover } from "./guest.js";
+import type { AtHandover } from "./handover-pause.js";
 import {
   inRam,
   type RadixSnapshot,
