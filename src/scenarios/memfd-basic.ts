@@ -7,7 +7,7 @@ import { MiB, memfdScenario } from "./memfd-common.js";
 export const memfdBasic = memfdScenario({
   id: "memfd-basic",
   description:
-    "a LUO session with a 4 MiB memfd survives kexec: the host's bytes in its frames before, the same SHA-256 and frames after, in the decoded KHO map",
+    "a LUO session with a 4 MiB memfd survives kexec: the host's bytes in its frames before, the same bytes and frames after, in the decoded KHO map",
   sessions: [{ name: "kho-memfd-basic", memfds: [{ token: 1, size: 4 * MiB }] }],
   decodeMap: true,
 });
