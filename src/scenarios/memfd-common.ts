@@ -291,6 +291,7 @@ export async function checkPreserved(
   ctx: ScenarioContext,
   sessions: readonly SeededSession[],
   r: AgentPreserveResult,
+  models: ModelsAhead = new Map(),
 ): Promise<void> {
   let memory: GuestPhysMemory | undefined;
   for (const [s, spec] of eachMemfd(sessions)) {
@@ -305,7 +306,7 @@ export async function checkPreserved(
     );
     if (m.sha256 === null && m.expected === undefined) {
       memory ??= new GuestPhysMemory(ctx.guest.vm, ctx.artifactsDir);
-      const bad = await firstFrameMismatch(memory, spec, m);
+      const bad = await firstFrameMismatch(memory, spec, m, models.get(modelKey(spec)));
       ctx.check(bad === undefined, `memfd ${where}: guest memory holds other bytes than the host computed`, [
         `first byte that differs: offset ${bad ?? "?"} of the file, frame 0x${(pfnByPage(m.pfns ?? [])[Math.floor((bad ?? 0) / m.page_size)] ?? 0).toString(16)}`,
       ]);
@@ -320,7 +321,7 @@ export async function checkPreserved(
 }
 
 /** Whole models computed ahead (prepareModels), by modelKey; only memfds up to MODEL_AHEAD. */
-const modelsAhead = new Map<string, Uint8Array>();
+type ModelsAhead = ReadonlyMap<string, Uint8Array>;
 const MODEL_AHEAD = 16 * MiB;
 
 /**
@@ -328,8 +329,8 @@ const MODEL_AHEAD = 16 * MiB;
  * agent fills them (the host waits on SSH meanwhile), 1 MiB at a time so that SSH traffic is
  * served in between: the model is most of that check's time (4 MiB: 20-50 ms).
  */
-async function prepareModels(sessions: readonly SeededSession[]): Promise<void> {
-  modelsAhead.clear();
+async function prepareModels(sessions: readonly SeededSession[]): Promise<ModelsAhead> {
+  const models = new Map<string, Uint8Array>();
   for (const [, spec] of eachMemfd(sessions)) {
     if (spec.size > MODEL_AHEAD || spec.size === 0) continue;
     const bytes = new Uint8Array(spec.size);
@@ -337,27 +338,28 @@ async function prepareModels(sessions: readonly SeededSession[]): Promise<void> 
       await new Promise((resolve) => setImmediate(resolve));
       bytes.set(memfdModel(spec.seed, spec.size, layoutOf(spec), off, Math.min(MiB, spec.size - off)), off);
     }
-    modelsAhead.set(modelKey(spec), bytes);
+    models.set(modelKey(spec), bytes);
   }
+  return models;
 }
 
 /**
  * Reads a memfd's frames (as the agent's pagemap gave them) from guest memory, a run of
- * contiguous frames at a time, and compares them with the host's model of the file. Returns the
- * offset in the file of the first byte that differs, or undefined.
+ * contiguous frames at a time, and compares them with the host's model of the file (`ahead`:
+ * the whole model, already computed). Returns the offset in the file of the first byte that
+ * differs, or undefined.
  */
 export async function firstFrameMismatch(
   memory: PhysMemory,
   spec: SeededMemfd,
   m: AgentMemfd,
+  ahead?: Uint8Array,
 ): Promise<number | undefined> {
   const page = m.page_size;
   const byPage = pfnByPage(m.pfns ?? []);
   const MAX_RUN = 256; // pages per read: 1 MiB
-  // The model's SHA-256 on the way, for the check after the kexec (computing the model is most
-  // of this function's time).
+  // The model's SHA-256 on the way, for a check after the kexec that hashes (expectedSha).
   const hash = createHash("sha256");
-  const ahead = modelsAhead.get(modelKey(spec));
   for (let i = 0; i < byPage.length;) {
     const pfn = byPage[i];
     if (pfn == null) return i * page;
@@ -556,8 +558,8 @@ export async function preserveAndKexec(
   const holding = ctx.phase("preserve", () =>
     holdSessions(ctx, args, "agent-preserve.json", opts.deadlineMs),
   );
-  const [held] = await Promise.all([holding, prepareModels(sessions)]);
-  await ctx.phase("checks", () => checkPreserved(ctx, sessions, held.result));
+  const [held, models] = await Promise.all([holding, prepareModels(sessions)]);
+  await ctx.phase("checks", () => checkPreserved(ctx, sessions, held.result, models));
   const dump = opts.dump
     ? await ctx.phase("dump", () => readMemoryBeforeKexec(ctx, held.result.kho))
     : undefined;

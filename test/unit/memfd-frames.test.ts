@@ -85,6 +85,14 @@ describe("firstFrameMismatch", () => {
     expect(expectedSha(spec)).toBe(memfdPatternSha256(spec.seed, spec.size));
   });
 
+  it("compares with a model computed ahead when given one", async () => {
+    const mem = memoryWith(file, pfnOf);
+    expect(await firstFrameMismatch(mem, spec, memfd, file)).toBeUndefined();
+    const wrong = Uint8Array.from(file);
+    wrong[5 * PAGE] = (wrong[5 * PAGE] ?? 0) ^ 1;
+    expect(await firstFrameMismatch(mem, spec, memfd, wrong)).toBe(5 * PAGE);
+  });
+
   it("names the file offset of the first differing byte", async () => {
     const bad = Uint8Array.from(file);
     bad[4 * PAGE + 17] = (bad[4 * PAGE + 17] ?? 0) ^ 0x40;
