@@ -169,6 +169,8 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const image = basename(spec.imagePath);
   await copyFile(join(buildDir, spec.imagePath), join(out, image));
   await copyFile(join(buildDir, ".config"), join(out, "config"));
+  // for naming where a hung guest's vCPUs are (src/kernel/symbols.ts)
+  await copyFile(join(buildDir, "System.map"), join(out, "System.map"));
   const release = (await readFile(join(buildDir, "include/config/kernel.release"), "utf8")).trim();
   const manifest: KernelManifest = {
     schema: MANIFEST_SCHEMA,

@@ -5,6 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ArchName } from "../arch.js";
+import type { SymbolTable } from "../kernel/symbols.js";
 import { HarnessError } from "../errors.js";
 import type { GuestBoot } from "../scenarios/types.js";
 import type { Logger } from "../util/log.js";
@@ -48,12 +49,15 @@ export interface GuestOptions {
   readonly logDir: string;
   readonly name: string;
   readonly log: Logger;
+  /** The System.map of the kernel every boot runs, to name where a hung guest's vCPUs are. */
+  readonly symbols?: () => Promise<SymbolTable | undefined>;
 }
 
 export class Guest {
   /** Where each boot's time went, in boot order. */
   readonly timings: BootTiming[] = [];
   private readonly handover = new HandoverPause();
+  private symbols: GuestOptions["symbols"];
 
   private constructor(
     readonly vm: Vm,
@@ -104,6 +108,7 @@ export class Guest {
       });
       const first = await vm.console.watch(boots.connect(DEADLINES.sshMs, bootIdOf(ready)), { step: "ssh" });
       const guest = new Guest(vm, boots, first.link, first.boot);
+      guest.symbols = opts.symbols;
       guest.timed("boot", vm.console.entriesSince(0), launched);
       return guest;
     } catch (err) {
@@ -264,7 +269,7 @@ export class Guest {
       })
       .catch(async (err: unknown) => {
         if (!(err instanceof GuestFault) || !/^(silent|timeout)$/.test(err.kind)) throw err;
-        const evidence = await kexecHangEvidence(this.vm, this.current);
+        const evidence = await kexecHangEvidence(this.vm, this.current, this.symbols);
         throw new GuestFault({
           kind: err.kind,
           boot: err.boot,

@@ -3,6 +3,7 @@
 // its reboot path, the trigger never reached the guest, or the vCPUs stopped: the old kernel's
 // SSH link, its tasks' kernel stacks and QEMU's view of the vCPUs tell them apart.
 import { setTimeout as sleep } from "node:timers/promises";
+import { symbolize, type SymbolTable } from "../kernel/symbols.js";
 import type { Vm } from "../vm/qemu.js";
 import type { SshLink } from "../vm/ssh.js";
 
@@ -24,7 +25,11 @@ const SNAPSHOT_DEADLINE_MS = 10_000;
 const SYSRQ_SETTLE_MS = 2_000;
 
 /** Evidence lines for a guest whose console went silent (or ran out of time) mid-kexec. */
-export async function kexecHangEvidence(vm: Vm, oldLink: SshLink): Promise<string[]> {
+export async function kexecHangEvidence(
+  vm: Vm,
+  oldLink: SshLink,
+  symbols?: () => Promise<SymbolTable | undefined>,
+): Promise<string[]> {
   const lines: string[] = [];
   const status = await vm.qmp.queryStatus().catch(() => undefined);
   lines.push(`QEMU: ${status ? `guest state ${status.status}` : "QMP does not answer"}`);
@@ -48,13 +53,32 @@ export async function kexecHangEvidence(vm: Vm, oldLink: SshLink): Promise<strin
   } else {
     lines.push(`the old kernel does not answer SSH either: ${answer.why.split("\n")[0] ?? ""}`);
   }
-  lines.push(...(await vcpuPointers(vm)));
+  lines.push(...(await vcpuPointers(vm, await symbols?.().catch(() => undefined))));
   return lines;
 }
 
-/** Each vCPU's program counter from QEMU's monitor: where a frozen guest sits. */
-async function vcpuPointers(vm: Vm): Promise<string[]> {
+/** The running boot's `_text` from the init's ready line (`text=`), if it printed one. */
+export function runtimeText(console: readonly string[]): bigint | undefined {
+  for (let i = console.length - 1; i >= 0; i--) {
+    const m = /KHO-GUEST: ready boot_id=.* text=([0-9a-f]+)\b/.exec(console[i] ?? "");
+    if (m?.[1]) return BigInt(`0x${m[1]}`);
+    if (/KHO-GUEST: ready boot_id=/.test(console[i] ?? "")) return undefined;
+  }
+  return undefined;
+}
+
+/**
+ * Each vCPU's program counter from QEMU's monitor: where a frozen guest sits, named against the
+ * kernel's System.map when there is one (`CPU0 pc=ffff... (multi_cpu_stop+0x94)`).
+ */
+async function vcpuPointers(vm: Vm, symbols: SymbolTable | undefined): Promise<string[]> {
   const text = await vm.qmp.humanMonitorCommand("info registers -a").catch(() => "");
-  const pcs = [...text.matchAll(/\b(?:PC|RIP)=([0-9a-f]+)/gi)].map((m, i) => `CPU${i} pc=${m[1] ?? "?"}`);
+  const base = symbols && runtimeText(vm.console.entriesSince(0).map((l) => l.text));
+  const pcs = [...text.matchAll(/\b(?:PC|RIP)=([0-9a-f]+)/gi)].map((m, i) => {
+    const pc = m[1] ?? "?";
+    const name =
+      symbols && base !== undefined && m[1] ? symbolize(symbols, base, BigInt(`0x${m[1]}`)) : undefined;
+    return `CPU${i} pc=${pc}${name ? ` (${name})` : ""}`;
+  });
   return pcs.length ? [`vCPUs: ${pcs.join(", ")}`] : [];
 }

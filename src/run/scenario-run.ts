@@ -5,7 +5,9 @@ import { mkdir, readdir, symlink } from "node:fs/promises";
 import { join, relative } from "node:path";
 import type { ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
+import type { CachedKernel } from "../kernel/cache.js";
 import type { KernelReport } from "../kernel/inspect.js";
+import { kernelSymbols, type SymbolTable } from "../kernel/symbols.js";
 import { activeExpectation, type Expectation, type KernelFeature } from "../scenarios/expectations.js";
 import { CAPABILITIES, type GuestBoot, type Scenario } from "../scenarios/types.js";
 import type { Logger } from "../util/log.js";
@@ -83,7 +85,19 @@ function startGuest(
     logDir,
     name: `kho-${name}-${arch}${attempt ? `-${attempt}` : ""}`,
     log: opts.log,
+    // Only when every boot runs the built kernel: a --next-kernel has other addresses.
+    ...(kernel.built && kernel.nextImage === kernel.image ? { symbols: symbolsOf(kernel.built) } : {}),
   });
+}
+
+/** The built kernel's symbols, read once per kernel and only when a hang asks for them. */
+const symbolTables = new Map<string, Promise<SymbolTable | undefined>>();
+function symbolsOf(built: CachedKernel): () => Promise<SymbolTable | undefined> {
+  return () => {
+    let table = symbolTables.get(built.dir);
+    if (!table) symbolTables.set(built.dir, (table = kernelSymbols(built)));
+    return table;
+  };
 }
 
 export function missingCapabilities(scenario: Scenario, kernel: KernelUnderTest): string[] {
