@@ -81,7 +81,7 @@ describe("firstFrameMismatch", () => {
     const mem = memoryWith(file, pfnOf);
     expect(await firstFrameMismatch(mem, spec, memfd)).toBeUndefined();
     expect(mem.reads).toBe(2);
-    // and leaves the model's SHA-256 for the check after the kexec
+    // the model it compared with is the one the SHA-256 checks hash
     expect(expectedSha(spec)).toBe(memfdPatternSha256(spec.seed, spec.size));
   });
 
