@@ -87,11 +87,16 @@ export async function buildGuestImage(
   const dir = join(cacheRoot(), "images");
   const path = join(dir, `initramfs-${arch}-${key}.cpio`);
   const treeDir = join(dir, `userspace-${arch}-${key}`);
-  const userspace = placement === "disk" ? { dir: treeDir, key } : undefined;
+  // The disk carries usr/ only when splitTree moved it there (it keeps everything in the image
+  // when busybox's applet table could not be read): an empty tree directory records that.
+  const diskUsr = async () =>
+    placement === "disk" && (await stat(join(treeDir, "usr")).catch(() => undefined)) !== undefined
+      ? { userspace: { dir: treeDir, key } }
+      : {};
   const existing = await stat(path).catch(() => undefined);
-  const treeThere = !userspace || (await stat(treeDir).catch(() => undefined)) !== undefined;
+  const treeThere = placement === "initrd" || (await stat(treeDir).catch(() => undefined)) !== undefined;
   if (existing && treeThere)
-    return { arch, path, size: existing.size, key, cached: true, ...(userspace ? { userspace } : {}) };
+    return { arch, path, size: existing.size, key, cached: true, ...(await diskUsr()) };
 
   const { image, disk } = splitTree(await guestTree(spec, debs, agent, fstab), placement);
   const cpio = new CpioWriter();
@@ -105,12 +110,12 @@ export async function buildGuestImage(
   // gunzip of a few MiB, and the file never leaves this machine.
   const bytes = cpio.finish();
   await mkdir(dir, { recursive: true });
-  if (userspace) await writeTreeAtomic(treeDir, disk);
+  if (placement === "disk") await writeTreeAtomic(treeDir, disk);
   await writeFileAtomic(path, bytes);
   log(
-    `# ${arch}: guest image ${path} (${(bytes.length / 1048576).toFixed(1)} MiB${userspace ? ", userspace on the next-kernel disk" : ""})`,
+    `# ${arch}: guest image ${path} (${(bytes.length / 1048576).toFixed(1)} MiB${disk.length ? ", userspace on the next-kernel disk" : ""})`,
   );
-  return { arch, path, size: bytes.length, key, cached: false, ...(userspace ? { userspace } : {}) };
+  return { arch, path, size: bytes.length, key, cached: false, ...(await diskUsr()) };
 }
 
 /** The whole guest tree: directories, busybox, dropbear and libraries, applet links, the agent, /etc. */
@@ -184,10 +189,12 @@ export function splitTree(
   return { image, disk };
 }
 
-/** Writes the disk's part of the tree under `root` (renamed into place whole). */
+/** Writes the disk's part of the tree under `root` (renamed into place whole; empty when the
+ *  disk carries nothing). */
 async function writeTreeAtomic(root: string, entries: readonly TreeEntry[]): Promise<void> {
   const temp = `${root}.${process.pid}.tmp`;
   await rm(temp, { recursive: true, force: true });
+  await mkdir(temp, { recursive: true });
   try {
     for (const e of entries) {
       const at = join(temp, e.path);
