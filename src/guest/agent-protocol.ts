@@ -119,7 +119,6 @@ export function isAgentError(v: { ok: boolean }): v is AgentError {
   return v.ok === false;
 }
 
-/** Expands pfn runs into a list of physical page addresses (present pages only). */
 /** The frame of every page of the file, by page index (null where no page is present). */
 export function pfnByPage(runs: PfnRuns): (number | null)[] {
   return runs.flatMap(([start, count]) =>
@@ -127,6 +126,7 @@ export function pfnByPage(runs: PfnRuns): (number | null)[] {
   );
 }
 
+/** Expands pfn runs into a list of physical page addresses (present pages only). */
 export function pfnAddresses(runs: PfnRuns, pageSize: number): bigint[] {
   const out: bigint[] = [];
   for (const [start, count] of runs) {

@@ -57,13 +57,13 @@ export class Guest {
   /** Where each boot's time went, in boot order. */
   readonly timings: BootTiming[] = [];
   private readonly handover = new HandoverPause();
-  private symbols: GuestOptions["symbols"];
 
   private constructor(
     readonly vm: Vm,
     private readonly boots: GuestBoots,
     private current: SshLink,
     private bootNo: number,
+    private readonly symbols: GuestOptions["symbols"],
   ) {}
 
   /** Boots the guest and connects to it; the console watchdog guards the whole boot. */
@@ -107,8 +107,7 @@ export class Guest {
         hostKey: opts.keys.host.public,
       });
       const first = await vm.console.watch(boots.connect(DEADLINES.sshMs, bootIdOf(ready)), { step: "ssh" });
-      const guest = new Guest(vm, boots, first.link, first.boot);
-      guest.symbols = opts.symbols;
+      const guest = new Guest(vm, boots, first.link, first.boot, opts.symbols);
       guest.timed("boot", vm.console.entriesSince(0), launched);
       return guest;
     } catch (err) {
