@@ -204,7 +204,10 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
    * The agent built for the host against a stand-in LUO that keeps files under FAKE_LUO_DIR,
    * and KHO's debugfs files read from `<dir>/kho-<name>`.
    */
-  async function standInLuo(name: string): Promise<{ fake: string; env: { FAKE_LUO_DIR: string } }> {
+  async function standInLuo(
+    name: string,
+    defines: readonly string[] = [],
+  ): Promise<{ fake: string; env: { FAKE_LUO_DIR: string } }> {
     const fake = join(dir, `fake-agent-${name}`);
     await writeFile(join(dir, "fake-luo.h"), FAKE_LUO);
     await execa(cc, [
@@ -213,6 +216,7 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
       join(dir, "fake-luo.h"),
       '-DLIVEUPDATE_DEV="/dev/null"',
       `-DKHO_DEBUGFS="${join(dir, `kho-${name}`)}"`,
+      ...defines,
       "-o",
       fake,
       ...AGENT_SOURCES,
@@ -221,6 +225,38 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
     await mkdir(env.FAKE_LUO_DIR);
     return { fake, env };
   }
+
+  it("--wait loads the next kernel behind the preservation; kexec reports a failed load and exits (stand-in load)", async () => {
+    // kexec_file_load stands in as a 0.3 s call failing with ENOEXEC: the host is never kexec'd
+    const { fake, env } = await standInLuo("bg-load", [
+      "-DKEXEC_FILE_LOAD(k,i,n,c,f)=(usleep(300000), errno = ENOEXEC, -1)",
+    ]);
+    const kernel = join(dir, "not-a-kernel");
+    await writeFile(kernel, "MZ");
+    const args = ["preserve", "--session", "s", "--memfd", "1:8K", "--kexec-kernel", kernel, "--wait"];
+    const kexec = await execa(fake, args, { env, input: "kexec\n", reject: false });
+    const [result, failure, ...rest] = kexec.stdout
+      .split("\n")
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(result).toMatchObject({ ok: true, kexec_load: { ok: true, background: true, kernel, flags: 4 } });
+    expect(failure).toMatchObject({ ok: false, step: "kexec_file_load", errname: "ENOEXEC" });
+    expect(rest).toEqual([]);
+    expect(kexec.exitCode).toBe(1);
+    // abort waits for the load too, and the agent ends well
+    const abort = await execa(fake, args, { env, input: "abort\n" });
+    expect(abort.stdout.split("\n").map((l) => (JSON.parse(l) as { event?: string }).event)).toEqual([
+      undefined,
+      "abort",
+    ]);
+    // a path that cannot be opened fails before anything is preserved, as without --wait
+    const missing = await runAgent(
+      fake,
+      [...args.slice(0, 5), "--kexec-kernel", join(dir, "nope"), "--wait"],
+      env,
+    );
+    expect(missing.exitCode).toBe(1);
+    expect(missing.result).toMatchObject({ ok: false, step: "open_kernel", errname: "ENOENT" });
+  });
 
   it("nohash: no SHA-256, the model check alone, and the first bad byte when one differs (stand-in LUO)", async () => {
     const { fake, env } = await standInLuo("nohash");
