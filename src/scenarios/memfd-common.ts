@@ -13,7 +13,7 @@ import {
   type AgentPreserveResult,
 } from "../guest/agent-protocol.js";
 import { memfdModel, memfdPatternSha256, type MemfdLayout } from "../guest/agent-build.js";
-import { GuestPhysMemory } from "../run/guest-memory.js";
+import { directReader, GuestPhysMemory } from "../run/guest-memory.js";
 import { agentFailure, parseAgentLine, type ScenarioContext } from "../run/context.js";
 import { formatTimeline, type BootTiming } from "../run/boot-timeline.js";
 import {
@@ -549,6 +549,8 @@ export async function preserveAndKexec(
 ): Promise<{ before: AgentPreserveResult; dump: PreKexecMemory | undefined }> {
   // --kho-state: the radix root and RAM map come with the result, not over SSH of their own
   const args = `preserve ${sessionArgs(sessions, "host-reads")}${opts.dump ? " --kho-state" : ""}`;
+  // The host reads guest RAM right after: find where QEMU keeps it while the agent works.
+  void directReader(ctx.guest.vm);
   const holding = ctx.phase("preserve", () =>
     holdSessions(ctx, args, "agent-preserve.json", opts.deadlineMs),
   );
