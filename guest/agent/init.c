@@ -296,8 +296,9 @@ int guest_init(void)
 	bool no_ssh = strstr(spaced, " kho_guest.no_ssh ") != NULL;
 	/*
 	 * dropbear re-executes itself for every connection (fresh ASLR) when it can open its own
-	 * argv[0]; under TCG that exec and its dynamic linking are 0.15 s before the server says a
-	 * word. A bare argv[0] it cannot open (there is no /dropbear) makes it fork only.
+	 * argv[0]; under TCG that exec and its dynamic linking delay the server's first word (TCP
+	 * connect to version string 165 -> 120 ms). A bare argv[0] it cannot open (there is no
+	 * /dropbear) makes it fork only.
 	 */
 	char *const dropbear[] = { "dropbear", "-R", "-E", "-s", "-p", "22", "-r",
 				   "/etc/dropbear/dropbear_ed25519_host_key", "-P", "/run/dropbear.pid", NULL };

@@ -1,4 +1,6 @@
 import { describe, expect, it } from "vitest";
+import { directReader } from "../../src/run/guest-memory.js";
+import type { QmpClient } from "../../src/vm/qmp.js";
 import { parseRamblocks, ramWindows } from "../../src/vm/guest-ram.js";
 
 // Captured from QEMU 10.0.2 (x86_64 q35 with 6 GiB, `info ramblock` and `info mtree -f`); the
@@ -54,5 +56,32 @@ describe("guest RAM layout from QEMU", () => {
     ]);
     expect(ramWindows(mtree, new Map())).toEqual([]);
     expect(ramWindows("no flat views here", blocks)).toEqual([]);
+  });
+});
+
+describe("directReader", () => {
+  /** A stand-in QEMU: this process (its /proc/<pid>/mem opens) answering the two HMP commands. */
+  function fakeQemu() {
+    const asked: string[] = [];
+    const qmp = {
+      humanMonitorCommand: (cmd: string) => {
+        asked.push(cmd);
+        return Promise.resolve(cmd === "info ramblock" ? X86_RAMBLOCK : X86_MTREE);
+      },
+    } as unknown as QmpClient;
+    return { vm: { pid: process.pid, qmp }, asked };
+  }
+
+  it("asks QEMU where its RAM is once per process, however many decoders read", async () => {
+    const a = fakeQemu();
+    const first = directReader(a.vm);
+    expect(directReader(a.vm)).toBe(first);
+    expect(await first).toBeDefined();
+    await directReader(a.vm);
+    expect(a.asked).toEqual(["info ramblock", "info mtree -f"]);
+    const b = fakeQemu();
+    expect(directReader(b.vm)).not.toBe(first);
+    await directReader(b.vm);
+    expect(b.asked).toHaveLength(2);
   });
 });
