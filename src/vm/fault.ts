@@ -3,7 +3,8 @@
 import { HarnessError } from "../errors.js";
 
 /** Faults recognised in a console line. */
-export type LineFaultKind = "panic" | "oops" | "bug" | "warning" | "bad-page" | "kho-failure" | "hung-task";
+export type LineFaultKind =
+  "panic" | "oops" | "bug" | "warning" | "bad-page" | "kho-failure" | "hung-task" | "stall";
 
 export type GuestFaultKind =
   | LineFaultKind
@@ -18,12 +19,18 @@ export type GuestFaultKind =
 
 /**
  * Order matters: the first match names the kind. "BUG: Bad page state" is a bad page, not a
- * generic BUG, and arm64's "Kernel panic - not syncing: Oops - BUG: Fatal exception" is a panic.
+ * generic BUG, a soft lockup ("watchdog: BUG: soft lockup - CPU#0 stuck for 22s!") is a stall,
+ * and arm64's "Kernel panic - not syncing: Oops - BUG: Fatal exception" is a panic. A stalled
+ * CPU keeps the console busy with its reports, so without this the step waits out its deadline.
  */
 export const FAULT_PATTERNS: readonly { readonly kind: LineFaultKind; readonly re: RegExp }[] = [
   { kind: "panic", re: /Kernel panic - not syncing/ },
   { kind: "bad-page", re: /Bad page state/ },
   { kind: "hung-task", re: /blocked for more than \d+ seconds/ },
+  {
+    kind: "stall",
+    re: /\brcu: INFO: \S+ (?:self-)?detected (?:expedited )?stalls?\b|\bsoft lockup - CPU#|\bhard LOCKUP\b/,
+  },
   { kind: "oops", re: /\bOops\b/ },
   { kind: "bug", re: /\bBUG:|kernel BUG at|\bUBSAN: / },
   { kind: "warning", re: /\bWARNING:/ },
@@ -47,6 +54,7 @@ const SENTENCES: Record<GuestFaultKind, string> = {
   "bad-page": "the guest kernel reported a bad page state",
   "kho-failure": "KHO/LUO reported a failure",
   "hung-task": "the guest kernel reported a hung task",
+  stall: "the guest kernel reported a stalled CPU",
   silent: "the guest looks hung: its console went silent",
   hung: "the guest hung: SSH stopped answering",
   timeout: "the guest did not get there in time",

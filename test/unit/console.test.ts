@@ -40,6 +40,12 @@ const FAULT_LINES: [GuestFaultKind, string][] = [
   ["kho-failure", "[    0.300000] KHO: failed to restore preserved memory: -22"],
   ["kho-failure", "[    0.900000] test_kho: KHO restore failed"],
   ["hung-task", "[  243.000000] INFO: task kworker/0:1:15 blocked for more than 120 seconds."],
+  // seen on an arm64 guest whose virtio-net TX livelocked (see README, Faults)
+  ["stall", "[   25.931322] rcu: INFO: rcu_preempt self-detected stall on CPU"],
+  ["stall", "[   25.931322] rcu: INFO: rcu_sched detected stalls on CPUs/tasks:"],
+  ["stall", "[   25.931322] rcu: INFO: rcu_preempt detected expedited stalls on CPUs/tasks: {"],
+  ["stall", "[   48.000000] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [ksoftirqd/0:14]"],
+  ["stall", "[   48.000000] Watchdog detected hard LOCKUP on cpu 1"],
 ];
 
 function feedLines(c: GuestConsole, lines: readonly string[]): void {
