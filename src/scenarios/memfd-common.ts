@@ -111,7 +111,7 @@ export function memfdArg(m: MemfdSpec, check: ContentsCheck = "hash"): string {
  */
 export function sessionArgs(
   sessions: readonly SessionSpec[],
-  mode: "hash" | "host-reads" | "model" | "restore" = "hash",
+  mode: ContentsCheck | "restore" = "hash",
 ): string {
   const check = (m: MemfdSpec): ContentsCheck =>
     mode === "restore" ? (m.size <= HASH_LIMIT ? "hash" : "model") : mode;
