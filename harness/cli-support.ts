@@ -118,3 +118,6 @@ export function installCleanExit(): void {
     });
   }
 }
+
+export const BASE_HELP =
+  "what the harness's kernel is configured from: lean (Kconfig's defaults, the default), defconfig, or a config FILE";

@@ -1,11 +1,23 @@
 import type { Command } from "commander";
 import { HOST_TOOLS, probeTools } from "../../src/host/tools.js";
-import { installCommands, planInstall, runInstall } from "../../src/host/install.js";
+import { ensureHostTools, installCommands, planInstall, runInstall } from "../../src/host/install.js";
 import { probeAndRememberKvm } from "../../src/host/kvm.js";
 import { stderrLogger } from "../../src/util/log.js";
 import { action } from "../cli-support.js";
 
 export function registerDoctor(program: Command): void {
+  program
+    .command("setup")
+    .description(
+      "what 'kho run' and 'kho test' do first: install missing host tools as root, or name them (exit 2)",
+    )
+    .option("--for <what>", "the command this is for, in messages", "kho setup")
+    .action(
+      action(async (opts: { for: string }) => {
+        await ensureHostTools(stderrLogger, opts.for);
+      }),
+    );
+
   program
     .command("doctor")
     .description("check (and with --install, install) every host tool; probe whether KVM really works")

@@ -1,7 +1,7 @@
 import type { Command } from "commander";
 import { ARCH_NAMES, type ArchName } from "../../src/arch.js";
 import { HarnessError } from "../../src/errors.js";
-import { buildKernel, defaultJobs } from "../../src/kernel/build.js";
+import { buildKernel, defaultJobs, parseBase } from "../../src/kernel/build.js";
 import { cleanKernels, listKernels } from "../../src/kernel/cache.js";
 import {
   debianKernelSource,
@@ -10,7 +10,7 @@ import {
   type KernelSource,
 } from "../../src/kernel/source.js";
 import { formatDuration, stderrLogger } from "../../src/util/log.js";
-import { action, archOption, collect, intOption } from "../cli-support.js";
+import { action, archOption, BASE_HELP, collect, intOption } from "../cli-support.js";
 import { registerInspect } from "./kernel-inspect.js";
 
 interface BuildOptions {
@@ -18,6 +18,7 @@ interface BuildOptions {
   src?: string;
   series?: string;
   fragment: string[];
+  base?: string;
   jobs?: number;
 }
 
@@ -37,6 +38,7 @@ export function registerKernel(program: Command): void {
     .option("--src <dir>", "your kernel tree, built out of tree (it stays clean)")
     .option("--series <x.y>", `Debian linux-source series (default ${DEFAULT_SERIES})`)
     .option("--fragment <file>", "extra config fragment merged on top (repeatable)", collect, [])
+    .option("--base <base>", BASE_HELP)
     .option("--jobs <n>", `parallel make jobs (default ${defaultJobs()})`, intOption)
     .action(
       action(async (opts: BuildOptions) => {
@@ -47,11 +49,14 @@ export function registerKernel(program: Command): void {
             arch,
             source,
             userFragments: opts.fragment,
+            ...(opts.base ? { base: parseBase(opts.base) } : {}),
             jobs: opts.jobs,
             log: stderrLogger,
           });
           const m = r.kernel.manifest;
-          const how = r.cached ? `cache hit (${formatDuration(r.ms)})` : `built in ${formatDuration(r.ms)}`;
+          const how = r.cached
+            ? `cache hit (${formatDuration(r.ms)})`
+            : `built in ${formatDuration(r.ms)}, ${m.cpuSeconds} CPU s, ${m.objectCount} objects`;
           rows.push(
             `${arch.padEnd(7)} ${m.kernelRelease.padEnd(14)} ${how.padEnd(22)} ${r.kernel.imagePath}`,
           );

@@ -3,18 +3,20 @@ import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { ARCH_NAMES, type ArchName } from "../../src/arch.js";
 import { HarnessError } from "../../src/errors.js";
+import { ensureHostTools } from "../../src/host/install.js";
 import { KtapWriter } from "../../src/run/ktap.js";
 import { junitXml, summaryTable, writeRunReport } from "../../src/run/report.js";
 import { pairTable, runCross, seriesPairs } from "../../src/run/cross.js";
 import { defaultGuestJobs, runScenarios, type RunReport } from "../../src/run/runner.js";
-import { exitCodeFor, findFlakes, type ScenarioResult } from "../../src/run/verdict.js";
+import { exitCodeFor, findFlakes, type ScenarioResult, type SetupFailure } from "../../src/run/verdict.js";
 import { chainScenario, DEFAULT_CHAIN_HOPS } from "../../src/scenarios/chain.js";
 import { SCENARIOS, selectScenarios } from "../../src/scenarios/index.js";
 import { SELFTEST_SCENARIOS } from "../../src/scenarios/selftests.js";
 import { twoStageScenario } from "../../src/scenarios/two-stage.js";
 import type { Scenario } from "../../src/scenarios/types.js";
 import { formatDuration, stderrLogger } from "../../src/util/log.js";
-import { action, archOption, collect, intOption } from "../cli-support.js";
+import { action, archOption, BASE_HELP, collect, intOption } from "../cli-support.js";
+import { parseBase } from "../../src/kernel/build.js";
 
 interface BootOptions {
   arch: ArchName[];
@@ -24,6 +26,7 @@ interface BootOptions {
   nextKernel?: string;
   out?: string;
   isolate?: boolean;
+  base?: string;
 }
 
 const JOBS_HELP = `guests running at once (default ${defaultGuestJobs()} here: one per core, 7 GiB of RAM each)`;
@@ -33,6 +36,7 @@ function bootOptions(cmd: Command): Command {
     .option("--arch <arch>", "x86_64, arm64 or all", archOption, [...ARCH_NAMES])
     .option("--kernel <file>", "boot this prebuilt image instead of building (one arch)")
     .option("--next-kernel <file>", "kexec into this image instead of the booted one")
+    .option("--base <base>", BASE_HELP)
     .option("--out <dir>", "artifacts folder (default out/runs/<time>)")
     .option("--jobs <n>", JOBS_HELP, intOption)
     .option("--repeat <n>", "run every scenario n times and count flakes (default 1)", intOption)
@@ -47,19 +51,24 @@ function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promis
   if (opts.kernel && opts.arch.length !== 1) {
     throw new HarnessError("--kernel names one image: give its arch with --arch x86_64 or --arch arm64");
   }
-  return reportRun(scenarios.length * opts.arch.length * (opts.repeat ?? 1), opts, (outDir, onResult) =>
-    runScenarios({
-      arches: opts.arch,
-      scenarios,
-      outDir,
-      log: stderrLogger,
-      onResult,
-      jobs: opts.jobs ?? defaultGuestJobs(),
-      ...(opts.repeat ? { repeat: opts.repeat } : {}),
-      ...(opts.isolate ? { isolate: true } : {}),
-      ...(opts.kernel ? { kernel: resolve(opts.kernel) } : {}),
-      ...(opts.nextKernel ? { nextKernel: resolve(opts.nextKernel) } : {}),
-    }),
+  return reportRun(
+    scenarios.length * opts.arch.length * (opts.repeat ?? 1),
+    opts,
+    (outDir, onResult, onSetupFailure) =>
+      runScenarios({
+        arches: opts.arch,
+        scenarios,
+        outDir,
+        log: stderrLogger,
+        onResult,
+        onSetupFailure,
+        jobs: opts.jobs ?? defaultGuestJobs(),
+        ...(opts.repeat ? { repeat: opts.repeat } : {}),
+        ...(opts.isolate ? { isolate: true } : {}),
+        ...(opts.kernel ? { kernel: resolve(opts.kernel) } : {}),
+        ...(opts.base ? { base: parseBase(opts.base) } : {}),
+        ...(opts.nextKernel ? { nextKernel: resolve(opts.nextKernel) } : {}),
+      }),
   );
 }
 
@@ -70,20 +79,30 @@ function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promis
 async function reportRun<R extends RunReport>(
   total: number,
   opts: { out?: string; repeat?: number },
-  execute: (outDir: string, onResult: (r: ScenarioResult) => void) => Promise<R>,
+  execute: (
+    outDir: string,
+    onResult: (r: ScenarioResult) => void,
+    onSetupFailure: (f: SetupFailure) => void,
+  ) => Promise<R>,
   epilogue: (report: R) => string = () => "",
 ): Promise<number> {
+  // Before any scenario: a fresh machine gets its tools installed (as root) or one sentence.
+  await ensureHostTools(stderrLogger, `kho ${process.argv[2] ?? "run"}`);
   const outDir = resolve(opts.out ?? join("out", "runs", new Date().toISOString().replace(/[:.]/g, "-")));
   await mkdir(outDir, { recursive: true });
   const ktap = new KtapWriter((l) => process.stdout.write(`${l}\n`), total);
   const started = performance.now();
-  const report = await execute(outDir, (r) => ktap.result(r));
+  const report = await execute(
+    outDir,
+    (r) => ktap.result(r),
+    (f) => ktap.setupFailure(f),
+  );
   const wall = performance.now() - started;
   const written = await writeRunReport(outDir, report, { wallMs: wall, argv: process.argv.slice(1) });
   await writeFile(join(outDir, "junit.xml"), junitXml(report));
   const counts = (v: string) => report.results.filter((r) => r.verdict === v).length;
   ktap.diagnostic(
-    `Totals: pass:${counts("pass")} fail:${counts("fail")} xfail:${counts("xfail")} xpass:${counts("xpass")} skip:${counts("skip")} error:${counts("error")}`,
+    `Totals: pass:${counts("pass")} fail:${counts("fail")} xfail:${counts("xfail")} xpass:${counts("xpass")} skip:${counts("skip")} error:${counts("error")} notrun:${counts("notrun")}${report.setupFailures.length ? ` setup-failures:${report.setupFailures.length}` : ""}`,
   );
   const flakes = findFlakes(report.results);
   if ((opts.repeat ?? 1) > 1) {

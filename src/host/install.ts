@@ -6,7 +6,7 @@ import { execa } from "execa";
 import { DEBIAN_MIRROR, PrivateApt } from "../apt.js";
 import { HarnessError } from "../errors.js";
 import type { Logger } from "../util/log.js";
-import type { HostTool } from "./tools.js";
+import { HOST_TOOLS, probeTools, type HostTool, type ToolStatus } from "./tools.js";
 
 export interface InstallPlan {
   readonly plain: string[];
@@ -115,4 +115,46 @@ export async function runInstall(plan: InstallPlan, log: Logger): Promise<void> 
 async function hostDebianArch(): Promise<string> {
   const r = await execa("dpkg", ["--print-architecture"], { reject: false });
   return r.stdout.trim() || "amd64";
+}
+
+/**
+ * What `kho run`, `kho test` and the other guest-booting commands do first: every required host
+ * tool is probed; as root the missing ones are installed (as `kho doctor --install` does, with
+ * its progress lines), otherwise the command stops before any scenario with one sentence naming
+ * what is missing and the commands that install it (exit 2).
+ */
+export async function ensureHostTools(
+  log: Logger,
+  forWhat: string,
+  deps: {
+    probe?: () => Promise<ToolStatus[]>;
+    install?: (plan: InstallPlan, log: Logger) => Promise<void>;
+    isRoot?: boolean;
+  } = {},
+): Promise<void> {
+  const probe = deps.probe ?? (() => probeTools(HOST_TOOLS));
+  const missingOf = (s: ToolStatus[]) =>
+    s.filter((x) => x.version === undefined && !x.tool.optional).map((x) => x.tool);
+  const missing = missingOf(await probe());
+  if (missing.length === 0) return;
+  const plan = await planInstall(missing);
+  const names = missing.map((t) => t.id).join(", ");
+  if (!(deps.isRoot ?? process.getuid?.() === 0)) {
+    throw new HarnessError(
+      `${forWhat} needs host tools missing on this host (${names}): run 'kho doctor --install' as root, or these commands:`,
+      installCommands(plan),
+      2,
+    );
+  }
+  log(`# ${forWhat} needs ${names}: installing (kho doctor --install)`);
+  const started = performance.now();
+  await (deps.install ?? runInstall)(plan, log);
+  const still = missingOf(await probe());
+  if (still.length > 0)
+    throw new HarnessError(
+      `installing ${names} left ${still.map((t) => t.id).join(", ")} missing`,
+      installCommands(plan),
+      2,
+    );
+  log(`# host tools installed in ${((performance.now() - started) / 1000).toFixed(0)} s`);
 }

@@ -11,6 +11,8 @@ import { archSpec, type ArchName, type ArchSpec } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import { findInPath, requireTools } from "../host/tools.js";
 import { cachePaths } from "../paths.js";
+import { writeFileAtomic } from "../util/build-slot.js";
+import { withEntryLock } from "../util/entry-lock.js";
 import { cacheKey, rememberedForFile, sha256, sha256File } from "../util/hash.js";
 import { formatDuration, heartbeat, type Logger } from "../util/log.js";
 import {
@@ -32,12 +34,37 @@ import {
 import type { KernelSource } from "./source.js";
 
 /** Bump when the build recipe changes in a way the key's other parts do not capture. */
-const RECIPE_VERSION = "1";
+const RECIPE_VERSION = "2";
+
+/**
+ * What the fragments are merged over. `lean` (the default): Kconfig's defaults, the fragments
+ * written into an empty .config and `olddefconfig`, as the kernel's own vmtest.sh scripts do.
+ * `defconfig`: the arch's defconfig plus trim.config (the recipe before lean). `file`: a config
+ * of the user's own (a distribution's, /boot/config-*, a production one), taken as it is.
+ */
+export type KernelBase =
+  | { readonly kind: "lean" }
+  | { readonly kind: "defconfig" }
+  | { readonly kind: "file"; readonly path: string };
+
+export const LEAN_BASE: KernelBase = { kind: "lean" };
+
+/** `--base lean|defconfig|FILE`. */
+export function parseBase(value: string): KernelBase {
+  if (value === "lean" || value === "defconfig") return { kind: value };
+  return { kind: "file", path: value };
+}
+
+export function describeBase(base: KernelBase): string {
+  return base.kind === "file" ? `base ${base.path}` : `base ${base.kind}`;
+}
 
 export interface BuildRequest {
   readonly arch: ArchName;
   readonly source: KernelSource;
   readonly userFragments: readonly string[];
+  /** Default: lean. */
+  readonly base?: KernelBase;
   readonly jobs?: number;
   readonly log: Logger;
   /** Only look in the cache: a miss is a KernelNotCached error instead of a build. */
@@ -73,158 +100,235 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const started = performance.now();
   const spec = archSpec(req.arch);
   const { log } = req;
-  const [fragments, compiler] = await Promise.all([
-    loadFragments(spec, req.userFragments),
+  const base = req.base ?? LEAN_BASE;
+  const [fragments, compiler, baseText] = await Promise.all([
+    loadFragments(spec, req.userFragments, base.kind === "defconfig"),
     compilerVersion(spec),
+    base.kind === "file"
+      ? readFile(base.path, "utf8").catch(() => {
+          throw new HarnessError(`the base config ${base.path} cannot be read`);
+        })
+      : undefined,
   ]);
+  if (baseText !== undefined && !/^(# )?CONFIG_[A-Za-z0-9_]+(=| is not set)/m.test(baseText))
+    throw new HarnessError(
+      `${base.kind === "file" ? base.path : "the base"} is not a kernel config (no CONFIG_ lines)`,
+    );
   const fragmentHashes = fragments.map((f) => ({ name: basename(f.path), sha256: sha256(f.text) }));
-  const key = cacheKey({
+  const baseId = base.kind === "file" ? `file ${sha256(baseText ?? "")}` : base.kind;
+  const recipe = {
     recipe: RECIPE_VERSION,
     arch: spec.name,
-    source: req.source.identity,
+    base: baseId,
     fragments: JSON.stringify(fragmentHashes),
     compiler,
-  });
-
-  const found = await lookupKernel(key);
-  if (found.state === "hit") {
-    return { kernel: found.kernel, cached: true, ms: performance.now() - started };
-  }
+  };
+  const key = cacheKey({ ...recipe, source: req.source.identity });
+  const hit = async () => {
+    const found = await lookupKernel(key);
+    return found.state === "hit" ? found : undefined;
+  };
+  const found = await hit();
+  if (found) return { kernel: found.kernel, cached: true, ms: performance.now() - started };
   if (req.cachedOnly) {
+    const state = await lookupKernel(key);
     throw new KernelNotCached(
-      `no cached ${spec.name} kernel for ${req.source.identity} (${found.state === "corrupt" ? `entry ${key} is corrupt` : `key ${key}`}): build it with kho kernel build --arch ${spec.name}${req.source.kind === "debian" ? ` --series ${req.source.series}` : ` --src ${req.source.tree}`}`,
+      `no cached ${spec.name} kernel for ${req.source.identity} (${state.state === "corrupt" ? `entry ${key} is corrupt` : `key ${key}`}): build it with kho kernel build --arch ${spec.name}${req.source.kind === "debian" ? ` --series ${req.source.series}` : ` --src ${req.source.tree}`}${base.kind === "lean" ? "" : ` --base ${base.kind === "file" ? base.path : base.kind}`}`,
     );
   }
-  if (found.state === "corrupt") log(`# cache entry ${key} is incomplete (${found.reason}): rebuilding it`);
-  // Only a build needs these (probing them costs ~0.2 s, which a cache hit should not pay).
-  await requireTools(
-    [
-      "make",
-      "flex",
-      "bison",
-      "bc",
-      "perl",
-      "libelf headers",
-      "libssl headers",
-      "rsync",
-      `${spec.crossCompile}gcc`,
-    ],
-    `building the ${spec.name} kernel`,
-  );
-
-  const out = entryDir(key);
-  await rm(out, { recursive: true, force: true });
-  await mkdir(out, { recursive: true });
+  // The O= directory is per tree and arch, so one lock per build directory: two processes
+  // building different recipes of one tree would also clash in it.
   const buildDir = join(cachePaths.builds(), `${spec.name}-${sha256(req.source.tree).slice(0, 12)}`);
-  await mkdir(buildDir, { recursive: true });
-  const logPath = join(out, "build.log");
-  const jobs = req.jobs ?? defaultJobs();
-  const make = makeRunner(req.source.tree, buildDir, spec, logPath, log);
-  const phaseMs: Record<string, number> = {};
-  const phase = async (name: string, fn: () => Promise<void>) => {
-    const t = performance.now();
-    log(`# ${spec.name}: ${name}`);
-    await fn();
-    phaseMs[name] = Math.round(performance.now() - t);
-  };
-
-  log(
-    `# ${spec.name}: building ${req.source.identity} with ${describeFragments(fragments)}, -j${jobs}, log ${logPath}`,
-  );
-  await phase("configure", async () => {
-    await make.run(["defconfig"], "defconfig");
-    const dotConfig = join(buildDir, ".config");
-    await appendFile(
-      dotConfig,
-      "\n" + fragments.map((f) => `# --- ${basename(f.path)}\n${f.text}`).join("\n"),
-    );
-    await make.run(["olddefconfig"], "olddefconfig");
-    const actual = parseConfig(await readFile(dotConfig, "utf8"));
-    const missing = findMissing(requiredOptions(fragments), actual);
-    if (missing.length > 0) {
-      const lines = await Promise.all(
-        missing.map(
-          async (m) =>
-            `CONFIG_${m.name}: wanted ${m.wanted}, got ${m.actual}: ${await explainMissing(req.source.tree, m.name, actual)}`,
-        ),
-      );
-      throw new HarnessError(
-        `the ${spec.name} kernel config lacks ${missing.map((m) => `CONFIG_${m.name}`).join(", ")} after olddefconfig`,
-        lines,
-      );
-    }
-  });
-  const previousObjects = await previousObjectCount(buildDir);
-  await phase("build", () => make.run([`-j${jobs}`, spec.imageTarget, "modules"], "build", previousObjects));
-  const modulesDir = "modules";
-  const headersDir = "headers";
-  await phase("install", async () => {
-    await make.run(
-      [`-j${jobs}`, "modules_install", `INSTALL_MOD_PATH=${join(out, modulesDir)}`, "INSTALL_MOD_STRIP=1"],
-      "modules_install",
-    );
-    await make.run(["headers_install", `INSTALL_HDR_PATH=${join(out, headersDir)}`], "headers_install");
+  return withEntryLock(`${buildDir}.lock`, `building the ${spec.name} kernel`, { log }, async () => {
+    const again = await hit();
+    if (again) return { kernel: again.kernel, cached: true, ms: performance.now() - started };
+    return build();
   });
 
-  const image = basename(spec.imagePath);
-  await copyFile(join(buildDir, spec.imagePath), join(out, image));
-  await copyFile(join(buildDir, ".config"), join(out, "config"));
-  // for naming where a hung guest's vCPUs are (src/kernel/symbols.ts)
-  await copyFile(join(buildDir, "System.map"), join(out, "System.map"));
-  const release = (await readFile(join(buildDir, "include/config/kernel.release"), "utf8")).trim();
-  const manifest: KernelManifest = {
-    schema: MANIFEST_SCHEMA,
-    key,
-    arch: spec.name,
-    sourceIdentity: req.source.identity,
-    sourceTree: req.source.tree,
-    buildDir,
-    kernelRelease: release,
-    compiler,
-    fragments: fragmentHashes,
-    configSha256: await sha256File(join(out, "config")),
-    image,
-    imageSha256: await sha256File(join(out, image)),
-    imageSize: (await stat(join(out, image))).size,
-    modulesDir,
-    headersDir,
-    builtAt: new Date().toISOString(),
-    phaseMs,
-    objectCount: make.objects(),
-  };
-  await commitManifest(out, manifest);
-  await recordObjectCount(buildDir, Math.max(make.objects(), previousObjects ?? 0));
-  const ms = performance.now() - started;
-  log(`# ${spec.name}: built ${release} in ${formatDuration(ms)}`);
-  return {
-    kernel: { dir: out, manifest, imagePath: join(out, image), configPath: join(out, "config") },
-    cached: false,
-    ms,
-  };
+  async function build(): Promise<BuildResult> {
+    const found = await lookupKernel(key);
+    if (found.state === "corrupt") log(`# cache entry ${key} is incomplete (${found.reason}): rebuilding it`);
+    // Only a build needs these (probing them costs ~0.2 s, which a cache hit should not pay).
+    await requireTools(
+      [
+        "make",
+        "flex",
+        "bison",
+        "bc",
+        "perl",
+        "libelf headers",
+        "libssl headers",
+        "rsync",
+        `${spec.crossCompile}gcc`,
+      ],
+      `building the ${spec.name} kernel`,
+    );
+
+    const out = entryDir(key);
+    await rm(out, { recursive: true, force: true });
+    await mkdir(out, { recursive: true });
+    await mkdir(buildDir, { recursive: true });
+    const logPath = join(out, "build.log");
+    const jobs = req.jobs ?? defaultJobs();
+    const make = makeRunner(req.source.tree, buildDir, spec, logPath, log);
+    const phaseMs: Record<string, number> = {};
+    const phase = async (name: string, fn: () => Promise<void>) => {
+      const t = performance.now();
+      log(`# ${spec.name}: ${name}`);
+      await fn();
+      phaseMs[name] = Math.round(performance.now() - t);
+    };
+
+    log(
+      `# ${spec.name}: building ${req.source.identity}, ${describeBase(base)} + ${describeFragments(fragments)}, -j${jobs}, log ${logPath}`,
+    );
+    await phase("configure", async () => {
+      const dotConfig = join(buildDir, ".config");
+      if (base.kind === "defconfig") await make.run(["defconfig"], "defconfig");
+      else await writeFile(dotConfig, base.kind === "file" ? `# --- ${base.path}\n${baseText ?? ""}` : "");
+      await appendFile(
+        dotConfig,
+        "\n" + fragments.map((f) => `# --- ${basename(f.path)}\n${f.text}`).join("\n"),
+      );
+      await make.run(["olddefconfig"], "olddefconfig");
+      const actual = parseConfig(await readFile(dotConfig, "utf8"));
+      const missing = findMissing(requiredOptions(fragments), actual);
+      if (missing.length > 0) {
+        const lines = await Promise.all(
+          missing.map(
+            async (m) =>
+              `CONFIG_${m.name}: wanted ${m.wanted}, got ${m.actual}: ${await explainMissing(req.source.tree, m.name, actual)}`,
+          ),
+        );
+        throw new HarnessError(
+          `the ${spec.name} kernel config lacks ${missing.map((m) => `CONFIG_${m.name}`).join(", ")} after olddefconfig`,
+          lines,
+        );
+      }
+    });
+    const statsKey = cacheKey(recipe);
+    const previous = await previousBuild(buildDir, statsKey);
+    await phase("build", () => make.run([`-j${jobs}`, spec.imageTarget, "modules"], "build", previous));
+    const modulesDir = "modules";
+    const headersDir = "headers";
+    await phase("install", async () => {
+      await make.run(
+        [`-j${jobs}`, "modules_install", `INSTALL_MOD_PATH=${join(out, modulesDir)}`, "INSTALL_MOD_STRIP=1"],
+        "modules_install",
+      );
+      await make.run(["headers_install", `INSTALL_HDR_PATH=${join(out, headersDir)}`], "headers_install");
+    });
+
+    const image = basename(spec.imagePath);
+    await copyFile(join(buildDir, spec.imagePath), join(out, image));
+    await copyFile(join(buildDir, ".config"), join(out, "config"));
+    // for naming where a hung guest's vCPUs are (src/kernel/symbols.ts)
+    await copyFile(join(buildDir, "System.map"), join(out, "System.map"));
+    const release = (await readFile(join(buildDir, "include/config/kernel.release"), "utf8")).trim();
+    const manifest: KernelManifest = {
+      schema: MANIFEST_SCHEMA,
+      key,
+      arch: spec.name,
+      sourceIdentity: req.source.identity,
+      sourceTree: req.source.tree,
+      buildDir,
+      kernelRelease: release,
+      compiler,
+      fragments: fragmentHashes,
+      configSha256: await sha256File(join(out, "config")),
+      image,
+      imageSha256: await sha256File(join(out, image)),
+      imageSize: (await stat(join(out, image))).size,
+      modulesDir,
+      headersDir,
+      builtAt: new Date().toISOString(),
+      base: baseId,
+      phaseMs,
+      wallMs: Math.round(performance.now() - started),
+      cpuSeconds: Math.round(make.cpuSeconds() * 10) / 10,
+      objectCount: make.objects(),
+    };
+    await commitManifest(out, manifest);
+    await recordBuild(buildDir, statsKey, {
+      objects: Math.max(make.objects(), previous.objects ?? 0),
+      buildMs: phaseMs.build ?? 0,
+      fromScratch: previous.objects === undefined,
+    });
+    const ms = performance.now() - started;
+    log(
+      `# ${spec.name}: built ${release} in ${formatDuration(ms)} (${manifest.cpuSeconds} CPU s, ${manifest.objectCount} objects)`,
+    );
+    return {
+      kernel: { dir: out, manifest, imagePath: join(out, image), configPath: join(out, "config") },
+      cached: false,
+      ms,
+    };
+  }
 }
 
 const OBJECT_LINE = /^\s+(CC \[M\]|CC|AS|LD|AR|HOSTCC)\s+(\S+)/;
 
+/** What earlier builds tell about this one: the object count this build directory reached
+ *  last time (a percentage for an incremental build), and the last from-scratch build of the
+ *  same recipe (an estimate of the time left). */
+export interface PreviousBuild {
+  readonly objects?: number;
+  readonly scratch?: { readonly objects: number; readonly buildMs: number };
+}
+
+/** The heartbeat's progress text: objects so far, a percentage when a total is known, and the
+ *  time left when a from-scratch build of the same recipe was timed. */
+export function progressText(objects: number, elapsedMs: number, previous: PreviousBuild): string {
+  const fresh = previous.objects === undefined;
+  const total = fresh ? previous.scratch?.objects : previous.objects;
+  if (!total) return `${objects} objects`;
+  const frac = Math.min(0.99, objects / total);
+  const pct = ` (~${Math.round(frac * 100)}%)`;
+  if (!fresh || !previous.scratch) return `${objects} objects${pct}`;
+  // Early on the object rate says little (configure, host tools): use the last build's time.
+  const leftMs =
+    frac < 0.05
+      ? previous.scratch.buildMs - elapsedMs
+      : (elapsedMs / Math.max(objects, 1)) * (total - objects);
+  return `${objects} objects${pct}, about ${formatDuration(Math.max(leftMs, 0))} left`;
+}
+
+/** Parses the second line of bash's `times` (children's user and system time): CPU seconds. */
+export function parseTimes(text: string): number {
+  const line = text.trim().split("\n")[1] ?? "";
+  const parts = [...line.matchAll(/(\d+)m([\d.]+)s/g)];
+  if (parts.length !== 2)
+    throw new HarnessError(`unexpected output of bash's times: ${JSON.stringify(text)}`);
+  return parts.reduce((sum, m) => sum + Number(m[1]) * 60 + Number(m[2]), 0);
+}
+
 /** Runs make with the full output in the log file, a heartbeat line on the terminal, and the
- *  log's last lines as evidence when it fails. */
+ *  log's last lines as evidence when it fails. Each make runs under bash, whose `times` gives
+ *  the CPU seconds of make and all its children. */
 function makeRunner(tree: string, buildDir: string, spec: ArchSpec, logPath: string, log: Logger) {
   let objects = 0;
+  let cpu = 0;
   let last = "";
+  const timesFile = `${logPath}.times`;
   return {
     objects: () => objects,
-    async run(targets: string[], label: string, expectedObjects?: number): Promise<void> {
+    cpuSeconds: () => cpu,
+    async run(targets: string[], label: string, previous: PreviousBuild = {}): Promise<void> {
       const args = ["-C", tree, `O=${buildDir}`, `ARCH=${spec.kernelArch}`, ...targets];
       if (spec.crossCompile) args.push(`CROSS_COMPILE=${spec.crossCompile}`);
       const logFile = createWriteStream(logPath, { flags: "a" });
       logFile.write(`\n$ make ${args.join(" ")}\n`);
+      const begun = performance.now();
       const stop = heartbeat(log, `${spec.name}: ${label}`, () => {
-        const pct = expectedObjects
-          ? ` (~${Math.min(99, Math.round((objects / expectedObjects) * 100))}%)`
-          : "";
-        return `${objects} objects${pct}${last ? `, last ${last}` : ""}`;
+        const text = progressText(objects, performance.now() - begun, previous);
+        return `${text}${last ? `, last ${last}` : ""}`;
       });
       try {
-        const child = execa("make", args, { all: true, buffer: false, reject: false, env: { LC_ALL: "C" } });
+        const child = execa(
+          "bash",
+          ["-c", 'make "$@"; rc=$?; times > "$KHO_TIMES_FILE"; exit $rc', "bash", ...args],
+          { all: true, buffer: false, reject: false, env: { LC_ALL: "C", KHO_TIMES_FILE: timesFile } },
+        );
         const lines = createInterface({ input: child.all });
         lines.on("line", (line) => {
           logFile.write(line + "\n");
@@ -236,6 +340,7 @@ function makeRunner(tree: string, buildDir: string, spec: ArchSpec, logPath: str
         });
         const result = await child;
         await new Promise((resolve) => logFile.end(resolve));
+        cpu += parseTimes(await readFile(timesFile, "utf8"));
         if (result.exitCode !== 0) {
           const text = await readFile(logPath, "utf8");
           const errors = text.split("\n").filter((l) => /error|Error \d|\*\*\*/.test(l));
@@ -247,17 +352,35 @@ function makeRunner(tree: string, buildDir: string, spec: ArchSpec, logPath: str
       } finally {
         stop();
         logFile.end();
+        await rm(timesFile, { force: true });
       }
     },
   };
 }
 
-async function previousObjectCount(buildDir: string): Promise<number | undefined> {
-  const text = await readFile(join(buildDir, ".kho-objects"), "utf8").catch(() => "");
-  const n = Number(text);
-  return n > 0 ? n : undefined;
+const statsPath = (statsKey: string) => join(cachePaths.builds(), "stats", `${statsKey}.json`);
+
+async function previousBuild(buildDir: string, statsKey: string): Promise<PreviousBuild> {
+  const n = Number(await readFile(join(buildDir, ".kho-objects"), "utf8").catch(() => ""));
+  const scratch = await readFile(statsPath(statsKey), "utf8").then(
+    (text) => JSON.parse(text) as { objects: number; buildMs: number },
+    () => undefined,
+  );
+  // A build directory without a finished configure+build of its own compiles from scratch.
+  const fresh = !(await stat(join(buildDir, "vmlinux")).catch(() => undefined));
+  return { objects: n > 0 && !fresh ? n : undefined, scratch };
 }
 
-async function recordObjectCount(buildDir: string, n: number): Promise<void> {
-  await writeFile(join(buildDir, ".kho-objects"), String(n));
+async function recordBuild(
+  buildDir: string,
+  statsKey: string,
+  b: { objects: number; buildMs: number; fromScratch: boolean },
+): Promise<void> {
+  await writeFile(join(buildDir, ".kho-objects"), String(b.objects));
+  if (!b.fromScratch) return;
+  await mkdir(join(cachePaths.builds(), "stats"), { recursive: true });
+  await writeFileAtomic(
+    statsPath(statsKey),
+    JSON.stringify({ objects: b.objects, buildMs: b.buildMs }) + "\n",
+  );
 }

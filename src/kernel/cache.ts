@@ -10,7 +10,7 @@ import { cachePaths } from "../paths.js";
 import { writeFileAtomic } from "../util/build-slot.js";
 import { fileSha256 } from "../util/hash.js";
 
-export const MANIFEST_SCHEMA = 1;
+export const MANIFEST_SCHEMA = 2;
 
 export interface KernelManifest {
   readonly schema: typeof MANIFEST_SCHEMA;
@@ -32,8 +32,14 @@ export interface KernelManifest {
   readonly modulesDir: string;
   readonly headersDir: string;
   readonly builtAt: string;
+  /** What the fragments were merged over: "lean", "defconfig" or "file <sha256>". */
+  readonly base: string;
   /** Wall time of each build phase, in milliseconds. */
   readonly phaseMs: Readonly<Record<string, number>>;
+  /** Wall time of the whole build (configure to manifest). */
+  readonly wallMs: number;
+  /** User + system CPU seconds of make and all its children, over every phase. */
+  readonly cpuSeconds: number;
   /** Kbuild's object count, so the next build of the same tree can show a percentage. */
   readonly objectCount: number;
 }

@@ -1,4 +1,5 @@
-// Kernel configuration: the project's fragments merged over defconfig with olddefconfig, then
+// Kernel configuration: the project's fragments merged over a base (Kconfig's defaults by
+// default, defconfig, or a user's config) with olddefconfig, then
 // every option the fragments ask for is checked, and a missing one is explained by the
 // dependency that Kconfig names for it.
 import { readFile } from "node:fs/promises";
@@ -37,12 +38,17 @@ export function parseConfig(text: string): ConfigMap {
   return map;
 }
 
-/** The harness's fragments for an arch (common, arch, trim), then the user's on top. */
-export async function loadFragments(arch: ArchSpec, userFragments: readonly string[]): Promise<Fragment[]> {
+/** The harness's fragments for an arch (common, arch, and trim over defconfig, where it still
+ *  removes what defconfig builds and a QEMU guest never uses), then the user's on top. */
+export async function loadFragments(
+  arch: ArchSpec,
+  userFragments: readonly string[],
+  trim: boolean,
+): Promise<Fragment[]> {
   const ours: [string, boolean][] = [
     [imagesDir("config", "common.config"), true],
     [imagesDir("config", arch.configFragment), true],
-    [imagesDir("config", "trim.config"), false],
+    ...(trim ? [[imagesDir("config", "trim.config"), false] as [string, boolean]] : []),
   ];
   const all: [string, boolean][] = [...ours, ...userFragments.map((p): [string, boolean] => [p, true])];
   return Promise.all(

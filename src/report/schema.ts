@@ -6,14 +6,14 @@ import { join } from "node:path";
 import { isArchName, type ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import type { BootTiming } from "../run/boot-timeline.js";
-import type { ScenarioResult, Verdict } from "../run/verdict.js";
+import type { ScenarioResult, SetupFailure, Verdict } from "../run/verdict.js";
 
 export const RUN_REPORT_SCHEMA = "kho-harness/run-report@2";
 /** Schemas this reader understands: the current one and what it upgrades. */
 export const READABLE_SCHEMAS = ["kho-harness/run-report@1", RUN_REPORT_SCHEMA] as const;
 export type ReadableSchema = (typeof READABLE_SCHEMAS)[number];
 
-export const VERDICTS: readonly Verdict[] = ["pass", "fail", "xfail", "xpass", "skip", "error"];
+export const VERDICTS: readonly Verdict[] = ["pass", "fail", "xfail", "xpass", "skip", "error", "notrun"];
 
 /** Exit code for unusable input to `kho report` (1 is kept for "new failures"). */
 export const BAD_INPUT_EXIT = 2;
@@ -109,6 +109,9 @@ export interface RunReportDoc {
   readonly totals: Readonly<Record<Verdict, number>>;
   readonly host: HostInfo;
   readonly arches: readonly ArchEntry[];
+  /** Arch setups that failed, each once; the results they stopped have verdict `notrun`.
+   *  Absent in reports written before it was recorded (read as none). */
+  readonly setupFailures: readonly SetupFailure[];
   readonly results: readonly ReportResult[];
 }
 
@@ -183,6 +186,7 @@ export function parseReport(
       totals: countVerdicts(results),
       host: v.host(v.object(json, "host"), "host"),
       arches: v.array(json, "arches").map((a, i) => v.arch(a, `arches[${i}]`, true)),
+      setupFailures: json.setupFailures === undefined ? [] : v.setupFailures(json),
       results,
     };
     return { doc };
@@ -197,6 +201,7 @@ export function parseReport(
     totals: countVerdicts(results),
     host: unknownHost(v.string(json, "host")),
     arches: v.array(json, "arches").map((a, i) => v.arch(a, `arches[${i}]`, false)),
+    setupFailures: [],
     results,
   };
   return { doc, upgradedFrom: "kho-harness/run-report@1" };
@@ -251,6 +256,23 @@ class Validator {
     return t as Record<string, number>;
   }
 
+  setupFailures(o: Obj): SetupFailure[] {
+    return this.array(o, "setupFailures").map((f, i) => {
+      const path = `setupFailures[${i}]`;
+      if (!isObject(f)) return this.fail(path, "an object", f);
+      const evidence = f.evidence;
+      if (!(Array.isArray(evidence) && evidence.every((l) => typeof l === "string")))
+        this.fail(`${path}.evidence`, "an array of strings", evidence);
+      return {
+        arch: this.string(f, "arch", `${path}.arch`),
+        stage: this.string(f, "stage", `${path}.stage`),
+        message: this.string(f, "message", `${path}.message`),
+        evidence: evidence as string[],
+        notRun: this.number(f, "notRun", `${path}.notRun`),
+      };
+    });
+  }
+
   result(x: unknown, path: string): ReportResult {
     if (!isObject(x)) return this.fail(path, "an object", x);
     const verdict = x.verdict;
@@ -290,6 +312,14 @@ class Validator {
       totalMs: this.number(x, "totalMs", `${path}.totalMs`),
       ...(boots ? { boots } : {}),
       ...(typeof artifactsDir === "string" ? { artifactsDir } : {}),
+      ...(isObject(x.notRunBecause)
+        ? {
+            notRunBecause: {
+              setupArch: this.string(x.notRunBecause, "setupArch", `${path}.notRunBecause.setupArch`),
+              stage: this.string(x.notRunBecause, "stage", `${path}.notRunBecause.stage`),
+            },
+          }
+        : {}),
     };
   }
 

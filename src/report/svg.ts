@@ -33,6 +33,7 @@ export const VERDICT_COLOURS: Readonly<Record<Verdict, string>> = {
   xpass: "#ad1457",
   skip: "#616161",
   error: "#6a1b9a",
+  notrun: "#9e9e9e",
 };
 
 /** Every phase in the rows, in first-seen order, "other" last, each with its colour. */

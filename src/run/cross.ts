@@ -69,7 +69,7 @@ export function judgePair(
 
 export async function runCross(opts: CrossOptions): Promise<CrossReport> {
   const pairs = seriesPairs(opts.series);
-  const report: CrossReport = { results: [], setups: [], pairs: [] };
+  const report: CrossReport = { results: [], setups: [], setupFailures: [], pairs: [] };
   for (const arch of opts.arches) {
     // Build (or find) every series' kernel first: a missing one fails here, before any guest.
     const images = new Map<string, string>();

@@ -1,5 +1,5 @@
 // KTAP output (Documentation/dev-tools/ktap.rst), as the kernel's own selftests print it.
-import type { ScenarioResult } from "./verdict.js";
+import type { ScenarioResult, SetupFailure } from "./verdict.js";
 
 export class KtapWriter {
   private n = 0;
@@ -15,6 +15,13 @@ export class KtapWriter {
     this.write(`# ${line}`);
   }
 
+  /** A shared setup failure: printed once, before the results it leaves not run. */
+  setupFailure(f: SetupFailure): void {
+    this.diagnostic(`setup ${f.arch} (${f.stage}) failed: ${f.message}`);
+    for (const line of f.evidence) this.diagnostic(`  | ${line}`);
+    this.diagnostic(`setup ${f.arch}: ${f.notRun} results not run because of it`);
+  }
+
   result(r: ScenarioResult): void {
     this.n++;
     const name = `${r.id}.${r.arch}${r.attempt ? `.run${r.attempt}` : ""}`;
@@ -26,7 +33,9 @@ export class KtapWriter {
           ? ` # XFAIL ${r.reason ?? ""}`
           : r.verdict === "xpass"
             ? ` # XPASS (expected to fail, passed: update the expectation) ${r.reason ?? ""}`
-            : "";
+            : r.verdict === "notrun"
+              ? ` # NOTRUN ${r.reason ?? ""}`
+              : "";
     for (const line of r.verdict === "fail" || r.verdict === "error" ? (r.evidence ?? []) : [])
       this.diagnostic(line);
     if ((r.verdict === "fail" || r.verdict === "error") && r.reason) this.diagnostic(`${name}: ${r.reason}`);

@@ -48,6 +48,7 @@ export async function buildRunDocument(report: RunReport, facts: ReportFacts): P
     totals: countVerdicts(report.results),
     host: await (facts.host ?? hostInfo)(),
     arches,
+    setupFailures: report.setupFailures,
     results: report.results,
   };
 }
@@ -104,6 +105,13 @@ export async function writeJsonReport(
 }
 
 export function summaryTable(report: RunReport): string {
+  const setupRows = report.setupFailures.map((f) => [
+    `setup (${f.stage})`,
+    f.arch,
+    "ERROR",
+    "",
+    `${f.message} (${f.notRun} not run)`,
+  ]);
   const rows = report.results.map((r) => [
     r.id,
     r.arch,
@@ -120,7 +128,7 @@ export function summaryTable(report: RunReport): string {
       .map((c, i) => (i < 4 ? c.padEnd(widths[i] ?? 0) : c))
       .join("  ")
       .trimEnd();
-  return [line(header), ...rows.map(line)].join("\n");
+  return [line(header), ...setupRows.map(line), ...rows.map(line)].join("\n");
 }
 
 const xml = (s: string) =>
@@ -131,13 +139,22 @@ const xml = (s: string) =>
 
 /** JUnit XML for CI systems: one testsuite per arch, one testcase per scenario. */
 export function junitXml(report: RunReport): string {
-  const arches = [...new Set(report.results.map((r) => r.arch))];
+  const arches = [
+    ...new Set([...report.results.map((r) => r.arch), ...report.setupFailures.map((f) => f.arch)]),
+  ];
   const suites = arches.map((arch) => {
     const rs = report.results.filter((r) => r.arch === arch);
+    const setup = report.setupFailures.filter((f) => f.arch === arch);
     const count = (...v: string[]) => rs.filter((r) => v.includes(r.verdict)).length;
+    // The setup failure is one testcase with the error and its evidence; what it stopped is
+    // skipped with a message naming it.
+    const setupCases = setup.map(
+      (f) =>
+        `    <testcase classname="kho.${arch}" name="setup (${xml(f.stage)})" time="0.000"><error message="${xml(f.message)}">${xml(f.evidence.join("\n"))}</error></testcase>`,
+    );
     const cases = rs.map((r) => {
       const body =
-        r.verdict === "skip"
+        r.verdict === "skip" || r.verdict === "notrun"
           ? `<skipped message="${xml(r.reason ?? "")}"/>`
           : r.verdict === "fail" || r.verdict === "xpass"
             ? `<failure message="${xml(r.reason ?? "")}">${xml((r.evidence ?? []).join("\n"))}</failure>`
@@ -150,7 +167,8 @@ export function junitXml(report: RunReport): string {
     });
     const time = rs.reduce((a, r) => a + r.totalMs, 0) / 1000;
     return [
-      `  <testsuite name="kho.${arch}" tests="${rs.length}" failures="${count("fail", "xpass")}" errors="${count("error")}" skipped="${count("skip")}" time="${time.toFixed(3)}">`,
+      `  <testsuite name="kho.${arch}" tests="${rs.length + setup.length}" failures="${count("fail", "xpass")}" errors="${count("error") + setup.length}" skipped="${count("skip", "notrun")}" time="${time.toFixed(3)}">`,
+      ...setupCases,
       ...cases,
       "  </testsuite>",
     ].join("\n");

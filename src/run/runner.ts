@@ -13,7 +13,7 @@ import {
   userspacePlacement,
   writeBootInitrd,
 } from "../image/overlay.js";
-import { buildKernel } from "../kernel/build.js";
+import { buildKernel, type KernelBase } from "../kernel/build.js";
 import type { CachedKernel } from "../kernel/cache.js";
 import { assertBootableKernel } from "../kernel/inspect.js";
 import { debianKernelSource } from "../kernel/source.js";
@@ -25,7 +25,7 @@ import { runPool } from "../util/pool.js";
 import { generateKeys } from "../vm/keys.js";
 import { canShare, runOne, runShared, type ArchSetup, type PreparedArch } from "./scenario-run.js";
 import { loadUnitDurations, longestFirst, saveUnitDurations, unitKey } from "./unit-durations.js";
-import type { ScenarioResult } from "./verdict.js";
+import type { ScenarioResult, SetupFailure } from "./verdict.js";
 
 export type { ArchSetup } from "./scenario-run.js";
 
@@ -47,6 +47,8 @@ export interface RunOptions {
   readonly kernel?: string;
   /** Debian linux-source series of the harness's kernel (default: DEFAULT_SERIES). */
   readonly series?: string;
+  /** What the harness's kernel is configured from (default: lean, Kconfig's defaults). */
+  readonly base?: KernelBase;
   /** What the guest kexecs into (default: the kernel it booted). */
   readonly nextKernel?: string;
   /** Artifacts root of this run. */
@@ -60,16 +62,21 @@ export interface RunOptions {
   readonly isolate?: boolean;
   /** Called with every result as soon as it is known (KTAP line). */
   readonly onResult: (r: ScenarioResult) => void;
+  /** Called once per failed arch setup, before the results it leaves not run. */
+  readonly onSetupFailure?: (f: SetupFailure) => void;
 }
 
 export interface RunReport {
   readonly results: ScenarioResult[];
   readonly setups: ArchSetup[];
+  /** Setups shared by every scenario of an arch that failed, each reported once. */
+  readonly setupFailures: SetupFailure[];
 }
 
 export async function runScenarios(opts: RunOptions): Promise<RunReport> {
   const results: ScenarioResult[] = [];
   const setups: ArchSetup[] = [];
+  const setupFailures: SetupFailure[] = [];
   const keys = generateKeys();
   const scratchDirs: string[] = [];
   const repeat = opts.repeat ?? 1;
@@ -99,20 +106,18 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
           }
         }
       } catch (err) {
-        // The arch could not be set up (kernel, image): every scenario is an error with the reason.
+        // The arch could not be set up (kernel, image): one failure with its evidence, and
+        // every scenario of the arch not run because of it.
         if (!(err instanceof HarnessError)) throw err;
-        for (const scenario of opts.scenarios) {
-          const r: ScenarioResult = {
-            id: scenario.id,
-            arch,
-            verdict: "error",
-            reason: err.message,
-            evidence: err.evidence,
-            phaseMs: {},
-            totalMs: 0,
-          };
-          record(r, order(arch, scenario, 0));
-        }
+        const failure = setupFailure(arch, err, opts.scenarios.length * repeat);
+        setupFailures.push(failure);
+        opts.onSetupFailure?.(failure);
+        for (let attempt = 0; attempt < repeat; attempt++)
+          for (const scenario of opts.scenarios)
+            record(
+              notRunResult(scenario.id, failure, repeat > 1 ? attempt + 1 : undefined),
+              order(arch, scenario, attempt),
+            );
       }
     }
     const units = longestFirst(planUnits(work, opts.isolate === true), await loadUnitDurations());
@@ -134,7 +139,36 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
   }
   // Results arrive in completion order; the report lists them in suite order.
   results.sort((x, y) => (ranked.get(x) ?? 0) - (ranked.get(y) ?? 0));
-  return { results, setups };
+  return { results, setups, setupFailures };
+}
+
+/** Which setup an error came from: prepareArch tags its errors with the phase they broke. */
+export function setupFailure(arch: ArchName, err: HarnessError, notRun: number): SetupFailure {
+  const stage = err instanceof SetupStageError ? err.stage : "setup";
+  return { arch, stage, message: err.message, evidence: err.evidence, notRun };
+}
+
+export function notRunResult(id: string, f: SetupFailure, attempt?: number): ScenarioResult {
+  return {
+    id,
+    arch: f.arch,
+    ...(attempt ? { attempt } : {}),
+    verdict: "notrun",
+    reason: `not run: the ${f.arch} setup (${f.stage}) failed`,
+    phaseMs: {},
+    totalMs: 0,
+    notRunBecause: { setupArch: f.arch, stage: f.stage },
+  };
+}
+
+/** A HarnessError from one of an arch's setup phases, with the phase's name. */
+export class SetupStageError extends HarnessError {
+  constructor(
+    readonly stage: string,
+    cause: HarnessError,
+  ) {
+    super(cause.message, cause.evidence, cause.exitCode);
+  }
 }
 
 async function prepareArch(
@@ -148,6 +182,8 @@ async function prepareArch(
     const t = performance.now();
     try {
       return await fn();
+    } catch (e) {
+      throw e instanceof HarnessError && !(e instanceof SetupStageError) ? new SetupStageError(name, e) : e;
     } finally {
       phaseMs[name] = Math.round(performance.now() - t);
     }
@@ -157,7 +193,8 @@ async function prepareArch(
     ? undefined
     : await timed("kernel", async () => {
         const source = await debianKernelSource(opts.series, opts.log);
-        return (await buildKernel({ arch, source, userFragments: [], log: opts.log })).kernel;
+        return (await buildKernel({ arch, source, userFragments: [], base: opts.base, log: opts.log }))
+          .kernel;
       });
   const image = opts.kernel ?? built?.imagePath;
   if (!image) throw new HarnessError(`no kernel for ${arch}`);

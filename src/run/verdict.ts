@@ -3,7 +3,20 @@
 // reported loudly (and counts as a failure) so the expectation gets updated.
 import type { BootTiming } from "./boot-timeline.js";
 
-export type Verdict = "pass" | "fail" | "skip" | "xfail" | "xpass" | "error";
+/** `notrun`: the scenario never started because a setup it needed failed (its arch's kernel,
+ *  image or tools); that failure is reported once, as a SetupFailure, and not per scenario. */
+export type Verdict = "pass" | "fail" | "skip" | "xfail" | "xpass" | "error" | "notrun";
+
+/** A setup shared by every scenario of an arch that failed: reported once, with its evidence. */
+export interface SetupFailure {
+  readonly arch: string;
+  /** Which setup: "kernel", "inspect", "image", "boot-files". */
+  readonly stage: string;
+  readonly message: string;
+  readonly evidence: readonly string[];
+  /** How many results it left not run. */
+  readonly notRun: number;
+}
 
 export interface ScenarioResult {
   readonly id: string;
@@ -22,11 +35,18 @@ export interface ScenarioResult {
   readonly boots?: readonly BootTiming[];
   /** Where this scenario's artifacts are. */
   readonly artifactsDir?: string;
+  /** For `notrun`: the arch whose setup failure stopped it (RunReport.setupFailures). */
+  readonly notRunBecause?: { readonly setupArch: string; readonly stage: string };
 }
 
 /** kselftest exit codes: 0 all passed, 1 a failure, 4 only skips. */
 export function exitCodeFor(results: readonly ScenarioResult[]): number {
-  if (results.some((r) => r.verdict === "fail" || r.verdict === "error" || r.verdict === "xpass")) return 1;
+  if (
+    results.some(
+      (r) => r.verdict === "fail" || r.verdict === "error" || r.verdict === "xpass" || r.verdict === "notrun",
+    )
+  )
+    return 1;
   if (results.length > 0 && results.every((r) => r.verdict === "skip")) return 4;
   return 0;
 }

@@ -1,6 +1,6 @@
 import { mkdtemp, mkdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { archSpec } from "../../src/arch.js";
 import {
@@ -30,7 +30,7 @@ describe("parseConfig", () => {
 
 describe("fragments", () => {
   it("require what the checked fragments ask for, and not the trims", async () => {
-    const fragments = await loadFragments(archSpec("arm64"), []);
+    const fragments = await loadFragments(archSpec("arm64"), [], true);
     const required = requiredOptions(fragments);
     for (const opt of [
       "KEXEC_HANDOVER",
@@ -46,10 +46,32 @@ describe("fragments", () => {
     expect(required.has("SERIAL_8250_CONSOLE")).toBe(false);
   });
 
+  it("name what Kconfig's defaults leave out (the lean base), and trim only over defconfig", async () => {
+    const lean = await loadFragments(archSpec("x86_64"), [], false);
+    expect(lean.map((f) => basename(f.path))).toEqual(["common.config", "x86_64.config"]);
+    const required = requiredOptions(lean);
+    // what defconfig gave for free and the guest needs: the userspace disk, ip=, NUMA, MSI,
+    // the console timestamps, tracepoints, ACPI for q35
+    for (const opt of [
+      "EXT4_FS",
+      "IP_PNP",
+      "NUMA",
+      "PCI_MSI",
+      "PRINTK_TIME",
+      "ENABLE_DEFAULT_TRACERS",
+      "ACPI",
+    ])
+      expect(required.get(opt), opt).toBe("y");
+    const withTrim = await loadFragments(archSpec("x86_64"), [], true);
+    expect(withTrim.map((f) => basename(f.path))).toContain("trim.config");
+  });
+
   it("let a user fragment override ours", async () => {
     const dir = await mkdtemp(join(tmpdir(), "kho-frag-"));
     await writeFile(join(dir, "mine.config"), "# CONFIG_DEBUG_VM is not set\nCONFIG_KASAN=y\n");
-    const required = requiredOptions(await loadFragments(archSpec("x86_64"), [join(dir, "mine.config")]));
+    const required = requiredOptions(
+      await loadFragments(archSpec("x86_64"), [join(dir, "mine.config")], false),
+    );
     expect(required.get("DEBUG_VM")).toBe("n");
     expect(required.get("KASAN")).toBe("y");
     await rm(dir, { recursive: true, force: true });

@@ -98,6 +98,7 @@ describe("report.json reader", () => {
       ["HUGETLBFS", "n"],
     ]);
     const report: RunReport = {
+      setupFailures: [],
       setups: [
         {
           arch: "arm64",
@@ -347,7 +348,8 @@ describe("timing chart (SVG)", () => {
     startedFrom: "",
     wallMs: 0,
     exitCode: 0,
-    totals: { pass: 0, fail: 0, xfail: 0, xpass: 0, skip: 0, error: 0 },
+    totals: { pass: 0, fail: 0, xfail: 0, xpass: 0, skip: 0, error: 0, notrun: 0 },
+    setupFailures: [],
     host: unknownHost("h"),
     arches: [],
     results,

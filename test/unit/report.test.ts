@@ -53,6 +53,7 @@ describe("reports", () => {
     const x = junitXml({
       results: [r("a", "pass"), r("b<&>", "fail", 'said "no"'), r("c", "skip", "why")],
       setups: [],
+      setupFailures: [],
     });
     expect(x).toContain(
       '<testsuite name="kho.x86_64" tests="3" failures="1" errors="0" skipped="1" time="7.500">',
@@ -67,6 +68,7 @@ describe("reports", () => {
     const t = summaryTable({
       results: [r("test-kho", "pass"), r("memfd-basic", "fail", "sha differs")],
       setups: [],
+      setupFailures: [],
     });
     expect(t.split("\n")).toHaveLength(3);
     expect(t).toMatch(/memfd-basic\s+x86_64\s+FAIL\s+2\.5s\s+sha differs/);
