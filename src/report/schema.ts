@@ -267,7 +267,7 @@ class Validator {
         arch: this.string(f, "arch", `${path}.arch`),
         stage: this.string(f, "stage", `${path}.stage`),
         message: this.string(f, "message", `${path}.message`),
-        evidence: evidence as string[],
+        evidence,
         notRun: this.number(f, "notRun", `${path}.notRun`),
       };
     });

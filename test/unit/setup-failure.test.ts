@@ -68,16 +68,17 @@ describe("a failed arch setup", () => {
     const doc = await buildRunDocument(report, {
       wallMs: 1,
       argv: ["kho", "run"],
-      host: async () => ({
-        hostname: "h",
-        os: null,
-        cpuArch: null,
-        cpuModel: null,
-        cpus: null,
-        memoryMiB: null,
-        node: null,
-        kvm: {},
-      }),
+      host: () =>
+        Promise.resolve({
+          hostname: "h",
+          os: null,
+          cpuArch: null,
+          cpuModel: null,
+          cpus: null,
+          memoryMiB: null,
+          node: null,
+          kvm: {},
+        }),
     });
     expect(doc.totals.notrun).toBe(picked.length);
     expect(doc.exitCode).toBe(1);
