@@ -6,6 +6,8 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { HarnessError } from "./errors.js";
 import { cachePaths } from "./paths.js";
+import { writeFileAtomic } from "./util/build-slot.js";
+import { buildOnce, withEntryLock } from "./util/entry-lock.js";
 import type { Logger } from "./util/log.js";
 
 export const DEBIAN_MIRROR = process.env.KHO_DEBIAN_MIRROR ?? "http://deb.debian.org/debian";
@@ -65,11 +67,27 @@ export class PrivateApt {
     await writeFile(join(this.dir, "sources.list"), sources);
     await writeFile(join(this.dir, "status"), "", { flag: "a" });
     const stamp = join(this.dir, "lists", ".updated");
-    const age = await stat(stamp).then(
-      (s) => Date.now() - s.mtimeMs,
-      () => Infinity,
+    const fresh = async () =>
+      (await stat(stamp).then(
+        (s) => Date.now() - s.mtimeMs,
+        () => Infinity,
+      )) < LISTS_MAX_AGE_MS
+        ? true
+        : undefined;
+    // apt runs with NoLocking here: two kho processes must not write one set of lists at once.
+    await buildOnce(
+      join(this.dir, "lists.lock"),
+      "fetching package lists",
+      { log: this.log },
+      fresh,
+      async () => {
+        await this.update(stamp);
+        return true;
+      },
     );
-    if (age < LISTS_MAX_AGE_MS) return;
+  }
+
+  private async update(stamp: string): Promise<void> {
     this.log(
       `# apt: fetching package lists for ${this.spec.suites.join(", ")} (private config in ${this.dir})`,
     );
@@ -109,7 +127,7 @@ export class PrivateApt {
     if (known !== undefined) return known;
     const value = await compute();
     answers[key] = value;
-    await writeFile(path, JSON.stringify({ stamp, answers }, null, 1));
+    await writeFileAtomic(path, JSON.stringify({ stamp, answers }, null, 1));
     return value;
   }
 
@@ -132,20 +150,30 @@ export class PrivateApt {
   async download(packages: readonly string[], destDir: string): Promise<string[]> {
     await this.ensureLists();
     await mkdir(destDir, { recursive: true });
-    const have = new Set(await readdir(destDir));
     const names = await this.debFileNames(packages);
-    const missing = packages.filter((_, i) => !have.has(names[i] as string));
-    if (missing.length > 0) {
-      this.log(`# apt: downloading ${missing.join(" ")}`);
-      const r = await execa("apt-get", [...this.options(), "-q", "download", ...missing], {
-        cwd: destDir,
-        reject: false,
-        all: true,
-      });
-      if (r.exitCode !== 0) {
-        throw new HarnessError(`apt could not download ${missing.join(" ")}`, lastLines(r.all ?? "", 15));
-      }
-    }
+    const missingNow = async () => {
+      const have = new Set(await readdir(destDir));
+      return packages.filter((_, i) => !have.has(names[i] as string));
+    };
+    if ((await missingNow()).length === 0) return names.map((n) => join(destDir, n));
+    await withEntryLock(
+      join(destDir, ".download.lock"),
+      `downloading ${packages.join(" ")}`,
+      { log: this.log },
+      async () => {
+        const missing = await missingNow();
+        if (missing.length === 0) return;
+        this.log(`# apt: downloading ${missing.join(" ")}`);
+        const r = await execa("apt-get", [...this.options(), "-q", "download", ...missing], {
+          cwd: destDir,
+          reject: false,
+          all: true,
+        });
+        if (r.exitCode !== 0) {
+          throw new HarnessError(`apt could not download ${missing.join(" ")}`, lastLines(r.all ?? "", 15));
+        }
+      },
+    );
     return names.map((n) => join(destDir, n));
   }
 

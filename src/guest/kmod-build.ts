@@ -12,6 +12,8 @@ import type { CachedKernel } from "../kernel/cache.js";
 import { cacheRoot, guestDir } from "../paths.js";
 import { sha256File } from "../util/hash.js";
 import { sharedBuild, workPath } from "../util/build-slot.js";
+import { buildOnce } from "../util/entry-lock.js";
+import { stderrLogger } from "../util/log.js";
 
 export const KMOD_DIR = guestDir("kmod");
 export const KMOD_NAME = "kho_harness";
@@ -41,8 +43,16 @@ export async function kmodSourceHash(dir = KMOD_DIR): Promise<string> {
 export async function buildKmod(kernel: CachedKernel): Promise<string> {
   const entry = join(kmodCacheDir(), `${kernel.manifest.key}-${await kmodSourceHash()}`);
   const ko = join(entry, `${KMOD_NAME}.ko`);
-  if (await exists(ko)) return ko;
-  return sharedBuild(entry, () => compileKmod(kernel, entry, ko));
+  const built = async () => ((await exists(ko)) ? ko : undefined);
+  return sharedBuild(entry, () =>
+    buildOnce(
+      `${entry}.lock`,
+      `building the test module for ${kernel.manifest.arch}`,
+      { log: stderrLogger },
+      built,
+      () => compileKmod(kernel, entry, ko),
+    ),
+  );
 }
 
 async function compileKmod(kernel: CachedKernel, entry: string, ko: string): Promise<string> {

@@ -14,6 +14,7 @@ import { busyboxApplets } from "./busybox.js";
 import { CpioWriter } from "./cpio.js";
 import { extractUserspace, fetchGuestDebs } from "./userspace.js";
 import { writeFileAtomic } from "../util/build-slot.js";
+import { buildOnce } from "../util/entry-lock.js";
 
 /** Bump when the layout below changes in a way the inputs' hashes do not capture. */
 // 2: libraries cut to the DT_NEEDED closure; 3: /init is the agent; 4: busybox applet links;
@@ -93,29 +94,33 @@ export async function buildGuestImage(
     placement === "disk" && (await stat(join(treeDir, "usr")).catch(() => undefined)) !== undefined
       ? { userspace: { dir: treeDir, key } }
       : {};
-  const existing = await stat(path).catch(() => undefined);
-  const treeThere = placement === "initrd" || (await stat(treeDir).catch(() => undefined)) !== undefined;
-  if (existing && treeThere)
-    return { arch, path, size: existing.size, key, cached: true, ...(await diskUsr()) };
-
-  const { image, disk } = splitTree(await guestTree(spec, debs, agent, fstab), placement);
-  const cpio = new CpioWriter();
-  for (const e of image) {
-    if (e.kind === "dir") cpio.dir(e.path, e.mode);
-    else if (e.kind === "symlink") cpio.symlink(e.path, e.target);
-    else if (e.kind === "char-device") cpio.device(e.path, "c", e.major, e.minor, e.mode);
-    else cpio.file(e.path, e.data, e.mode);
-  }
-  // Uncompressed: the kernel unpacks it with no decompressor, which is faster under TCG than
-  // gunzip of a few MiB, and the file never leaves this machine.
-  const bytes = cpio.finish();
-  await mkdir(dir, { recursive: true });
-  if (placement === "disk") await writeTreeAtomic(treeDir, disk);
-  await writeFileAtomic(path, bytes);
-  log(
-    `# ${arch}: guest image ${path} (${(bytes.length / 1048576).toFixed(1)} MiB${disk.length ? ", userspace on the next-kernel disk" : ""})`,
-  );
-  return { arch, path, size: bytes.length, key, cached: false, ...(await diskUsr()) };
+  const lookup = async (): Promise<GuestImage | undefined> => {
+    const existing = await stat(path).catch(() => undefined);
+    const treeThere = placement === "initrd" || (await stat(treeDir).catch(() => undefined)) !== undefined;
+    return existing && treeThere
+      ? { arch, path, size: existing.size, key, cached: true, ...(await diskUsr()) }
+      : undefined;
+  };
+  return buildOnce(`${path}.lock`, `building the ${arch} guest image`, { log }, lookup, async () => {
+    const { image, disk } = splitTree(await guestTree(spec, debs, agent, fstab), placement);
+    const cpio = new CpioWriter();
+    for (const e of image) {
+      if (e.kind === "dir") cpio.dir(e.path, e.mode);
+      else if (e.kind === "symlink") cpio.symlink(e.path, e.target);
+      else if (e.kind === "char-device") cpio.device(e.path, "c", e.major, e.minor, e.mode);
+      else cpio.file(e.path, e.data, e.mode);
+    }
+    // Uncompressed: the kernel unpacks it with no decompressor, which is faster under TCG than
+    // gunzip of a few MiB, and the file never leaves this machine.
+    const bytes = cpio.finish();
+    await mkdir(dir, { recursive: true });
+    if (placement === "disk") await writeTreeAtomic(treeDir, disk);
+    await writeFileAtomic(path, bytes);
+    log(
+      `# ${arch}: guest image ${path} (${(bytes.length / 1048576).toFixed(1)} MiB${disk.length ? ", userspace on the next-kernel disk" : ""})`,
+    );
+    return { arch, path, size: bytes.length, key, cached: false, ...(await diskUsr()) };
+  });
 }
 
 /** The whole guest tree: directories, busybox, dropbear and libraries, applet links, the agent, /etc. */

@@ -27,6 +27,8 @@ import { fileSha256 } from "../util/hash.js";
 import { dropbearHostKey, type SshKeys } from "../vm/keys.js";
 import { CpioWriter } from "./cpio.js";
 import type { UserspacePlacement } from "./initramfs.js";
+import { buildOnce } from "../util/entry-lock.js";
+import { stderrLogger } from "../util/log.js";
 
 export function keysOverlay(keys: SshKeys): Uint8Array {
   return new CpioWriter()
@@ -95,20 +97,30 @@ export async function cachedNextKernelDisk(
   const dir = join(cacheRoot(), "next-disks");
   const name = [(await fileSha256(kernel)).slice(0, 16), userspace?.key.slice(0, 16), `v${NEXT_DISK_LAYOUT}`];
   const dest = join(dir, `${name.filter(Boolean).join("-")}.${format}`);
-  const present = await access(dest).then(
-    () => true,
-    () => false,
+  const present = async () =>
+    (await access(dest).then(
+      () => true,
+      () => false,
+    ))
+      ? dest
+      : undefined;
+  return buildOnce(
+    `${dest}.lock`,
+    "writing the next-kernel disk",
+    { log: stderrLogger },
+    present,
+    async () => {
+      await mkdir(dir, { recursive: true });
+      const temp = `${dest}.${process.pid}.tmp`;
+      try {
+        await writeNextKernelDisk(kernel, temp, format, userspace);
+        await rename(temp, dest);
+      } finally {
+        await rm(temp, { force: true });
+      }
+      return dest;
+    },
   );
-  if (present) return dest;
-  await mkdir(dir, { recursive: true });
-  const temp = `${dest}.${process.pid}.tmp`;
-  try {
-    await writeNextKernelDisk(kernel, temp, format, userspace);
-    await rename(temp, dest);
-  } finally {
-    await rm(temp, { force: true });
-  }
-  return dest;
 }
 
 export async function writeNextKernelDisk(

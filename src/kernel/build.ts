@@ -12,7 +12,8 @@ import { HarnessError } from "../errors.js";
 import { findInPath, requireTools } from "../host/tools.js";
 import { cachePaths } from "../paths.js";
 import { writeFileAtomic } from "../util/build-slot.js";
-import { withEntryLock } from "../util/entry-lock.js";
+import { trackProcess } from "../vm/reaper.js";
+import { withEntryLock, type HeldLock } from "../util/entry-lock.js";
 import { cacheKey, rememberedForFile, sha256, sha256File } from "../util/hash.js";
 import { formatDuration, heartbeat, type Logger } from "../util/log.js";
 import {
@@ -139,13 +140,13 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   // The O= directory is per tree and arch, so one lock per build directory: two processes
   // building different recipes of one tree would also clash in it.
   const buildDir = join(cachePaths.builds(), `${spec.name}-${sha256(req.source.tree).slice(0, 12)}`);
-  return withEntryLock(`${buildDir}.lock`, `building the ${spec.name} kernel`, { log }, async () => {
+  return withEntryLock(`${buildDir}.lock`, `building the ${spec.name} kernel`, { log }, async (lock) => {
     const again = await hit();
     if (again) return { kernel: again.kernel, cached: true, ms: performance.now() - started };
-    return build();
+    return build(lock);
   });
 
-  async function build(): Promise<BuildResult> {
+  async function build(lock: HeldLock): Promise<BuildResult> {
     const found = await lookupKernel(key);
     if (found.state === "corrupt") log(`# cache entry ${key} is incomplete (${found.reason}): rebuilding it`);
     // Only a build needs these (probing them costs ~0.2 s, which a cache hit should not pay).
@@ -170,7 +171,7 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
     await mkdir(buildDir, { recursive: true });
     const logPath = join(out, "build.log");
     const jobs = req.jobs ?? defaultJobs();
-    const make = makeRunner(req.source.tree, buildDir, spec, logPath, log);
+    const make = makeRunner(req.source.tree, buildDir, spec, logPath, log, (pid) => lock.adopt(pid));
     const phaseMs: Record<string, number> = {};
     const phase = async (name: string, fn: () => Promise<void>) => {
       const t = performance.now();
@@ -305,7 +306,14 @@ export function parseTimes(text: string): number {
 /** Runs make with the full output in the log file, a heartbeat line on the terminal, and the
  *  log's last lines as evidence when it fails. Each make runs under bash, whose `times` gives
  *  the CPU seconds of make and all its children. */
-function makeRunner(tree: string, buildDir: string, spec: ArchSpec, logPath: string, log: Logger) {
+function makeRunner(
+  tree: string,
+  buildDir: string,
+  spec: ArchSpec,
+  logPath: string,
+  log: Logger,
+  onGroup: (pid: number) => Promise<void>,
+) {
   let objects = 0;
   let cpu = 0;
   let last = "";
@@ -327,8 +335,19 @@ function makeRunner(tree: string, buildDir: string, spec: ArchSpec, logPath: str
         const child = execa(
           "bash",
           ["-c", 'make "$@"; rc=$?; times > "$KHO_TIMES_FILE"; exit $rc', "bash", ...args],
-          { all: true, buffer: false, reject: false, env: { LC_ALL: "C", KHO_TIMES_FILE: timesFile } },
+          // Its own process group, recorded in the lock: if this process is killed, the one that
+          // takes the lock over ends the make it left behind before building in the same O=.
+          {
+            all: true,
+            buffer: false,
+            reject: false,
+            detached: true,
+            env: { LC_ALL: "C", KHO_TIMES_FILE: timesFile },
+          },
         );
+        // The group (negative pid) goes when this process exits, as QEMU does (vm/reaper.ts).
+        const untrack = child.pid !== undefined ? trackProcess(-child.pid, "make") : () => false;
+        if (child.pid !== undefined) await onGroup(child.pid);
         const lines = createInterface({ input: child.all });
         lines.on("line", (line) => {
           logFile.write(line + "\n");
@@ -338,7 +357,7 @@ function makeRunner(tree: string, buildDir: string, spec: ArchSpec, logPath: str
             last = m[2] ?? "";
           }
         });
-        const result = await child;
+        const result = await child.finally(untrack);
         await new Promise((resolve) => logFile.end(resolve));
         cpu += parseTimes(await readFile(timesFile, "utf8"));
         if (result.exitCode !== 0) {

@@ -7,6 +7,7 @@ import { DEBIAN_UNSTABLE, PrivateApt } from "../apt.js";
 import { HarnessError } from "../errors.js";
 import { cachePaths } from "../paths.js";
 import { sha256 } from "../util/hash.js";
+import { buildOnce } from "../util/entry-lock.js";
 import type { Logger } from "../util/log.js";
 
 export const DEFAULT_SERIES = "7.2";
@@ -80,10 +81,12 @@ export async function debianKernelSource(
       throw new HarnessError(`Debian lists linux-source-${series} but has no candidate version for it`);
   }
   const tree = join(cachePaths.sources(), `linux-source-${series}_${version}`);
-  if (!(await exists(join(tree, ".kho-unpacked")))) {
+  const unpacked = async () => ((await exists(join(tree, ".kho-unpacked"))) ? true : undefined);
+  await buildOnce(`${tree}.lock`, `unpacking linux-source-${series}`, { log }, unpacked, async () => {
     const [deb] = await apt.download([`linux-source-${series}`], join(apt.dir, "debs"));
     await unpackDebianSource(deb as string, series, tree, log);
-  }
+    return true;
+  });
   return {
     kind: "debian",
     tree,

@@ -15,6 +15,8 @@ import type { CachedKernel } from "../kernel/cache.js";
 import { cacheRoot } from "../paths.js";
 import { LIVEUPDATE_SELFTESTS, type LiveupdateSelftestName } from "./liveupdate-specs.js";
 import { workPath } from "../util/build-slot.js";
+import { buildOnce } from "../util/entry-lock.js";
+import { stderrLogger } from "../util/log.js";
 
 export * from "./ktap.js";
 export * from "./liveupdate-specs.js";
@@ -117,64 +119,66 @@ export async function buildLiveupdateSelftestsFrom(input: SelftestBuildInput): P
     ms: performance.now() - started,
   });
   // build.json is written last, so its presence means the folder is complete.
-  if (await exists(join(dir, "build.json"))) return result(true);
-
-  // Build in a private folder and rename it into place: a concurrent build or a crash never
-  // leaves a half-filled folder under the final name.
-  await mkdir(root, { recursive: true });
-  const tmp = workPath(join(root, `.${key}`));
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp);
-  try {
-    const cflags = [
-      "-D_GNU_SOURCE=",
-      "-I",
-      selftests,
-      ...library.includeDirs.flatMap((d) => ["-I", d]),
-      "-isystem",
-      input.uapiInclude,
-      ...MAKEFILE_CFLAGS,
-    ];
-    const lib = library.sources.map((src) => ({
-      src,
-      obj: join(tmp, basename(src).replace(/\.c$/, ".o")),
-    }));
-    await settleAll(lib.map((l) => compile(cc, [...cflags, "-c", l.src, "-o", l.obj], input)));
-    const libObjs = lib.map((l) => l.obj);
-    await settleAll(
-      LIVEUPDATE_SELFTESTS.map((s) =>
-        compile(
-          cc,
-          [...cflags, ...LDFLAGS, join(srcDir, s.source), ...libObjs, "-o", join(tmp, s.binary)],
-          input,
-        ),
-      ),
-    );
-    await Promise.all(libObjs.map((o) => rm(o)));
-    await Promise.all(EXTRA_FILES.map((f) => copyFile(join(srcDir, f), join(tmp, f))));
-    const manifest = {
-      key,
-      arch: input.arch,
-      sourceTree: input.sourceTree,
-      uapiInclude: input.uapiInclude,
-      compiler: compiler.firstLine,
-      library: { layout: library.layout, sources: library.sources.map((f) => relative(srcDir, f)) },
-      cflags: [...cflags, ...LDFLAGS],
-      programs: LIVEUPDATE_SELFTESTS.map((s) => s.binary),
-      builtAt: new Date().toISOString(),
-      buildMs: Math.round(performance.now() - started),
-    };
-    await writeFile(join(tmp, "build.json"), JSON.stringify(manifest, null, 2) + "\n");
-    await rename(tmp, dir).catch(async (err: NodeJS.ErrnoException) => {
-      // Another build of the same key finished first: its result is equivalent.
-      if (err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
-      await rm(tmp, { recursive: true, force: true });
-    });
-  } catch (err) {
+  const built = async () => ((await exists(join(dir, "build.json"))) ? result(true) : undefined);
+  const what = `building the ${input.arch} liveupdate selftests`;
+  return buildOnce(`${dir}.lock`, what, { log: stderrLogger }, built, async () => {
+    // Build in a private folder and rename it into place: a concurrent build or a crash never
+    // leaves a half-filled folder under the final name.
+    await mkdir(root, { recursive: true });
+    const tmp = workPath(join(root, `.${key}`));
     await rm(tmp, { recursive: true, force: true });
-    throw err;
-  }
-  return result(false);
+    await mkdir(tmp);
+    try {
+      const cflags = [
+        "-D_GNU_SOURCE=",
+        "-I",
+        selftests,
+        ...library.includeDirs.flatMap((d) => ["-I", d]),
+        "-isystem",
+        input.uapiInclude,
+        ...MAKEFILE_CFLAGS,
+      ];
+      const lib = library.sources.map((src) => ({
+        src,
+        obj: join(tmp, basename(src).replace(/\.c$/, ".o")),
+      }));
+      await settleAll(lib.map((l) => compile(cc, [...cflags, "-c", l.src, "-o", l.obj], input)));
+      const libObjs = lib.map((l) => l.obj);
+      await settleAll(
+        LIVEUPDATE_SELFTESTS.map((s) =>
+          compile(
+            cc,
+            [...cflags, ...LDFLAGS, join(srcDir, s.source), ...libObjs, "-o", join(tmp, s.binary)],
+            input,
+          ),
+        ),
+      );
+      await Promise.all(libObjs.map((o) => rm(o)));
+      await Promise.all(EXTRA_FILES.map((f) => copyFile(join(srcDir, f), join(tmp, f))));
+      const manifest = {
+        key,
+        arch: input.arch,
+        sourceTree: input.sourceTree,
+        uapiInclude: input.uapiInclude,
+        compiler: compiler.firstLine,
+        library: { layout: library.layout, sources: library.sources.map((f) => relative(srcDir, f)) },
+        cflags: [...cflags, ...LDFLAGS],
+        programs: LIVEUPDATE_SELFTESTS.map((s) => s.binary),
+        builtAt: new Date().toISOString(),
+        buildMs: Math.round(performance.now() - started),
+      };
+      await writeFile(join(tmp, "build.json"), JSON.stringify(manifest, null, 2) + "\n");
+      await rename(tmp, dir).catch(async (err: NodeJS.ErrnoException) => {
+        // Another build of the same key finished first: its result is equivalent.
+        if (err.code !== "ENOTEMPTY" && err.code !== "EEXIST") throw err;
+        await rm(tmp, { recursive: true, force: true });
+      });
+    } catch (err) {
+      await rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+    return result(false);
+  });
 }
 
 /** Like Promise.all, but waits for every compiler to exit before reporting the first failure,

@@ -5,6 +5,7 @@
 import { mkdir, open, readFile, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
+import { writeFileAtomic } from "./build-slot.js";
 import type { Logger } from "./log.js";
 
 export interface LockOwner {
@@ -12,6 +13,14 @@ export interface LockOwner {
   /** Field 22 of /proc/<pid>/stat (clock ticks since boot), or null where /proc is absent. */
   readonly start: string | null;
   readonly what: string;
+  /** Process groups the owner started (make and its compilers): a killed owner leaves them
+   *  running, writing into the entry, so the process that takes the lock over ends them first. */
+  readonly groups?: readonly { readonly pid: number; readonly start: string | null }[];
+}
+
+/** What the lock holder can do: record a process group it started (see LockOwner.groups). */
+export interface HeldLock {
+  adopt(pid: number): Promise<void>;
 }
 
 /** The start time of a live process, null when it does not exist. */
@@ -41,7 +50,12 @@ function parseOwner(text: string): LockOwner | undefined {
   try {
     const v = JSON.parse(text) as Partial<LockOwner>;
     if (typeof v.pid === "number" && Number.isInteger(v.pid) && v.pid > 0)
-      return { pid: v.pid, start: typeof v.start === "string" ? v.start : null, what: String(v.what ?? "") };
+      return {
+        pid: v.pid,
+        start: typeof v.start === "string" ? v.start : null,
+        what: String(v.what ?? ""),
+        groups: Array.isArray(v.groups) ? v.groups.filter((g) => Number.isInteger(g?.pid) && g.pid > 1) : [],
+      };
   } catch {
     /* a lock file cut short by a crash: treated as stale below */
   }
@@ -64,9 +78,14 @@ export async function withEntryLock<T>(
   lockPath: string,
   what: string,
   opts: LockOptions,
-  fn: () => Promise<T>,
+  fn: (lock: HeldLock) => Promise<T>,
 ): Promise<T> {
-  const me: LockOwner = { pid: process.pid, start: (await processStart(process.pid)) ?? null, what };
+  let me: LockOwner = {
+    pid: process.pid,
+    start: (await processStart(process.pid)) ?? null,
+    what,
+    groups: [],
+  };
   await mkdir(dirname(lockPath), { recursive: true });
   let said = false;
   const waitStarted = performance.now();
@@ -106,10 +125,31 @@ export async function withEntryLock<T>(
     opts.log(
       `# ${what}: the other kho process is done (waited ${((performance.now() - waitStarted) / 1000).toFixed(1)} s)`,
     );
+  const held: HeldLock = {
+    adopt: async (pid) => {
+      me = { ...me, groups: [...(me.groups ?? []), { pid, start: (await processStart(pid)) ?? null }] };
+      await writeFileAtomic(lockPath, JSON.stringify(me));
+    },
+  };
   try {
-    return await fn();
+    return await fn(held);
   } finally {
     await rm(lockPath, { force: true });
+  }
+}
+
+/** Ends the process groups a dead owner left running (each checked by its start time). */
+async function endGroups(groups: NonNullable<LockOwner["groups"]>, log: Logger, what: string): Promise<void> {
+  for (const g of groups) {
+    const start = await processStart(g.pid);
+    if (start === undefined || (g.start !== null && start !== null && start !== g.start)) continue;
+    log(`# ${what}: ending process group ${g.pid} that the gone owner left running`);
+    try {
+      process.kill(-g.pid, "SIGKILL");
+    } catch {
+      /* already gone */
+    }
+    for (let i = 0; i < 50 && (await processStart(g.pid)) !== undefined; i++) await sleep(100);
   }
 }
 
@@ -123,9 +163,9 @@ export async function buildOnce<T>(
   what: string,
   opts: LockOptions,
   lookup: () => Promise<T | undefined>,
-  build: () => Promise<T>,
+  build: (lock: HeldLock) => Promise<T>,
 ): Promise<T> {
   const found = await lookup();
   if (found !== undefined) return found;
-  return withEntryLock(lockPath, what, opts, async () => (await lookup()) ?? (await build()));
+  return withEntryLock(lockPath, what, opts, async (lock) => (await lookup()) ?? (await build(lock)));
 }
