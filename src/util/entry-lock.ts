@@ -54,7 +54,11 @@ function parseOwner(text: string): LockOwner | undefined {
         pid: v.pid,
         start: typeof v.start === "string" ? v.start : null,
         what: String(v.what ?? ""),
-        groups: Array.isArray(v.groups) ? v.groups.filter((g) => Number.isInteger(g?.pid) && g.pid > 1) : [],
+        groups: Array.isArray(v.groups)
+          ? v.groups.filter(
+              (g: { pid?: unknown }) => typeof g.pid === "number" && Number.isInteger(g.pid) && g.pid > 1,
+            )
+          : [],
       };
   } catch {
     /* a lock file cut short by a crash: treated as stale below */
@@ -111,8 +115,10 @@ export async function withEntryLock<T>(
         `# ${what}: taking over the lock of ${owner ? `kho process ${owner.pid}, which is gone` : "a process that left it unreadable"} (${lockPath})`,
       );
       // Only the file we judged stale: a third process may have taken it over meanwhile.
-      if ((await readFile(lockPath, "utf8").catch(() => undefined)) === text)
+      if ((await readFile(lockPath, "utf8").catch(() => undefined)) === text) {
+        await endGroups(owner?.groups ?? [], opts.log, what);
         await rm(lockPath, { force: true });
+      }
       continue;
     }
     if (!said) {
