@@ -88,9 +88,8 @@ export function registerKernel(program: Command): void {
             continue;
           }
           const m = lookup.kernel.manifest;
-          const build = Object.values(m.phaseMs).reduce((a, b) => a + b, 0);
           process.stdout.write(
-            `${key}  ${m.arch.padEnd(7)} ${m.kernelRelease.padEnd(14)} ${m.sourceIdentity}  built ${m.builtAt} in ${formatDuration(build)}\n` +
+            `${key}  ${m.arch.padEnd(7)} ${m.kernelRelease.padEnd(14)} ${m.sourceIdentity}, base ${m.base}  built ${m.builtAt} in ${formatDuration(m.wallMs)} (${m.cpuSeconds} CPU s, ${m.objectCount} objects)\n` +
               `${" ".repeat(18)}${lookup.kernel.imagePath}\n`,
           );
         }
