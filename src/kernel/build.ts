@@ -40,8 +40,8 @@ const RECIPE_VERSION = "2";
 /**
  * What the fragments are merged over. `lean` (the default): Kconfig's defaults, the fragments
  * written into an empty .config and `olddefconfig`, as the kernel's own vmtest.sh scripts do.
- * `defconfig`: the arch's defconfig plus trim.config (the recipe before lean). `file`: a config
- * of the user's own (a distribution's, /boot/config-*, a production one), taken as it is.
+ * `defconfig`: the arch's defconfig (the recipe before lean). Both get trim.config. `file`: a
+ * config of the user's own (a distribution's, /boot/config-*, a production one), taken as it is.
  */
 export type KernelBase =
   | { readonly kind: "lean" }
@@ -103,7 +103,7 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const { log } = req;
   const base = req.base ?? LEAN_BASE;
   const [fragments, compiler, baseText] = await Promise.all([
-    loadFragments(spec, req.userFragments, base.kind === "defconfig"),
+    loadFragments(spec, req.userFragments, base.kind !== "file"),
     compilerVersion(spec),
     base.kind === "file"
       ? readFile(base.path, "utf8").catch(() => {

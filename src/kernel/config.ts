@@ -38,8 +38,8 @@ export function parseConfig(text: string): ConfigMap {
   return map;
 }
 
-/** The harness's fragments for an arch (common, arch, and trim over defconfig, where it still
- *  removes what defconfig builds and a QEMU guest never uses), then the user's on top. */
+/** The harness's fragments for an arch (common, arch, and trim: what Kconfig's defaults or
+ *  defconfig build and a QEMU guest never uses), then the user's on top. */
 export async function loadFragments(
   arch: ArchSpec,
   userFragments: readonly string[],
