@@ -43,7 +43,7 @@ describe("report.json reader", () => {
     const r = await fixture("x86_64-pages");
     expect(r.upgradedFrom).toBe("kho-harness/run-report@1");
     expect(r.doc.schema).toBe(RUN_REPORT_SCHEMA);
-    expect(r.doc.totals).toEqual({ pass: 3, fail: 0, xfail: 1, xpass: 0, skip: 0, error: 0 });
+    expect(r.doc.totals).toEqual({ pass: 3, fail: 0, xfail: 1, xpass: 0, skip: 0, error: 0, notrun: 0 });
     expect(r.doc.host.hostname).toBe("vm");
     expect(r.doc.host.os).toBeNull();
     const [x86] = r.doc.arches;
@@ -75,7 +75,7 @@ describe("report.json reader", () => {
       results: [{ id: "a", arch: "x86_64", verdict: "pass", phaseMs: {}, totalMs: 1, ...extra }],
     });
     expect(() => parseReport(oneResult({ verdict: "maybe" }), "r.json")).toThrow(
-      'r.json is not a valid kho run report: results[0].verdict should be pass|fail|xfail|xpass|skip|error, got "maybe"',
+      'r.json is not a valid kho run report: results[0].verdict should be pass|fail|xfail|xpass|skip|error|notrun, got "maybe"',
     );
     const withBoots = (boots: unknown) => oneResult({ boots });
     expect(() =>
