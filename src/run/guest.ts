@@ -13,7 +13,15 @@ import { GuestFault } from "../vm/fault.js";
 import type { ConsoleLine, ConsoleMatch } from "../vm/console.js";
 import type { SshKeys } from "../vm/keys.js";
 import { DEFAULT_MEMORY_MIB, launchVm, type Accel, type Vm } from "../vm/qemu.js";
-import { GuestBoots, SshFailure, type ExecResult, type ExecStream, type SshLink } from "../vm/ssh.js";
+import {
+  GuestBoots,
+  KEEPALIVE_SILENCE_MS,
+  KEEPALIVE_TIMEOUT,
+  SshFailure,
+  type ExecResult,
+  type ExecStream,
+  type SshLink,
+} from "../vm/ssh.js";
 import { bootTimeline, type BootTiming } from "./boot-timeline.js";
 import { HandoverPause, type AtHandover, type HandoverWork } from "./handover-pause.js";
 import { kexecHangEvidence } from "./hang-evidence.js";
@@ -205,9 +213,17 @@ export class Guest {
 
   private async explainLoss(err: unknown, step: string, mark: number, started: number): Promise<unknown> {
     if (!(err instanceof SshFailure) || err.kind !== "lost") return err;
+    const droppedAt = performance.now();
     // A dying guest closes SSH a moment before QEMU exits: let the exit (and its fault) land.
     await Promise.race([this.vm.exited, sleep(1_000)]);
-    if (this.vm.exit || this.vm.console.linesSince(mark).length > 0) return err;
+    // Console lines count when they came while SSH was silent: for unanswered keepalives, since
+    // the guest last answered (a boot's late lines, such as the TSC's refined calibration a
+    // second after boot, may fall between the command's start and the hang).
+    const silentSince = this.current.closedReason?.includes(KEEPALIVE_TIMEOUT)
+      ? droppedAt - KEEPALIVE_SILENCE_MS
+      : started;
+    const printed = this.vm.console.entriesSince(mark).filter((l) => l.at >= silentSince);
+    if (this.vm.exit || printed.length > 0) return err;
     const status = await this.vm.qmp.queryStatus().catch(() => undefined);
     const seconds = ((performance.now() - started) / 1000).toFixed(0);
     const command = /while running: (.*)$/s.exec(err.message)?.[1] ?? step;

@@ -93,6 +93,11 @@ export interface ExecStream {
 }
 
 const KEEPALIVE_MS = 5_000;
+const KEEPALIVE_COUNT_MAX = 3;
+/** A link dropped for unanswered keepalives had a silent peer for at least this long. */
+export const KEEPALIVE_SILENCE_MS = KEEPALIVE_MS * KEEPALIVE_COUNT_MAX;
+/** ssh2's words for a link dropped that way. */
+export const KEEPALIVE_TIMEOUT = "Keepalive timeout";
 /**
  * Per attempt. slirp accepts the host side at once and only then tries the guest, so a guest
  * whose sshd is not up yet shows as a handshake that never comes: retry fresh rather than wait
@@ -439,7 +444,7 @@ async function attempt(opts: SshConnectOptions, expected: Buffer, readyTimeout: 
       readyTimeout,
       // Notices a guest that vanished without a FIN (kexec, panic) within ~15 s.
       keepaliveInterval: KEEPALIVE_MS,
-      keepaliveCountMax: 3,
+      keepaliveCountMax: KEEPALIVE_COUNT_MAX,
       hostVerifier: (key: Buffer) => {
         presented = key;
         return key.equals(expected);
