@@ -12,8 +12,11 @@ import { HOUR } from "./helpers.js";
 
 let cache: string;
 const env = () => ({ KHO_CACHE_DIR: cache });
+// The harness process itself (what bin/kho launches): the process that holds the lock, so its
+// pid is the one the other names, and SIGKILL kills the builder, not only its launcher.
+const harness = ["--import", "tsx", "harness/kho.ts"];
 const build = (...extra: string[]) =>
-  execa("node", ["bin/kho", "kernel", "build", "--arch", "x86_64", ...extra], {
+  execa(process.execPath, [...harness, "kernel", "build", "--arch", "x86_64", ...extra], {
     reject: false,
     env: env(),
     stdin: "ignore",
@@ -24,7 +27,7 @@ interface ListedKernel {
   state: string;
 }
 async function listed(): Promise<ListedKernel[]> {
-  const r = await execa("node", ["bin/kho", "kernel", "list", "--json"], { env: env() });
+  const r = await execa(process.execPath, [...harness, "kernel", "list", "--json"], { env: env() });
   return (JSON.parse(r.stdout) as { key: string; lookup: { state: string } }[]).map((e) => ({
     key: e.key,
     state: e.lookup.state,
