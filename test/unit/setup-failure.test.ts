@@ -6,7 +6,7 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseReport } from "../../src/report/schema.js";
+import { parseReport, unknownHost } from "../../src/report/schema.js";
 import { KtapWriter } from "../../src/run/ktap.js";
 import { buildRunDocument, junitXml, summaryTable } from "../../src/run/report.js";
 import { runScenarios, type RunReport } from "../../src/run/runner.js";
@@ -68,17 +68,7 @@ describe("a failed arch setup", () => {
     const doc = await buildRunDocument(report, {
       wallMs: 1,
       argv: ["kho", "run"],
-      host: () =>
-        Promise.resolve({
-          hostname: "h",
-          os: null,
-          cpuArch: null,
-          cpuModel: null,
-          cpus: null,
-          memoryMiB: null,
-          node: null,
-          kvm: {},
-        }),
+      host: () => Promise.resolve(unknownHost("h")),
     });
     expect(doc.totals.notrun).toBe(picked.length);
     expect(doc.exitCode).toBe(1);
