@@ -92,13 +92,17 @@ describe("two kho processes, one cache", () => {
         "build",
         (await readdir(join(cache, "build"))).find((f) => f.endsWith(".lock")) ?? "?",
       );
-      const owner = JSON.parse(await readFile(lockPath, "utf8")) as {
-        pid: number;
-        groups: { pid: number }[];
-      };
-      expect(owner.pid).toBe(doomed.pid);
-      const makeGroup = owner.groups.at(-1)?.pid ?? -1;
-      expect(await processStart(makeGroup), "the killed builder's make is still running").not.toBeUndefined();
+      // The lock names the builder and, once the build's make has started, its process group.
+      let owner: { pid: number; groups: { pid: number }[] } | undefined;
+      let makeGroup = -1;
+      for (let i = 0; i < 600 && makeGroup < 0; i++) {
+        owner = JSON.parse(await readFile(lockPath, "utf8")) as typeof owner;
+        const last = owner?.groups.at(-1)?.pid;
+        if (last !== undefined && (await processStart(last)) !== undefined) makeGroup = last;
+        else await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(owner?.pid).toBe(doomed.pid);
+      expect(makeGroup, "the builder's make is running, recorded in the lock").toBeGreaterThan(1);
       doomed.kill("SIGKILL");
       await doomed;
 
