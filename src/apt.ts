@@ -7,7 +7,7 @@ import { execa } from "execa";
 import { HarnessError } from "./errors.js";
 import { cachePaths } from "./paths.js";
 import { writeFileAtomic } from "./util/build-slot.js";
-import { buildOnce, withEntryLock } from "./util/entry-lock.js";
+import { buildOnce } from "./util/entry-lock.js";
 import type { Logger } from "./util/log.js";
 
 export const DEBIAN_MIRROR = process.env.KHO_DEBIAN_MIRROR ?? "http://deb.debian.org/debian";
@@ -67,13 +67,11 @@ export class PrivateApt {
     await writeFile(join(this.dir, "sources.list"), sources);
     await writeFile(join(this.dir, "status"), "", { flag: "a" });
     const stamp = join(this.dir, "lists", ".updated");
-    const fresh = async () =>
-      (await stat(stamp).then(
-        (s) => Date.now() - s.mtimeMs,
-        () => Infinity,
-      )) < LISTS_MAX_AGE_MS
-        ? true
-        : undefined;
+    const fresh = () =>
+      stat(stamp).then(
+        (s) => (Date.now() - s.mtimeMs < LISTS_MAX_AGE_MS ? true : undefined),
+        () => undefined,
+      );
     // apt runs with NoLocking here: two kho processes must not write one set of lists at once.
     await buildOnce(
       join(this.dir, "lists.lock"),
@@ -151,18 +149,18 @@ export class PrivateApt {
     await this.ensureLists();
     await mkdir(destDir, { recursive: true });
     const names = await this.debFileNames(packages);
+    const paths = names.map((n) => join(destDir, n));
     const missingNow = async () => {
       const have = new Set(await readdir(destDir));
       return packages.filter((_, i) => !have.has(names[i] as string));
     };
-    if ((await missingNow()).length === 0) return names.map((n) => join(destDir, n));
-    await withEntryLock(
+    return buildOnce(
       join(destDir, ".download.lock"),
       `downloading ${packages.join(" ")}`,
       { log: this.log },
+      async () => ((await missingNow()).length === 0 ? paths : undefined),
       async () => {
         const missing = await missingNow();
-        if (missing.length === 0) return;
         this.log(`# apt: downloading ${missing.join(" ")}`);
         const r = await execa("apt-get", [...this.options(), "-q", "download", ...missing], {
           cwd: destDir,
@@ -172,9 +170,9 @@ export class PrivateApt {
         if (r.exitCode !== 0) {
           throw new HarnessError(`apt could not download ${missing.join(" ")}`, lastLines(r.all ?? "", 15));
         }
+        return paths;
       },
     );
-    return names.map((n) => join(destDir, n));
   }
 
   /**

@@ -97,13 +97,11 @@ export async function cachedNextKernelDisk(
   const dir = join(cacheRoot(), "next-disks");
   const name = [(await fileSha256(kernel)).slice(0, 16), userspace?.key.slice(0, 16), `v${NEXT_DISK_LAYOUT}`];
   const dest = join(dir, `${name.filter(Boolean).join("-")}.${format}`);
-  const present = async () =>
-    (await access(dest).then(
-      () => true,
-      () => false,
-    ))
-      ? dest
-      : undefined;
+  const present = () =>
+    access(dest).then(
+      () => dest,
+      () => undefined,
+    );
   return buildOnce(
     `${dest}.lock`,
     "writing the next-kernel disk",

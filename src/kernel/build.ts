@@ -56,8 +56,19 @@ export function parseBase(value: string): KernelBase {
   return { kind: "file", path: value };
 }
 
-export function describeBase(base: KernelBase): string {
-  return base.kind === "file" ? `base ${base.path}` : `base ${base.kind}`;
+/** The base as `--base` spells it. */
+function baseWord(base: KernelBase): string {
+  return base.kind === "file" ? base.path : base.kind;
+}
+
+/** A base file's text, refused in one sentence when it cannot be read or holds no config. */
+async function readBaseConfig(path: string): Promise<string> {
+  const text = await readFile(path, "utf8").catch(() => {
+    throw new HarnessError(`the base config ${path} cannot be read`);
+  });
+  if (!/^(# )?CONFIG_[A-Za-z0-9_]+(=| is not set)/m.test(text))
+    throw new HarnessError(`${path} is not a kernel config (no CONFIG_ lines)`);
+  return text;
 }
 
 export interface BuildRequest {
@@ -105,16 +116,8 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
   const [fragments, compiler, baseText] = await Promise.all([
     loadFragments(spec, req.userFragments, base.kind !== "file"),
     compilerVersion(spec),
-    base.kind === "file"
-      ? readFile(base.path, "utf8").catch(() => {
-          throw new HarnessError(`the base config ${base.path} cannot be read`);
-        })
-      : undefined,
+    base.kind === "file" ? readBaseConfig(base.path) : undefined,
   ]);
-  if (baseText !== undefined && !/^(# )?CONFIG_[A-Za-z0-9_]+(=| is not set)/m.test(baseText))
-    throw new HarnessError(
-      `${base.kind === "file" ? base.path : "the base"} is not a kernel config (no CONFIG_ lines)`,
-    );
   const fragmentHashes = fragments.map((f) => ({ name: basename(f.path), sha256: sha256(f.text) }));
   const baseId = base.kind === "file" ? `file ${sha256(baseText ?? "")}` : base.kind;
   const recipe = {
@@ -125,30 +128,30 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
     compiler,
   };
   const key = cacheKey({ ...recipe, source: req.source.identity });
-  const hit = async () => {
-    const found = await lookupKernel(key);
-    return found.state === "hit" ? found : undefined;
-  };
-  const found = await hit();
-  if (found) return { kernel: found.kernel, cached: true, ms: performance.now() - started };
+  const cachedResult = (kernel: CachedKernel): BuildResult => ({
+    kernel,
+    cached: true,
+    ms: performance.now() - started,
+  });
+  const found = await lookupKernel(key);
+  if (found.state === "hit") return cachedResult(found.kernel);
   if (req.cachedOnly) {
-    const state = await lookupKernel(key);
     throw new KernelNotCached(
-      `no cached ${spec.name} kernel for ${req.source.identity} (${state.state === "corrupt" ? `entry ${key} is corrupt` : `key ${key}`}): build it with kho kernel build --arch ${spec.name}${req.source.kind === "debian" ? ` --series ${req.source.series}` : ` --src ${req.source.tree}`}${base.kind === "lean" ? "" : ` --base ${base.kind === "file" ? base.path : base.kind}`}`,
+      `no cached ${spec.name} kernel for ${req.source.identity} (${found.state === "corrupt" ? `entry ${key} is corrupt` : `key ${key}`}): build it with kho kernel build --arch ${spec.name}${req.source.kind === "debian" ? ` --series ${req.source.series}` : ` --src ${req.source.tree}`}${base.kind === "lean" ? "" : ` --base ${baseWord(base)}`}`,
     );
   }
   // The O= directory is per tree and arch, so one lock per build directory: two processes
   // building different recipes of one tree would also clash in it.
   const buildDir = join(cachePaths.builds(), `${spec.name}-${sha256(req.source.tree).slice(0, 12)}`);
   return withEntryLock(`${buildDir}.lock`, `building the ${spec.name} kernel`, { log }, async (lock) => {
-    const again = await hit();
-    if (again) return { kernel: again.kernel, cached: true, ms: performance.now() - started };
+    // Another process may have built it while this one waited for the lock.
+    const now = await lookupKernel(key);
+    if (now.state === "hit") return cachedResult(now.kernel);
+    if (now.state === "corrupt") log(`# cache entry ${key} is incomplete (${now.reason}): rebuilding it`);
     return build(lock);
   });
 
   async function build(lock: HeldLock): Promise<BuildResult> {
-    const found = await lookupKernel(key);
-    if (found.state === "corrupt") log(`# cache entry ${key} is incomplete (${found.reason}): rebuilding it`);
     // Only a build needs these (probing them costs ~0.2 s, which a cache hit should not pay).
     await requireTools(
       [
@@ -181,7 +184,7 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
     };
 
     log(
-      `# ${spec.name}: building ${req.source.identity}, ${describeBase(base)} + ${describeFragments(fragments)}, -j${jobs}, log ${logPath}`,
+      `# ${spec.name}: building ${req.source.identity}, base ${baseWord(base)} + ${describeFragments(fragments)}, -j${jobs}, log ${logPath}`,
     );
     await phase("configure", async () => {
       const dotConfig = join(buildDir, ".config");
