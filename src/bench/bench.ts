@@ -8,7 +8,7 @@ import type { ArchName } from "../arch.js";
 import { chooseAccel } from "../host/kvm.js";
 import { buildKernel } from "../kernel/build.js";
 import { debianKernelSource } from "../kernel/source.js";
-import type { Scenario } from "../scenarios/types.js";
+import type { Scenario } from "../api/scenario.js";
 import { formatDuration, type Logger } from "../util/log.js";
 import { runHarnessFlow } from "./harness-flow.js";
 import { runRawFlow, type FlowSample } from "./raw-flow.js";

@@ -3,7 +3,7 @@
 // sources stay as they are.
 import { readFile } from "node:fs/promises";
 import { execa } from "execa";
-import { DEBIAN_MIRROR, PrivateApt } from "../apt.js";
+import { DEBIAN_MIRROR, PrivateApt } from "../debian/apt.js";
 import { HarnessError } from "../errors.js";
 import type { Logger } from "../util/log.js";
 import { HOST_TOOLS, probeTools, type HostTool, type ToolStatus } from "./tools.js";

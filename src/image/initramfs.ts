@@ -5,7 +5,7 @@
 import { chmod, mkdir, readFile, rename, rm, stat, symlink, writeFile } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
 import { archSpec, type ArchName, type ArchSpec } from "../arch.js";
-import { buildAgent } from "../guest/agent-build.js";
+import { buildAgent } from "./agent-build.js";
 import type { CachedKernel } from "../kernel/cache.js";
 import { cacheRoot, imagesDir } from "../paths.js";
 import { cacheKey, sha256 } from "../util/hash.js";

@@ -2,13 +2,13 @@
 // with the shared libraries it needs, read out of the .debs in TypeScript. Debian is
 // merged-/usr, so everything lands under usr/ and the root gets the usual symlinks.
 import { join, posix } from "node:path";
-import { DEBIAN_UNSTABLE, PrivateApt } from "../apt.js";
+import { DEBIAN_UNSTABLE, PrivateApt } from "../debian/apt.js";
 import type { ArchSpec } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import { cacheRoot } from "../paths.js";
 import type { Logger } from "../util/log.js";
 import { readDynamic } from "../elf/needed.js";
-import { extractFiles, type DebEntry } from "./deb.js";
+import { extractFiles, type DebEntry } from "../debian/deb.js";
 
 /** Runtime closure of dropbear-bin in Debian sid (apt-cache depends, minus debconf and docs). */
 export const GUEST_PACKAGES = [

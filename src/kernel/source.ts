@@ -3,7 +3,7 @@
 import { access, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { execa } from "execa";
-import { DEBIAN_UNSTABLE, PrivateApt } from "../apt.js";
+import { DEBIAN_UNSTABLE, PrivateApt } from "../debian/apt.js";
 import { HarnessError } from "../errors.js";
 import { cachePaths } from "../paths.js";
 import { sha256 } from "../util/hash.js";

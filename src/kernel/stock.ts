@@ -2,10 +2,10 @@
 // harness must refuse with one clear sentence (used by tests and by `kho kernel inspect` demos).
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import { DEBIAN_UNSTABLE, PrivateApt } from "../apt.js";
+import { DEBIAN_UNSTABLE, PrivateApt } from "../debian/apt.js";
 import { archSpec, type ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
-import { extractFiles } from "../image/deb.js";
+import { extractFiles } from "../debian/deb.js";
 import { cacheRoot } from "../paths.js";
 import type { Logger } from "../util/log.js";
 

@@ -1,7 +1,7 @@
 // `kho report --compare OLD NEW`: what changed between two runs, scenario by scenario (by id and
 // arch; repeated runs of a scenario are taken together). A new failure makes the exit code 1
 // so a nightly job can gate on it; timing changes are flagged but never fail.
-import { isSuccess, type Verdict } from "../run/verdict.js";
+import { isSuccess, type Verdict } from "./verdict.js";
 import { resultName, seconds } from "./format.js";
 import { VERDICTS, type ArchEntry, type ReportResult, type RunReportDoc } from "./schema.js";
 

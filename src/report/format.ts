@@ -1,6 +1,6 @@
 // Small pieces the summary pages and the comparison share: escaping, durations, labels.
 import { basename, isAbsolute, relative, sep } from "node:path";
-import type { Verdict } from "../run/verdict.js";
+import type { Verdict } from "./verdict.js";
 import { VERDICTS, type ReportResult, type RunReportDoc } from "./schema.js";
 
 const XML_ENTITIES: Record<string, string> = {

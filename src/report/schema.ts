@@ -5,8 +5,8 @@ import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { isArchName, type ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
-import type { BootTiming } from "../run/boot-timeline.js";
-import type { ScenarioResult, SetupFailure, Verdict } from "../run/verdict.js";
+import type { BootTiming } from "../session/boot-timeline.js";
+import type { ScenarioResult, SetupFailure, Verdict } from "./verdict.js";
 
 export const RUN_REPORT_SCHEMA = "kho-harness/run-report@2";
 /** Schemas this reader understands: the current one and what it upgrades. */

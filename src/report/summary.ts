@@ -15,7 +15,7 @@ import {
   seconds,
   totalsLine,
 } from "./format.js";
-import { SEGMENT_NAMES } from "../run/boot-timeline.js";
+import { SEGMENT_NAMES } from "../session/boot-timeline.js";
 import type { ArchEntry, HostInfo, ReportResult, RunReportDoc } from "./schema.js";
 import { phaseLegend, timingChart, VERDICT_COLOURS, type TimingRow } from "./svg.js";
 

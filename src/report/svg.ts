@@ -1,6 +1,6 @@
 // The timing chart of the summary page: one stacked horizontal bar per scenario and arch, one
 // colour per phase, a legend and an axis in seconds. Plain SVG text, no script, no fonts.
-import type { Verdict } from "../run/verdict.js";
+import type { Verdict } from "./verdict.js";
 import { escapeXml, OTHER_PHASE, seconds } from "./format.js";
 
 export interface TimingRow {

@@ -2,12 +2,12 @@
 // (the agent's --carry), and every hop must find the same bytes on the same frames, with the
 // kernel's own exec count ("KHO: exec from: <release> (count N)") rising by one per hop.
 import { randomInt } from "node:crypto";
-import type { AgentMemfd, AgentPreserveResult } from "../guest/agent-protocol.js";
-import { memfdPatternSha256 } from "../guest/agent-build.js";
-import { CheckFailed } from "../run/outcome.js";
-import { formatTimeline } from "../run/boot-timeline.js";
+import type { AgentMemfd, AgentPreserveResult } from "../agent/protocol.js";
+import { memfdPatternSha256 } from "../image/agent-build.js";
+import { CheckFailed } from "../api/outcome.js";
+import { formatTimeline } from "../session/boot-timeline.js";
 import { holdSessions, kexecHeld } from "./memfd-common.js";
-import type { Scenario } from "./types.js";
+import type { Scenario } from "../api/scenario.js";
 
 export const DEFAULT_CHAIN_HOPS = 3;
 const SESSION = "kho-chain";

@@ -3,9 +3,9 @@
 // kernel has a handler for hugetlbfs files, PRESERVE_FD fails with ENOENT ("no compatible
 // handler"). That is a skip naming the errno and the missing handler; a kernel that preserves
 // it gets the same checks as any memfd (contents, frames, huge folios).
-import { isAgentError } from "../guest/agent-protocol.js";
-import type { ScenarioContext } from "../run/context.js";
-import { CheckFailed } from "../run/outcome.js";
+import { isAgentError } from "../agent/protocol.js";
+import type { ScenarioContext } from "../orchestrate/context.js";
+import { CheckFailed } from "../api/outcome.js";
 import {
   checkPreserved,
   checkRestored,
@@ -16,7 +16,7 @@ import {
   sessionArgs,
   startHolding,
 } from "./memfd-common.js";
-import type { Scenario } from "./types.js";
+import type { Scenario } from "../api/scenario.js";
 
 const SESSION = "kho-hugetlb-memfd";
 const HUGEPAGES = 16;

@@ -5,7 +5,7 @@ import { memfdBasic } from "./memfd-basic.js";
 import { noKho } from "./no-kho.js";
 import { PAGE_SCENARIOS } from "./pages.js";
 import { testKho } from "./test-kho.js";
-import type { Scenario } from "./types.js";
+import type { Scenario } from "../api/scenario.js";
 import { VARIANT_SCENARIOS } from "./variants.js";
 
 export const SCENARIOS: readonly Scenario[] = [

@@ -11,22 +11,22 @@ import {
   type AgentError,
   type AgentMemfd,
   type AgentPreserveResult,
-} from "../guest/agent-protocol.js";
-import { memfdModel, memfdPatternSha256, type MemfdLayout } from "../guest/agent-build.js";
-import { directReader, GuestPhysMemory } from "../run/guest-memory.js";
-import { agentFailure, parseAgentLine, type ScenarioContext } from "../run/context.js";
-import { formatTimeline, type BootTiming } from "../run/boot-timeline.js";
+} from "../agent/protocol.js";
+import { memfdModel, memfdPatternSha256, type MemfdLayout } from "../image/agent-build.js";
+import { directReader, GuestPhysMemory } from "../memory/guest-memory.js";
+import { agentFailure, parseAgentLine, type ScenarioContext } from "../orchestrate/context.js";
+import { formatTimeline, type BootTiming } from "../session/boot-timeline.js";
 import {
   checkHandover,
   dropPreKexecMemory,
   readMemoryBeforeKexec,
   type PreKexecMemory,
-} from "../run/handover.js";
-import { NEXT_KERNEL } from "../run/kexec.js";
-import { CheckFailed } from "../run/outcome.js";
+} from "../memory/handover.js";
+import { NEXT_KERNEL } from "../session/kexec.js";
+import { CheckFailed } from "../api/outcome.js";
 import type { DecodedKho, PhysMemory } from "../kho/abi.js";
 import type { ExecStream } from "../vm/ssh.js";
-import type { Capability, GuestBoot, Scenario } from "./types.js";
+import type { Capability, GuestBoot, Scenario } from "../api/scenario.js";
 
 export const MiB = 1024 * 1024;
 /** The agent's preserve/restore options that load the next kernel (see kexec.ts). */

@@ -6,10 +6,10 @@ import {
   pfnAddresses,
   type AgentMissingMemfd,
   type AgentPreserveResult,
-} from "../guest/agent-protocol.js";
-import type { ScenarioContext } from "../run/context.js";
-import { checkHandover, dropPreKexecMemory, readMemoryBeforeKexec } from "../run/handover.js";
-import { kexecWithAgent } from "../run/kexec.js";
+} from "../agent/protocol.js";
+import type { ScenarioContext } from "../orchestrate/context.js";
+import { checkHandover, dropPreKexecMemory, readMemoryBeforeKexec } from "../memory/handover.js";
+import { kexecWithAgent } from "../session/kexec.js";
 import {
   checkPreserved,
   checkRestored,
@@ -22,7 +22,7 @@ import {
   seeded,
   sessionArgs,
 } from "./memfd-common.js";
-import type { Scenario } from "./types.js";
+import type { Scenario } from "../api/scenario.js";
 
 const NEEDS = ["kho", "luo", "luo-memfd"] as const;
 

@@ -5,9 +5,9 @@
 import { randomInt } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { AgentMemfd } from "../guest/agent-protocol.js";
-import type { ScenarioContext } from "../run/context.js";
-import { CheckFailed } from "../run/outcome.js";
+import type { AgentMemfd } from "../agent/protocol.js";
+import type { ScenarioContext } from "../orchestrate/context.js";
+import { CheckFailed } from "../api/outcome.js";
 import {
   checkPreserved,
   checkRestored,
@@ -21,7 +21,7 @@ import {
   sessionArgs,
   type MemfdSpec,
 } from "./memfd-common.js";
-import type { Scenario } from "./types.js";
+import type { Scenario } from "../api/scenario.js";
 
 const KiB = 1024;
 const orders = (m: AgentMemfd | undefined) => JSON.stringify(m?.kpageflags?.folio_orders ?? null);

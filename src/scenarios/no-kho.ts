@@ -1,5 +1,5 @@
-import type { AgentInfo } from "../guest/agent-protocol.js";
-import type { Scenario } from "./types.js";
+import type { AgentInfo } from "../agent/protocol.js";
+import type { Scenario } from "../api/scenario.js";
 
 /** The baseline: the same guest with kho=off must show no handover machinery at all. */
 export const noKho: Scenario = {

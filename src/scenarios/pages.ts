@@ -2,10 +2,10 @@
 // non-compound high-order blocks, and split pages. The module measures, in the next kernel,
 // the pattern, the head's and every tail page's refcount and the compound state.
 import { randomInt } from "node:crypto";
-import { buildKmod } from "../guest/kmod-build.js";
-import type { ScenarioContext } from "../run/context.js";
-import { kexecWithAgent } from "../run/kexec.js";
-import type { Scenario } from "./types.js";
+import { buildKmod } from "../image/kmod-build.js";
+import type { ScenarioContext } from "../orchestrate/context.js";
+import { kexecWithAgent } from "../session/kexec.js";
+import type { Scenario } from "../api/scenario.js";
 
 interface KmodEntry {
   readonly kind: string;

@@ -10,12 +10,12 @@
 // bytes at the same offsets in guest memory before and after, the region in the decoded
 // memblock subtree, and every page of it in the preserved-memory map.
 import { randomBytes } from "node:crypto";
-import { GuestPhysMemory } from "../run/guest-memory.js";
-import type { ScenarioContext } from "../run/context.js";
-import { checkHandover, dropPreKexecMemory, readMemoryBeforeKexec } from "../run/handover.js";
-import { kexecWithAgent } from "../run/kexec.js";
-import { CheckFailed } from "../run/outcome.js";
-import type { Scenario } from "./types.js";
+import { GuestPhysMemory } from "../memory/guest-memory.js";
+import type { ScenarioContext } from "../orchestrate/context.js";
+import { checkHandover, dropPreKexecMemory, readMemoryBeforeKexec } from "../memory/handover.js";
+import { kexecWithAgent } from "../session/kexec.js";
+import { CheckFailed } from "../api/outcome.js";
+import type { Scenario } from "../api/scenario.js";
 
 const REGION = "harness_rm"; // RESERVE_MEM_NAME_SIZE is 16
 const SIZE = 2 * 1024 * 1024;

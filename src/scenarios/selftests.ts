@@ -2,11 +2,11 @@
 // built from the tree of the kernel under test, uploaded to the guest, and for the two-stage
 // ones: stage 1, kexec with KHO, stage 2 (`-s 2`) in the new kernel, each stage judged from its
 // KTAP output and exit code.
-import { kexecWithAgent } from "../run/kexec.js";
-import type { ScenarioContext } from "../run/context.js";
+import { kexecWithAgent } from "../session/kexec.js";
+import type { ScenarioContext } from "../orchestrate/context.js";
 import { buildLiveupdateSelftests, type SelftestBinaries } from "../selftests/liveupdate.js";
 import { judgeSelftestRun, LIVEUPDATE_SELFTESTS, type SelftestSpec } from "../selftests/liveupdate-specs.js";
-import type { Scenario } from "./types.js";
+import type { Scenario } from "../api/scenario.js";
 
 /** In /root: the guest's /usr is the next-kernel disk's, read-only (src/image/initramfs.ts). */
 const GUEST_DIR = "/root/kselftest/liveupdate";

@@ -1,5 +1,5 @@
-import { kexecWithAgent } from "../run/kexec.js";
-import type { Scenario } from "./types.js";
+import { kexecWithAgent } from "../session/kexec.js";
+import type { Scenario } from "../api/scenario.js";
 
 /** The kernel's own KHO self-test (lib/test_kho.c): preserves ~8 MiB of random-order folios in
  *  the first kernel and checks their checksum in the second. */

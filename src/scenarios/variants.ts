@@ -4,7 +4,7 @@ import { hugetlbMemfd } from "./hugetlb-memfd.js";
 import { MEMFD_LIFECYCLE } from "./memfd-lifecycle.js";
 import { MEMFD_SHAPES } from "./memfd-variants.js";
 import { reserveMem } from "./reserve-mem.js";
-import type { Scenario } from "./types.js";
+import type { Scenario } from "../api/scenario.js";
 
 export const VARIANT_SCENARIOS: readonly Scenario[] = [
   ...MEMFD_SHAPES,

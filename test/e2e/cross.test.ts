@@ -5,7 +5,7 @@ import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
 import { KernelNotCached } from "../../src/kernel/build.js";
-import { runCross, type CrossReport } from "../../src/run/cross.js";
+import { runCross, type CrossReport } from "../../src/orchestrate/cross.js";
 import { selectScenarios } from "../../src/scenarios/index.js";
 import { stderrLogger } from "../../src/util/log.js";
 import { e2eOutDir, explain, HOUR } from "./helpers.js";

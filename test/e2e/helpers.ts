@@ -6,8 +6,8 @@ import { type ArchName } from "../../src/arch.js";
 import { buildKernel } from "../../src/kernel/build.js";
 import type { CachedKernel } from "../../src/kernel/cache.js";
 import { debianKernelSource } from "../../src/kernel/source.js";
-import { runScenarios, type RunOptions } from "../../src/run/runner.js";
-import type { ScenarioResult } from "../../src/run/verdict.js";
+import { runScenarios, type RunOptions } from "../../src/orchestrate/runner.js";
+import type { ScenarioResult } from "../../src/report/verdict.js";
 import { selectScenarios } from "../../src/scenarios/index.js";
 import { stderrLogger } from "../../src/util/log.js";
 

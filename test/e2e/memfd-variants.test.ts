@@ -5,7 +5,7 @@ import { readdir, readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ARCH_NAMES } from "../../src/arch.js";
-import type { ScenarioResult } from "../../src/run/verdict.js";
+import type { ScenarioResult } from "../../src/report/verdict.js";
 import { VARIANT_SCENARIOS } from "../../src/scenarios/variants.js";
 import { explain, HOUR, runSelected } from "./helpers.js";
 

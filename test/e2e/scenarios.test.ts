@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { ARCH_NAMES, type ArchName } from "../../src/arch.js";
-import type { ScenarioResult } from "../../src/run/verdict.js";
+import type { ScenarioResult } from "../../src/report/verdict.js";
 import { defaultKernel, e2eOutDir, explain, HOUR, runSelected } from "./helpers.js";
 
 async function runOne(arch: ArchName, id: string): Promise<ScenarioResult> {

@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { ARCH_NAMES } from "../../src/arch.js";
-import { runScenarios } from "../../src/run/runner.js";
+import { runScenarios } from "../../src/orchestrate/runner.js";
 import { SELFTEST_SCENARIOS } from "../../src/scenarios/selftests.js";
 import { stderrLogger } from "../../src/util/log.js";
 import { defaultKernel, e2eOutDir, HOUR } from "./helpers.js";

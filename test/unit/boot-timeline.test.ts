@@ -1,7 +1,7 @@
 // The boot timeline cuts a boot's wall time at console landmarks; lines come from a real x86_64
 // kexec (boot 2 of test-kho), with host times made up to check the arithmetic.
 import { describe, expect, it } from "vitest";
-import { bootTimeline, formatTimeline } from "../../src/run/boot-timeline.js";
+import { bootTimeline, formatTimeline } from "../../src/session/boot-timeline.js";
 import type { ConsoleLine } from "../../src/vm/console.js";
 
 function lines(entries: readonly [number, string][]): ConsoleLine[] {

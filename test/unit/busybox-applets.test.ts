@@ -3,7 +3,7 @@ import { arch as hostArch, tmpdir } from "node:os";
 import { join } from "node:path";
 import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
-import { extractFiles } from "../../src/image/deb.js";
+import { extractFiles } from "../../src/debian/deb.js";
 import { busyboxApplets } from "../../src/image/busybox.js";
 import { cacheRoot } from "../../src/paths.js";
 

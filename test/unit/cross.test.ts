@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { judgePair, pairId, pairTable, seriesPairs } from "../../src/run/cross.js";
-import type { ScenarioResult } from "../../src/run/verdict.js";
+import { judgePair, pairId, pairTable, seriesPairs } from "../../src/orchestrate/cross.js";
+import type { ScenarioResult } from "../../src/report/verdict.js";
 
 const result = (id: string, verdict: ScenarioResult["verdict"], reason?: string): ScenarioResult => ({
   id,

@@ -5,7 +5,7 @@ import { execa } from "execa";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DecodeError } from "../../src/errors.js";
-import { extractFiles, listArMembers, readAr, readDebEntries, type DebEntry } from "../../src/image/deb.js";
+import { extractFiles, listArMembers, readAr, readDebEntries, type DebEntry } from "../../src/debian/deb.js";
 
 const hasDpkgDeb = (await execa("dpkg-deb", ["--version"], { reject: false })).exitCode === 0;
 const COMPRESSORS = [

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { directReader } from "../../src/run/guest-memory.js";
+import { directReader } from "../../src/memory/guest-memory.js";
 import type { QmpClient } from "../../src/vm/qmp.js";
 import { parseRamblocks, ramWindows } from "../../src/vm/guest-ram.js";
 

@@ -1,7 +1,7 @@
 // HandoverPause: work that must run with the guest paused between the old kernel's last words
 // and the new kernel's boot.
 import { describe, expect, it } from "vitest";
-import { HandoverPause } from "../../src/run/handover-pause.js";
+import { HandoverPause } from "../../src/session/handover-pause.js";
 import type { ConsoleLine } from "../../src/vm/console.js";
 import type { Vm } from "../../src/vm/qemu.js";
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { kexecHangEvidence, TASK_SNAPSHOT } from "../../src/run/hang-evidence.js";
+import { kexecHangEvidence, TASK_SNAPSHOT } from "../../src/session/hang-evidence.js";
 import type { Vm } from "../../src/vm/qemu.js";
 import type { SshLink } from "../../src/vm/ssh.js";
 

@@ -2,7 +2,7 @@
 // offset (the init's `text=`).
 import { describe, expect, it } from "vitest";
 import { parseSystemMap, symbolize } from "../../src/kernel/symbols.js";
-import { runtimeText } from "../../src/run/hang-evidence.js";
+import { runtimeText } from "../../src/session/hang-evidence.js";
 
 const MAP = [
   "0000000000000000 A __per_cpu_start",

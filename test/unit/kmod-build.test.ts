@@ -6,7 +6,7 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ARCH_NAMES, archSpec } from "../../src/arch.js";
 import { newestKernel, type CachedKernel } from "../../src/kernel/cache.js";
-import { buildKmod, KMOD_DIR, kmodSourceHash, makeEvidence } from "../../src/guest/kmod-build.js";
+import { buildKmod, KMOD_DIR, kmodSourceHash, makeEvidence } from "../../src/image/kmod-build.js";
 
 const scratch = await mkdtemp(join(tmpdir(), "kmod-build-test-"));
 afterAll(() => rm(scratch, { recursive: true, force: true }));

@@ -1,11 +1,11 @@
 // The memfd scenarios' check of the LUO state the old kernel handed over (decoded by the host
 // from guest memory at the kexec) against what the agent saw before it.
 import { describe, expect, it } from "vitest";
-import type { AgentMemfd, AgentPreserveResult } from "../../src/guest/agent-protocol.js";
+import type { AgentMemfd, AgentPreserveResult } from "../../src/agent/protocol.js";
 import type { DecodedKho, LuoState, MemfdFolio } from "../../src/kho/abi.js";
-import type { Guest } from "../../src/run/guest.js";
-import { ScenarioContext } from "../../src/run/context.js";
-import { CheckFailed } from "../../src/run/outcome.js";
+import type { Guest } from "../../src/session/guest.js";
+import { ScenarioContext } from "../../src/orchestrate/context.js";
+import { CheckFailed } from "../../src/api/outcome.js";
 import { checkLuoHandover, type SessionSpec } from "../../src/scenarios/memfd-common.js";
 
 const ctx = new ScenarioContext("x86_64", {} as Guest, {} as never, "/nonexistent", () => undefined, 1024);

@@ -1,8 +1,8 @@
 // The host's model of a memfd's bytes (memfdModel) and the boot-1 check that reads a memfd's
 // frames from guest memory and compares them with it (firstFrameMismatch).
 import { describe, expect, it } from "vitest";
-import type { AgentMemfd, PfnRuns } from "../../src/guest/agent-protocol.js";
-import { memfdModel, memfdPatternSha256 } from "../../src/guest/agent-build.js";
+import type { AgentMemfd, PfnRuns } from "../../src/agent/protocol.js";
+import { memfdModel, memfdPatternSha256 } from "../../src/image/agent-build.js";
 import type { PhysMemory } from "../../src/kho/abi.js";
 import { expectedSha, firstFrameMismatch, type SeededMemfd } from "../../src/scenarios/memfd-common.js";
 import { createHash } from "node:crypto";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { cpus, totalmem } from "node:os";
-import { defaultGuestJobs } from "../../src/run/runner.js";
+import { defaultGuestJobs } from "../../src/orchestrate/runner.js";
 import { runPool } from "../../src/util/pool.js";
 
 const tick = (ms: number) => new Promise((r) => setTimeout(r, ms));

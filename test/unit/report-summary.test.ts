@@ -14,8 +14,8 @@ import {
 } from "../../src/report/schema.js";
 import { renderHtml, renderMarkdown, timingRows } from "../../src/report/summary.js";
 import { niceStep, phaseLegend, timingChart } from "../../src/report/svg.js";
-import { buildRunDocument } from "../../src/run/report.js";
-import type { RunReport } from "../../src/run/runner.js";
+import { buildRunDocument } from "../../src/report/write.js";
+import type { RunReport } from "../../src/orchestrate/runner.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "reports");
 const fixture = (name: string) => loadReport(join(FIXTURES, name));

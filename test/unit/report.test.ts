@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
-import { KtapWriter } from "../../src/run/ktap.js";
-import { junitXml, summaryTable } from "../../src/run/report.js";
-import { exitCodeFor, type ScenarioResult } from "../../src/run/verdict.js";
+import { KtapWriter } from "../../src/report/ktap.js";
+import { junitXml, summaryTable } from "../../src/report/write.js";
+import { exitCodeFor, type ScenarioResult } from "../../src/report/verdict.js";
 
 const r = (id: string, verdict: ScenarioResult["verdict"], reason?: string): ScenarioResult => ({
   id,

@@ -7,10 +7,10 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseReport, unknownHost } from "../../src/report/schema.js";
-import { KtapWriter } from "../../src/run/ktap.js";
-import { buildRunDocument, junitXml, summaryTable } from "../../src/run/report.js";
-import { runScenarios, type RunReport } from "../../src/run/runner.js";
-import { exitCodeFor } from "../../src/run/verdict.js";
+import { KtapWriter } from "../../src/report/ktap.js";
+import { buildRunDocument, junitXml, summaryTable } from "../../src/report/write.js";
+import { runScenarios, type RunReport } from "../../src/orchestrate/runner.js";
+import { exitCodeFor } from "../../src/report/verdict.js";
 import { SCENARIOS } from "../../src/scenarios/index.js";
 
 const picked = SCENARIOS.slice(0, 3);

@@ -6,12 +6,12 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DecodeError } from "../errors.js";
-import type { AgentKhoState } from "../guest/agent-protocol.js";
+import type { AgentKhoState } from "../agent/protocol.js";
 import { FDT_MAGIC } from "../fdt/reader.js";
 import { decodeKhoFdt, outFdtRadixRoot, type PhysMemory } from "../kho/abi.js";
 import { type KhoAbi, type PreservedChunk, walkRadixTree } from "../kho/radix.js";
 import type { Vm } from "../vm/qemu.js";
-import type { ScenarioContext } from "./context.js";
+import type { ScenarioContext } from "../orchestrate/context.js";
 import { GuestPhysMemory } from "./guest-memory.js";
 
 const PAGE = 4096n;

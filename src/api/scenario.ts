@@ -1,7 +1,7 @@
 // What a scenario is: an id, a one-line description, the kernel capabilities it needs, how
 // its guest boots, and its steps. Nothing else: expectations live in expectations.ts, the
 // machinery (boot, SSH, kexec, checks, artifacts) in src/run/.
-import type { ScenarioContext } from "../run/context.js";
+import type { ScenarioContext } from "../orchestrate/context.js";
 
 /** Kernel capabilities a scenario can need, each answered by a config option of the kernel. */
 export const CAPABILITIES = {

@@ -1,7 +1,8 @@
-// Builds the guest agent (guest/agent/kho-agent.c, and init.c: the agent is also the guest's
+// Builds the guest agent (guest/agent/*.c, init.c among them: the agent is also the guest's
 // /init) as a static binary for one arch, and mirrors
 // its memfd fill pattern so the host can predict contents without trusting the guest.
 import { createHash } from "node:crypto";
+import { readdirSync } from "node:fs";
 import { access, mkdir, readFile, realpath, rename, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
@@ -10,12 +11,13 @@ import { HarnessError } from "../errors.js";
 import { guestDir } from "../paths.js";
 import { workPath } from "../util/build-slot.js";
 
-export const AGENT_SOURCES: readonly string[] = [
-  guestDir("agent", "kho-agent.c"),
-  guestDir("agent", "init.c"),
-];
-/** Everything the build reads from guest/agent: what decides whether a cached binary still fits. */
-const AGENT_FILES: readonly string[] = [...AGENT_SOURCES, guestDir("agent", "agent.h")];
+/** Every file of guest/agent the build reads (its .c and .h files), sorted: what decides whether a cached binary still fits. */
+const AGENT_FILES: readonly string[] = readdirSync(guestDir("agent"))
+  .filter((f) => /\.[ch]$/.test(f))
+  .sort()
+  .map((f) => guestDir("agent", f));
+/** The translation units compiled into the one static binary. */
+export const AGENT_SOURCES: readonly string[] = AGENT_FILES.filter((f) => f.endsWith(".c"));
 export const AGENT_CFLAGS: readonly string[] = ["-static", "-O2", "-Wall", "-Wextra", "-Werror"];
 
 export interface AgentBuildOptions {

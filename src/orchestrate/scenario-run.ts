@@ -9,18 +9,18 @@ import type { CachedKernel } from "../kernel/cache.js";
 import type { KernelReport } from "../kernel/inspect.js";
 import { kernelSymbols, type SymbolTable } from "../kernel/symbols.js";
 import { activeExpectation, type Expectation, type KernelFeature } from "../scenarios/expectations.js";
-import { CAPABILITIES, type GuestBoot, type Scenario } from "../scenarios/types.js";
+import { CAPABILITIES, type GuestBoot, type Scenario } from "../api/scenario.js";
 import type { Logger } from "../util/log.js";
 import { GuestFault } from "../vm/fault.js";
 import { DEFAULT_MEMORY_MIB } from "../vm/qemu.js";
 import type { generateKeys } from "../vm/keys.js";
 import { SshFailure } from "../vm/ssh.js";
 import { ScenarioContext, type KernelUnderTest } from "./context.js";
-import { Guest } from "./guest.js";
-import { CheckFailed, Skipped } from "./outcome.js";
-import { LOAD_NEXT_KERNEL } from "./kexec.js";
-import { KexecRendezvous, memberGuest, Turn } from "./shared-guest.js";
-import type { ScenarioResult } from "./verdict.js";
+import { Guest } from "../session/guest.js";
+import { CheckFailed, Skipped } from "../api/outcome.js";
+import { LOAD_NEXT_KERNEL } from "../session/kexec.js";
+import { KexecRendezvous, memberGuest, Turn } from "../session/shared.js";
+import type { ScenarioResult } from "../report/verdict.js";
 
 export interface ArchSetup {
   readonly arch: ArchName;

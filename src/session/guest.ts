@@ -7,7 +7,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import type { ArchName } from "../arch.js";
 import type { SymbolTable } from "../kernel/symbols.js";
 import { HarnessError } from "../errors.js";
-import type { GuestBoot } from "../scenarios/types.js";
+import type { GuestBoot } from "../api/scenario.js";
 import type { Logger } from "../util/log.js";
 import { GuestFault } from "../vm/fault.js";
 import type { ConsoleLine, ConsoleMatch } from "../vm/console.js";

@@ -3,7 +3,7 @@
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ArchName } from "../arch.js";
-import { configSha256, hostInfo, qemuVersion } from "../report/collect.js";
+import { configSha256, hostInfo, qemuVersion } from "./collect.js";
 import {
   countVerdicts,
   RUN_REPORT_SCHEMA,
@@ -11,11 +11,11 @@ import {
   type HostInfo,
   type QemuInfo,
   type RunReportDoc,
-} from "../report/schema.js";
-import { writeSummaries } from "../report/summary.js";
+} from "./schema.js";
+import { writeSummaries } from "./summary.js";
 import { sha256File } from "../util/hash.js";
 import { formatDuration } from "../util/log.js";
-import type { ArchSetup, RunReport } from "./runner.js";
+import type { ArchSetup, RunReport } from "../orchestrate/runner.js";
 import { exitCodeFor } from "./verdict.js";
 
 export const REPORT_SCHEMA = RUN_REPORT_SCHEMA;

@@ -5,12 +5,12 @@
 import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ElfReader } from "../elf/reader.js";
-import type { AgentKhoState } from "../guest/agent-protocol.js";
+import type { AgentKhoState } from "../agent/protocol.js";
 import { decodeKho, formatKhoTree, toJson, type DecodedKho, type DecodedSubtree } from "../kho/abi.js";
 import type { PreservedChunk } from "../kho/radix.js";
 import { RangeIndex } from "../kho/range-index.js";
-import type { ScenarioContext } from "./context.js";
-import type { AtHandover } from "./handover-pause.js";
+import type { ScenarioContext } from "../orchestrate/context.js";
+import type { AtHandover } from "../session/handover-pause.js";
 import {
   inRam,
   type RadixSnapshot,

@@ -3,12 +3,12 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { ArchName } from "../arch.js";
-import { isAgentError, type AgentError } from "../guest/agent-protocol.js";
+import { isAgentError, type AgentError } from "../agent/protocol.js";
 import type { CachedKernel } from "../kernel/cache.js";
 import type { ConfigMap } from "../kernel/config.js";
 import type { Logger } from "../util/log.js";
-import type { Guest } from "./guest.js";
-import { CheckFailed, Skipped } from "./outcome.js";
+import type { Guest } from "../session/guest.js";
+import { CheckFailed, Skipped } from "../api/outcome.js";
 
 export interface KernelUnderTest {
   readonly image: string;

@@ -19,13 +19,13 @@ import { assertBootableKernel } from "../kernel/inspect.js";
 import { debianKernelSource } from "../kernel/source.js";
 import { chooseAccel } from "../host/kvm.js";
 import { kernelFeatures } from "../scenarios/expectations.js";
-import type { GuestBoot, Scenario } from "../scenarios/types.js";
+import type { GuestBoot, Scenario } from "../api/scenario.js";
 import { formatDuration, type Logger } from "../util/log.js";
 import { runPool } from "../util/pool.js";
 import { generateKeys } from "../vm/keys.js";
 import { canShare, runOne, runShared, type ArchSetup, type PreparedArch } from "./scenario-run.js";
 import { loadUnitDurations, longestFirst, saveUnitDurations, unitKey } from "./unit-durations.js";
-import type { ScenarioResult, SetupFailure } from "./verdict.js";
+import type { ScenarioResult, SetupFailure } from "../report/verdict.js";
 
 export type { ArchSetup } from "./scenario-run.js";
 

@@ -4,11 +4,11 @@
 import { mkdir, readdir, readFile, stat, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { execa } from "execa";
-import { HarnessError } from "./errors.js";
-import { cachePaths } from "./paths.js";
-import { writeFileAtomic } from "./util/build-slot.js";
-import { buildOnce } from "./util/entry-lock.js";
-import type { Logger } from "./util/log.js";
+import { HarnessError } from "../errors.js";
+import { cachePaths } from "../paths.js";
+import { writeFileAtomic } from "../util/build-slot.js";
+import { buildOnce } from "../util/entry-lock.js";
+import type { Logger } from "../util/log.js";
 
 export const DEBIAN_MIRROR = process.env.KHO_DEBIAN_MIRROR ?? "http://deb.debian.org/debian";
 const KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg";

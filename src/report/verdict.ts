@@ -1,7 +1,7 @@
 // Verdicts as CI tools and kselftest understand them. An expected failure (xfail) names the
 // kernel behaviour it expects; if the kernel gets fixed the result turns into xpass, which is
 // reported loudly (and counts as a failure) so the expectation gets updated.
-import type { BootTiming } from "./boot-timeline.js";
+import type { BootTiming } from "../session/boot-timeline.js";
 
 /** `notrun`: the scenario never started because a setup it needed failed (its arch's kernel,
  *  image or tools); that failure is reported once, as a SetupFailure, and not per scenario. */

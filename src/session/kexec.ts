@@ -4,7 +4,7 @@
 // arrives; the second does not load again (that would read and hash both images twice). On a
 // shared guest the rendezvous loads once for all members, right before its kexec.
 import { formatTimeline } from "./boot-timeline.js";
-import type { ScenarioContext } from "./context.js";
+import type { ScenarioContext } from "../orchestrate/context.js";
 
 /**
  * What the guest kexecs into: the kernel from the harness's /boot disk, and the initrd it booted

@@ -5,10 +5,10 @@ import type { ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import { buildKernel } from "../kernel/build.js";
 import { debianKernelSource } from "../kernel/source.js";
-import type { Scenario } from "../scenarios/types.js";
+import type { Scenario } from "../api/scenario.js";
 import type { Logger } from "../util/log.js";
 import { runScenarios, type RunReport } from "./runner.js";
-import { isSuccess, type ScenarioResult } from "./verdict.js";
+import { isSuccess, type ScenarioResult } from "../report/verdict.js";
 
 export interface CrossOptions {
   readonly arches: readonly ArchName[];
