@@ -39,6 +39,11 @@ export interface ArchSpec {
   readonly probeStub: "x86-reset-vector" | "arm64-pl011";
   /** Guest-physical address where the machine's RAM starts (its size is the -m value). */
   readonly ramBase: bigint;
+  /**
+   * A vCPU's program counter in QEMU's `info registers` output; group 1 is its hex value. No
+   * `g` flag (the table is shared): programCounters() in src/vm/qemu.ts finds every vCPU's.
+   */
+  readonly pcRegister: RegExp;
 }
 
 const HOST_IS_ARM64 = process.arch === "arm64";
@@ -68,6 +73,8 @@ const X86_64: ArchSpec = {
   kvmHostArch: "x64",
   probeStub: "x86-reset-vector",
   ramBase: 0n,
+  // RIP in long mode, EIP before it (the KVM probe's stub runs from the reset vector in real mode).
+  pcRegister: /\b[ER]IP=([0-9a-f]+)/i,
 };
 
 const ARM64: ArchSpec = {
@@ -97,6 +104,7 @@ const ARM64: ArchSpec = {
   kvmHostArch: "arm64",
   probeStub: "arm64-pl011",
   ramBase: 0x4000_0000n,
+  pcRegister: /\bPC=([0-9a-f]+)/i,
 };
 
 const ARCHES: Record<ArchName, ArchSpec> = { x86_64: X86_64, arm64: ARM64 };

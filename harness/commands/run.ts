@@ -9,7 +9,8 @@ import { junitXml, summaryTable, writeRunReport } from "../../src/report/write.j
 import { pairTable, runCross, seriesPairs } from "../../src/orchestrate/cross.js";
 import { defaultGuestJobs, runScenarios, type RunReport } from "../../src/orchestrate/runner.js";
 import { exitCodeFor, findFlakes, type ScenarioResult, type SetupFailure } from "../../src/report/verdict.js";
-import { chainScenario, DEFAULT_CHAIN_HOPS } from "../../src/scenarios/chain.js";
+import { DEFAULT_CHAIN_HOPS } from "../../src/scenarios/chain.js";
+import { withParams } from "../../src/api/scenario.js";
 import { SCENARIOS, selectScenarios } from "../../src/scenarios/index.js";
 import { SELFTEST_SCENARIOS } from "../../src/scenarios/selftests.js";
 import { twoStageScenario } from "../../src/scenarios/two-stage.js";
@@ -136,7 +137,7 @@ export function registerRun(program: Command): void {
   ).action(
     action((opts: BootOptions & { scenario?: string; chain?: number }) => {
       const chosen = selectScenarios(opts.scenario).map((s) =>
-        s.id === "chain-memfd" && opts.chain ? chainScenario(opts.chain) : s,
+        s.id === "chain-memfd" && opts.chain ? withParams(s, { hops: opts.chain }) : s,
       );
       return runAndReport(chosen, opts);
     }),

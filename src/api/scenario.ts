@@ -1,7 +1,13 @@
-// What a scenario is: an id, a one-line description, the kernel capabilities it needs, how
-// its guest boots, and its steps. Nothing else: expectations live in expectations.ts, the
-// machinery (boot, SSH, kexec, checks, artifacts) in src/run/.
-import type { ScenarioContext } from "../orchestrate/context.js";
+// What a scenario is, in one declaration: an id, a one-line description, the kernel
+// capabilities it needs, how its guest boots, whether it may share a guest, what the kernel is
+// expected to get wrong, which not-done checks it accepts, and its steps. The machinery that
+// runs it (src/orchestrate) depends on this file; this file depends on nothing of it.
+import type { KernelFeature } from "../kernel/features.js";
+import type { GuestBoot } from "../session/session.js";
+import type { ScenarioContext } from "./context.js";
+import type { NotDoneReason } from "./findings.js";
+
+export type { GuestBoot } from "../session/session.js";
 
 /** Kernel capabilities a scenario can need, each answered by a config option of the kernel. */
 export const CAPABILITIES = {
@@ -15,12 +21,18 @@ export const CAPABILITIES = {
 } as const;
 export type Capability = keyof typeof CAPABILITIES;
 
-export interface GuestBoot {
-  /** false boots with kho=off and without liveupdate=on. */
-  readonly kho: boolean;
-  /** Extra kernel parameters. */
-  readonly append?: string;
-  readonly memoryMiB?: number;
+export type { KernelFeature } from "../kernel/features.js";
+
+/**
+ * What the kernel is expected to get wrong: while it lacks `unless`, the scenario's failure is an
+ * expected failure (xfail) with the reason; if it passes anyway, the result is xpass, reported
+ * loudly so the declaration gets updated.
+ */
+export interface Expectation {
+  readonly unless: KernelFeature;
+  readonly reason: string;
+  /** Console lines the expected failure prints (not faults for the watchdog). */
+  readonly consoleLines: readonly RegExp[];
 }
 
 export interface Scenario {
@@ -30,13 +42,49 @@ export interface Scenario {
   readonly boot: GuestBoot;
   /**
    * May run on one guest with other shareable scenarios of the same boot, all through one
-   * kexec (src/run/shared-guest.ts): it starts in the first boot, kexecs through
-   * `ctx.guest.kexec` (more than once only after the others are done), lets the guest load the
-   * next kernel where `ctx.guest.loadsAtKexec` says so, uses its own session names, and
+   * kexec (src/session/shared.ts): it starts in the first boot, kexecs through
+   * `ctx.guest.kexec` (more than once only after the others are done), loads the next kernel
+   * only where `ctx.guest.kexecLoadsNextKernel` is false, uses its own session names, and
    * nothing it checks can be disturbed by other sessions or preserved memory in the guest.
    * Its `append` may only add (reserve memory, start a facility): a shared guest boots with
    * every member's parameters.
    */
   readonly shareable?: boolean;
+  readonly expectation?: Expectation;
+  /** Reasons for which a planned check may stay not done without failing the scenario. */
+  readonly acceptNotDone?: readonly NotDoneReason[];
+  /** Parameters with their defaults (the chain's length...): `ctx.params`; `withParams` sets them. */
+  readonly params?: ScenarioParams;
   run(ctx: ScenarioContext): Promise<void>;
+}
+
+export type ScenarioParams = Readonly<Record<string, number | string | boolean>>;
+
+/**
+ * The scenario with some of its declared parameters set; an unknown name or a value of another
+ * type than the default's is refused (the message names the scenario's parameters).
+ */
+export function withParams(scenario: Scenario, values: ScenarioParams): Scenario {
+  const declared = scenario.params ?? {};
+  for (const [name, value] of Object.entries(values)) {
+    if (!(name in declared)) {
+      const known = Object.keys(declared).join(", ") || "none";
+      throw new TypeError(`${scenario.id} has no parameter "${name}" (it has: ${known})`);
+    }
+    if (typeof value !== typeof declared[name]) {
+      throw new TypeError(
+        `${scenario.id}'s parameter "${name}" is a ${typeof declared[name]}, not ${JSON.stringify(value)}`,
+      );
+    }
+  }
+  return { ...scenario, params: { ...declared, ...values } };
+}
+
+/** The expectation that holds for a kernel with `features`, if any. */
+export function activeExpectation(
+  scenario: Scenario,
+  features: ReadonlySet<KernelFeature>,
+): Expectation | undefined {
+  const e = scenario.expectation;
+  return e && !features.has(e.unless) ? e : undefined;
 }

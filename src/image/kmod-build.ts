@@ -100,9 +100,10 @@ async function compileKmod(kernel: CachedKernel, entry: string, ko: string): Pro
 /**
  * The O= directory is shared by every kernel built from the same tree and arch, so it may now
  * hold a later build than this cache entry: building against it would give a module whose
- * vermagic or struct layouts do not match the kernel that boots.
+ * vermagic or struct layouts do not match the kernel that boots. Throws the HarnessError that
+ * buildKmod would.
  */
-async function checkBuildDir(kernel: CachedKernel): Promise<void> {
+export async function checkBuildDir(kernel: CachedKernel): Promise<void> {
   const { manifest } = kernel;
   const dir = manifest.buildDir;
   const [release, symvers, configHash] = await Promise.all([

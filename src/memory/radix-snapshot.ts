@@ -11,7 +11,7 @@ import { FDT_MAGIC } from "../fdt/reader.js";
 import { decodeKhoFdt, outFdtRadixRoot, type PhysMemory } from "../kho/abi.js";
 import { type KhoAbi, type PreservedChunk, walkRadixTree } from "../kho/radix.js";
 import type { Vm } from "../vm/qemu.js";
-import type { ScenarioContext } from "../orchestrate/context.js";
+import type { MemoryScope } from "./scope.js";
 import { GuestPhysMemory } from "./guest-memory.js";
 
 const PAGE = 4096n;
@@ -52,7 +52,7 @@ export const inRam = (ram: readonly RamRange[]) => (paddr: bigint) =>
 const SEPARATOR = "--- iomem ---";
 
 /** kho/out/fdt (base64, empty when absent) and /proc/iomem's System RAM lines, over SSH. */
-async function readKhoState(ctx: ScenarioContext): Promise<{ outFdt: string; iomem: string }> {
+async function readKhoState(ctx: MemoryScope): Promise<{ outFdt: string; iomem: string }> {
   const out = await ctx.guest.run(
     `base64 /sys/kernel/debug/kho/out/fdt 2>/dev/null; echo '${SEPARATOR}'; grep 'System RAM' /proc/iomem`,
   );
@@ -67,7 +67,7 @@ async function readKhoState(ctx: ScenarioContext): Promise<{ outFdt: string; iom
  * --kho-state gave, read over SSH when absent.
  */
 export async function snapshotRadixTree(
-  ctx: ScenarioContext,
+  ctx: MemoryScope,
   state?: AgentKhoState,
 ): Promise<{ snapshot: RadixSnapshot } | { why: string }> {
   const { outFdt: b64, iomem } = state
@@ -79,7 +79,7 @@ export async function snapshotRadixTree(
   const started = performance.now();
   try {
     const { abi, root } = outFdtRadixRoot(Buffer.from(b64, "base64"));
-    const live = new GuestPhysMemory(ctx.guest.vm, ctx.artifactsDir);
+    const live = new GuestPhysMemory(ctx.guest.machine, ctx.artifactsDir);
     const pages = new Map<bigint, Uint8Array>();
     const chunks = await walkRadixTree({
       root,

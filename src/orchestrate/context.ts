@@ -1,41 +1,43 @@
-// What a scenario's steps get: the guest, timed phases, checks that fail with evidence, skips,
-// artifacts, and the guest agent with its JSON parsed.
+// The runner's ScenarioContext (src/api/context.ts): timed phases, checks and findings recorded
+// for the report, planned checks not done, skips, notes with typed facts, artifacts, and the
+// guest agent with its JSON checked against the command's schema.
 import { mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import type { z } from "zod";
 import type { ArchName } from "../arch.js";
+import { AgentOutputError, agentErrorText, parseAgentLine } from "../agent/client.js";
 import { isAgentError, type AgentError } from "../agent/protocol.js";
-import type { CachedKernel } from "../kernel/cache.js";
-import type { ConfigMap } from "../kernel/config.js";
-import type { Logger } from "../util/log.js";
-import type { Guest } from "../session/guest.js";
+import type { AgentCall, KernelUnderTest, ScenarioContext } from "../api/context.js";
+import type { Fact } from "../api/facts.js";
+import type { CheckRecord, Finding, NotDoneReason } from "../api/findings.js";
 import { CheckFailed, Skipped } from "../api/outcome.js";
+import type { Scenario, ScenarioParams } from "../api/scenario.js";
+import type { GuestSession } from "../session/session.js";
+import type { Logger } from "../util/log.js";
 
-export interface KernelUnderTest {
-  readonly image: string;
-  readonly release: string;
-  readonly config: ConfigMap;
-  /** The kernel that the guest kexecs into (the same image unless --next-kernel). */
-  readonly nextImage: string;
-  /** The harness's build of it (source tree, headers), when the harness built it. */
-  readonly built: CachedKernel | undefined;
-}
+export type { KernelUnderTest } from "../api/context.js";
 
-export class ScenarioContext {
+export class RunContext implements ScenarioContext {
   readonly phaseMs: Record<string, number> = {};
-  /** Facts worth a line in the report (frames compared, ranges decoded...). */
+  /** Lines for the report (frames compared, ranges decoded...). */
   readonly notes: string[] = [];
+  readonly facts: Fact[] = [];
+  readonly checks: CheckRecord[] = [];
+  readonly params: ScenarioParams;
+  /** Time spent waiting for other scenarios on a shared guest: kept out of the phases. */
+  private waitedMs = 0;
 
   constructor(
+    private readonly scenario: Pick<Scenario, "params" | "acceptNotDone">,
     readonly arch: ArchName,
-    readonly guest: Guest,
+    readonly guest: GuestSession,
     readonly kernel: KernelUnderTest,
     readonly artifactsDir: string,
     readonly log: Logger,
     readonly memoryMiB: number,
-  ) {}
-
-  /** Time spent waiting for other scenarios on a shared guest: kept out of the phases. */
-  private waitedMs = 0;
+  ) {
+    this.params = scenario.params ?? {};
+  }
 
   async phase<T>(name: string, fn: () => Promise<T>): Promise<T> {
     const start = performance.now();
@@ -48,7 +50,7 @@ export class ScenarioContext {
     }
   }
 
-  /** Records time the scenario spent waiting on others (see shared-guest.ts). */
+  /** Records time the scenario spent waiting on others (see session/shared.ts). */
   waited(ms: number): void {
     this.waitedMs += ms;
   }
@@ -57,12 +59,40 @@ export class ScenarioContext {
     if (!condition) throw new CheckFailed(message, evidence);
   }
 
+  expect(findings: readonly Finding[]): void {
+    let failed: Finding | undefined;
+    for (const f of findings) {
+      this.checks.push({
+        check: f.check,
+        status: f.ok ? "passed" : "failed",
+        ...(f.ok ? {} : { detail: f.message }),
+      });
+      if (!f.ok) failed ??= f;
+    }
+    if (failed) throw new CheckFailed(failed.message, failed.evidence ?? []);
+  }
+
+  notDone(check: string, reason: NotDoneReason, detail: string): void {
+    const accepted = this.scenario.acceptNotDone?.includes(reason) ?? false;
+    this.checks.push({ check, status: "not-done", detail, notDone: reason, accepted });
+  }
+
+  /** Planned checks that were not done for a reason the scenario does not accept. */
+  unacceptedNotDone(): CheckRecord[] {
+    return this.checks.filter((c) => c.status === "not-done" && !c.accepted);
+  }
+
   skip(reason: string): never {
     throw new Skipped(reason);
   }
 
-  note(line: string): void {
+  note(line: string, fact?: Fact): void {
     this.notes.push(line);
+    if (fact) this.facts.push(fact);
+  }
+
+  fact(fact: Fact): void {
+    this.facts.push(fact);
   }
 
   async artifact(name: string, data: string | Uint8Array): Promise<string> {
@@ -72,43 +102,40 @@ export class ScenarioContext {
     return path;
   }
 
-  /** Runs kho-agent in the guest and returns its JSON; an agent error fails the scenario. */
-  async agent<T extends { ok: boolean }>(
-    args: string,
-    artifactName?: string,
-    deadlineMs?: number,
-  ): Promise<T> {
-    const json = await this.agentOutcome<T>(args, artifactName, deadlineMs);
-    if (isAgentError(json)) throw agentFailure(json);
+  async agent<S extends z.ZodType>(args: string, schema: S, call?: AgentCall): Promise<z.infer<S>> {
+    const json = await this.agentOutcome(args, schema, call);
+    if (isAgentErrorValue(json)) throw new CheckFailed(agentErrorText(json), [JSON.stringify(json)]);
     return json;
   }
 
-  /** Runs kho-agent in the guest and returns its JSON, an error object included (for expected errors). */
-  async agentOutcome<T extends { ok: boolean }>(
+  async agentOutcome<S extends z.ZodType>(
     args: string,
-    artifactName?: string,
-    deadlineMs?: number,
-  ): Promise<T | AgentError> {
-    const r = await this.guest.exec(`kho-agent ${args}`, deadlineMs);
-    const json = parseAgentLine<T | AgentError>(r.stdout, `kho-agent ${args}`, r.stderr);
-    if (artifactName) await this.artifact(artifactName, JSON.stringify(json, null, 2) + "\n");
+    schema: S,
+    call: AgentCall = {},
+  ): Promise<z.infer<S> | AgentError> {
+    const r = await this.guest.exec(`kho-agent ${args}`, call.deadlineMs);
+    const json = this.parseAgent(schema, r.stdout, `kho-agent ${args}`, r.stderr);
+    // The artifact keeps every field the agent printed, not only those the schema names.
+    if (call.artifact)
+      await this.artifact(call.artifact, JSON.stringify(JSON.parse(r.stdout), null, 2) + "\n");
     return json;
   }
-}
 
-export function parseAgentLine<T>(line: string, command: string, stderr = ""): T {
-  try {
-    return JSON.parse(line) as T;
-  } catch {
-    throw new CheckFailed(`${command} did not print JSON`, [
-      ...line.trimEnd().split("\n").slice(-5),
-      ...stderr.trimEnd().split("\n").slice(-10),
-    ]);
+  parseAgent<S extends z.ZodType>(
+    schema: S,
+    line: string,
+    command: string,
+    stderr = "",
+  ): z.infer<S> | AgentError {
+    try {
+      return parseAgentLine(schema, line, command, stderr);
+    } catch (err) {
+      if (err instanceof AgentOutputError) throw new CheckFailed(err.message, err.evidence);
+      throw err;
+    }
   }
 }
 
-export function agentFailure(e: AgentError): CheckFailed {
-  return new CheckFailed(`kho-agent ${e.command} failed at ${e.step}: ${e.error} (${e.errname ?? e.errno})`, [
-    JSON.stringify(e),
-  ]);
+function isAgentErrorValue(v: unknown): v is AgentError {
+  return typeof v === "object" && v !== null && isAgentError(v as { ok: boolean });
 }

@@ -18,7 +18,7 @@ import type { CachedKernel } from "../kernel/cache.js";
 import { assertBootableKernel } from "../kernel/inspect.js";
 import { debianKernelSource } from "../kernel/source.js";
 import { chooseAccel } from "../host/kvm.js";
-import { kernelFeatures } from "../scenarios/expectations.js";
+import { kernelFeatures } from "../kernel/features.js";
 import type { GuestBoot, Scenario } from "../api/scenario.js";
 import { formatDuration, type Logger } from "../util/log.js";
 import { runPool } from "../util/pool.js";

@@ -8,18 +8,24 @@ import { HarnessError } from "../errors.js";
 import type { CachedKernel } from "../kernel/cache.js";
 import type { KernelReport } from "../kernel/inspect.js";
 import { kernelSymbols, type SymbolTable } from "../kernel/symbols.js";
-import { activeExpectation, type Expectation, type KernelFeature } from "../scenarios/expectations.js";
-import { CAPABILITIES, type GuestBoot, type Scenario } from "../api/scenario.js";
+import type { KernelFeature } from "../kernel/features.js";
+import {
+  activeExpectation,
+  CAPABILITIES,
+  type Expectation,
+  type GuestBoot,
+  type Scenario,
+} from "../api/scenario.js";
 import type { Logger } from "../util/log.js";
 import { GuestFault } from "../vm/fault.js";
 import { DEFAULT_MEMORY_MIB } from "../vm/qemu.js";
 import type { generateKeys } from "../vm/keys.js";
 import { SshFailure } from "../vm/ssh.js";
-import { ScenarioContext, type KernelUnderTest } from "./context.js";
+import { RunContext, type KernelUnderTest } from "./context.js";
 import { Guest } from "../session/guest.js";
 import { CheckFailed, Skipped } from "../api/outcome.js";
 import { LOAD_NEXT_KERNEL } from "../session/kexec.js";
-import { KexecRendezvous, memberGuest, Turn } from "../session/shared.js";
+import { takeTurns } from "../session/shared.js";
 import type { ScenarioResult } from "../report/verdict.js";
 
 export interface ArchSetup {
@@ -128,16 +134,17 @@ export async function runOne(
   const artifactsDir = runDir(opts, arch, scenario.id, attempt);
   await mkdir(artifactsDir, { recursive: true });
   announce(opts, scenario, arch, attempt);
-  const expectation = activeExpectation(scenario.id, prepared.features);
+  const expectation = activeExpectation(scenario, prepared.features);
   let guest: Guest | undefined;
-  let ctx: ScenarioContext | undefined;
+  let ctx: RunContext | undefined;
   const phaseMs: Record<string, number> = {};
   try {
     const bootStart = performance.now();
     guest = await startGuest(prepared, scenario.boot, artifactsDir, scenario.id, attempt, opts);
     phaseMs.boot = Math.round(performance.now() - bootStart);
     if (expectation) guest.vm.console.allow(expectation.consoleLines);
-    ctx = new ScenarioContext(
+    ctx = new RunContext(
+      scenario,
       arch,
       guest,
       kernel,
@@ -181,7 +188,7 @@ function expect(expectation: Expectation | undefined, [verdict, reason, evidence
   if (verdict === "pass") {
     return [
       "xpass",
-      `EXPECTED FAILURE DID NOT HAPPEN: the kernel now gets this right; update src/scenarios/expectations.ts (${expectation.reason})`,
+      `EXPECTED FAILURE DID NOT HAPPEN: the kernel now gets this right; update the scenario's expectation (${expectation.reason})`,
       evidence,
     ];
   }
@@ -204,13 +211,20 @@ function finish(
   verdict: ScenarioResult["verdict"],
   reason: string | undefined,
   evidence: readonly string[],
-  ctx: ScenarioContext | undefined,
+  ctx: RunContext | undefined,
   guest: Guest | undefined,
   phaseMs: Record<string, number>,
   started: number,
   artifactsDir: string,
 ): ScenarioResult {
   const notes = ctx?.notes ?? [];
+  // A planned check left not done, for a reason the scenario does not accept, fails a pass.
+  const skipped = ctx?.unacceptedNotDone() ?? [];
+  const firstSkipped = skipped[0];
+  if (firstSkipped && (verdict === "pass" || verdict === "xpass")) {
+    verdict = "fail";
+    reason = `planned check ${firstSkipped.check} was not done (${firstSkipped.notDone}: ${firstSkipped.detail ?? ""})`;
+  }
   return {
     ...base,
     verdict,
@@ -223,6 +237,8 @@ function finish(
     phaseMs: { ...phaseMs, ...(ctx?.phaseMs ?? {}) },
     totalMs: Math.round(performance.now() - started),
     ...(guest?.timings.length ? { boots: [...guest.timings] } : {}),
+    ...(ctx?.facts.length ? { facts: [...ctx.facts] } : {}),
+    ...(ctx?.checks.length ? { checks: [...ctx.checks] } : {}),
     artifactsDir,
   };
 }
@@ -232,7 +248,7 @@ export function canShare(scenario: Scenario, prepared: PreparedArch): boolean {
   return (
     scenario.shareable === true &&
     missingCapabilities(scenario, prepared.summary.kernel).length === 0 &&
-    activeExpectation(scenario.id, prepared.features) === undefined
+    activeExpectation(scenario, prepared.features) === undefined
   );
 }
 
@@ -290,52 +306,35 @@ export async function runShared(
   }
   const bootMs = Math.round(performance.now() - bootStart);
   const shared = guest;
-  const rendezvous = new KexecRendezvous(shared, members.length, async () => {
-    await shared.run(`kho-agent ${LOAD_NEXT_KERNEL}`);
-  });
-  const turn = new Turn();
+  const load = async () => void (await shared.run(`kho-agent ${LOAD_NEXT_KERNEL}`));
   try {
-    return await Promise.all(
-      members.map(async (m): Promise<ScenarioResult> => {
-        let release = await turn.acquire();
-        const dir = dirOf(m);
-        await mkdir(dir, { recursive: true });
-        announce(opts, m, arch, attempt);
-        const view = memberGuest(
-          shared,
-          rendezvous,
-          {
-            release: () => release(),
-            reacquire: async () => {
-              release = await turn.acquire();
-            },
-          },
-          (ms) => ctx.waited(ms),
-        );
-        const ctx = new ScenarioContext(
-          arch,
-          view,
-          kernel,
-          dir,
-          opts.log,
-          boot.memoryMiB ?? DEFAULT_MEMORY_MIB,
-        );
-        let outcome: Outcome;
-        try {
-          await m.run(ctx);
-          await ctx.artifact(`dmesg-boot${shared.boot}.txt`, await shared.run("dmesg"));
-          outcome = ["pass", undefined, []];
-        } catch (err) {
-          outcome = classify(err, shared);
-        } finally {
-          rendezvous.leave();
-          release();
-        }
-        ctx.note(`on a guest shared with ${members.length - 1} other scenarios (console: ${consoleDir})`);
-        const r = finish(baseOf(m), ...outcome, ctx, shared, { boot: bootMs }, started, dir);
-        return { ...r, totalMs: Object.values(r.phaseMs).reduce((a, b) => a + b, 0) };
-      }),
-    );
+    return await takeTurns(shared, members.length, load, async (index, member): Promise<ScenarioResult> => {
+      const m = members[index];
+      if (!m) throw new Error(`no member ${index}`);
+      const dir = dirOf(m);
+      await mkdir(dir, { recursive: true });
+      announce(opts, m, arch, attempt);
+      const ctx: RunContext = new RunContext(
+        m,
+        arch,
+        member((ms) => ctx.waited(ms)),
+        kernel,
+        dir,
+        opts.log,
+        boot.memoryMiB ?? DEFAULT_MEMORY_MIB,
+      );
+      let outcome: Outcome;
+      try {
+        await m.run(ctx);
+        await ctx.artifact(`dmesg-boot${shared.boot}.txt`, await shared.run("dmesg"));
+        outcome = ["pass", undefined, []];
+      } catch (err) {
+        outcome = classify(err, shared);
+      }
+      ctx.note(`on a guest shared with ${members.length - 1} other scenarios (console: ${consoleDir})`);
+      const r = finish(baseOf(m), ...outcome, ctx, shared, { boot: bootMs }, started, dir);
+      return { ...r, totalMs: Object.values(r.phaseMs).reduce((a, b) => a + b, 0) };
+    });
   } finally {
     await shared.stop();
     await linkGuestLogs(logDir, members.map(dirOf));

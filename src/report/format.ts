@@ -1,5 +1,6 @@
 // Small pieces the summary pages and the comparison share: escaping, durations, labels.
 import { basename, isAbsolute, relative, sep } from "node:path";
+import type { CheckRecord } from "../api/findings.js";
 import type { Verdict } from "./verdict.js";
 import { VERDICTS, type ReportResult, type RunReportDoc } from "./schema.js";
 
@@ -98,3 +99,18 @@ export function phaseSegments(r: Pick<ReportResult, "phaseMs" | "totalMs">): [st
 
 /** Time in a scenario outside its named phases (guest start-up files, teardown, SSH set-up). */
 export const OTHER_PHASE = "other";
+
+/**
+ * One planned check as every report format writes it: `check memfd.contents: passed`,
+ * `check memfd.frames: failed (frame 0x12e00 moved)`,
+ * `check luo.handover: not-done (handover-pause-late: <what happened>); accepted`.
+ */
+export function checkLine(c: CheckRecord): string {
+  const why = c.status === "not-done" ? [c.notDone, c.detail].filter(Boolean).join(": ") : (c.detail ?? "");
+  return `check ${c.check}: ${c.status}${why ? ` (${why})` : ""}${c.status === "not-done" && c.accepted ? "; accepted" : ""}`;
+}
+
+/** The checks a result planned but did not do (shown next to its verdict everywhere). */
+export function notDoneChecks(r: { readonly checks?: readonly CheckRecord[] }): readonly CheckRecord[] {
+  return (r.checks ?? []).filter((c) => c.status === "not-done");
+}

@@ -1,4 +1,5 @@
 // KTAP output (Documentation/dev-tools/ktap.rst), as the kernel's own selftests print it.
+import { checkLine } from "./format.js";
 import type { ScenarioResult, SetupFailure } from "./verdict.js";
 
 export class KtapWriter {
@@ -39,6 +40,9 @@ export class KtapWriter {
     for (const line of r.verdict === "fail" || r.verdict === "error" ? (r.evidence ?? []) : [])
       this.diagnostic(line);
     if ((r.verdict === "fail" || r.verdict === "error") && r.reason) this.diagnostic(`${name}: ${r.reason}`);
+    // Checks that failed or were not done (passed ones would only lengthen the log), directly
+    // before the result line as KTAP places a test's diagnostics.
+    for (const c of r.checks ?? []) if (c.status !== "passed") this.diagnostic(checkLine(c));
     this.write(`${ok ? "ok" : "not ok"} ${this.n} ${name}${directive.trimEnd()}`);
   }
 

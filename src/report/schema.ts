@@ -1,11 +1,17 @@
 // The run report (report.json) as a versioned document, and its reader. `kho run` writes the
 // current schema; `kho report` reads it and the previous one (upgraded with nulls where the
-// older report did not record a fact). Anything else is refused with one sentence.
+// older report did not record a fact). Anything else is refused with one sentence. The file's
+// shape is a zod schema below; the compiler checks each part against the interface it stands for
+// (here, in verdict.ts, src/api/ and boot-timeline.ts), so the two cannot drift apart.
 import { readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
-import { isArchName, type ArchName } from "../arch.js";
+import { z } from "zod";
+import { ARCH_NAMES, isArchName, type ArchName } from "../arch.js";
+import type { Fact } from "../api/facts.js";
+import type { CheckRecord, NotDoneReason } from "../api/findings.js";
 import { HarnessError } from "../errors.js";
-import type { BootTiming } from "../session/boot-timeline.js";
+import { parseWith } from "../util/zod-issue.js";
+import type { BootSegment, BootTiming } from "../session/boot-timeline.js";
 import type { ScenarioResult, SetupFailure, Verdict } from "./verdict.js";
 
 export const RUN_REPORT_SCHEMA = "kho-harness/run-report@2";
@@ -13,7 +19,15 @@ export const RUN_REPORT_SCHEMA = "kho-harness/run-report@2";
 export const READABLE_SCHEMAS = ["kho-harness/run-report@1", RUN_REPORT_SCHEMA] as const;
 export type ReadableSchema = (typeof READABLE_SCHEMAS)[number];
 
-export const VERDICTS: readonly Verdict[] = ["pass", "fail", "xfail", "xpass", "skip", "error", "notrun"];
+export const VERDICTS = [
+  "pass",
+  "fail",
+  "xfail",
+  "xpass",
+  "skip",
+  "error",
+  "notrun",
+] as const satisfies readonly Verdict[];
 
 /** Exit code for unusable input to `kho report` (1 is kept for "new failures"). */
 export const BAD_INPUT_EXIT = 2;
@@ -174,253 +188,251 @@ export function parseReport(
         : `${name} is not a kho run report (schema "${schema}")`,
     );
   }
-  const v = new Validator(name);
-  const results = v.array(json, "results").map((r, i) => v.result(r, `results[${i}]`));
   if (schema === RUN_REPORT_SCHEMA) {
+    const r = valid(ReportV2, json, name);
     const doc: RunReportDoc = {
       schema: RUN_REPORT_SCHEMA,
-      startedAt: v.stringOrNull(json, "startedAt"),
-      startedFrom: v.string(json, "startedFrom"),
-      wallMs: v.number(json, "wallMs"),
-      exitCode: v.number(json, "exitCode"),
-      totals: countVerdicts(results),
-      host: v.host(v.object(json, "host"), "host"),
-      arches: v.array(json, "arches").map((a, i) => v.arch(a, `arches[${i}]`, true)),
-      setupFailures: json.setupFailures === undefined ? [] : v.setupFailures(json),
-      results,
+      startedAt: r.startedAt,
+      startedFrom: r.startedFrom,
+      wallMs: r.wallMs,
+      exitCode: r.exitCode,
+      totals: countVerdicts(r.results),
+      host: r.host,
+      arches: r.arches,
+      setupFailures: r.setupFailures ?? [],
+      results: r.results,
     };
     return { doc };
   }
   // @1: host was the hostname; arches had no QEMU, config hash or accelerator reason.
+  const r = valid(ReportV1, json, name);
   const doc: RunReportDoc = {
     schema: RUN_REPORT_SCHEMA,
     startedAt: null,
-    startedFrom: v.string(json, "startedFrom"),
-    wallMs: v.number(json, "wallMs"),
-    exitCode: v.number(json, "exitCode"),
-    totals: countVerdicts(results),
-    host: unknownHost(v.string(json, "host")),
-    arches: v.array(json, "arches").map((a, i) => v.arch(a, `arches[${i}]`, false)),
+    startedFrom: r.startedFrom,
+    wallMs: r.wallMs,
+    exitCode: r.exitCode,
+    totals: countVerdicts(r.results),
+    host: unknownHost(r.host),
+    arches: r.arches.map((a): ArchEntry => ({
+      arch: a.arch,
+      accel: a.accel,
+      accelReason: null,
+      qemu: { binary: "", version: null, banner: null },
+      kernel: {
+        image: a.kernel.image,
+        imageSha256: null,
+        release: a.kernel.release,
+        next: a.kernel.next,
+        configSha256: null,
+        configOptions: null,
+        source: null,
+        buildKey: null,
+      },
+      phaseMs: a.phaseMs,
+    })),
     setupFailures: [],
-    results,
+    results: r.results,
   };
   return { doc, upgradedFrom: "kho-harness/run-report@1" };
 }
 
-type Obj = Record<string, unknown>;
-
-function isObject(x: unknown): x is Obj {
+function isObject(x: unknown): x is Record<string, unknown> {
   return typeof x === "object" && x !== null && !Array.isArray(x);
 }
 
-/** Field checks that fail with the path of the first field that is wrong. */
-class Validator {
-  constructor(private readonly name: string) {}
-
-  private fail(path: string, want: string, got: unknown): never {
-    const shown = got === undefined ? "missing" : JSON.stringify(got).slice(0, 40);
-    throw bad(`${this.name} is not a valid kho run report: ${path} should be ${want}, got ${shown}`);
-  }
-
-  object(o: Obj, key: string, path = key): Obj {
-    const x = o[key];
-    return isObject(x) ? x : this.fail(path, "an object", x);
-  }
-  array(o: Obj, key: string, path = key): unknown[] {
-    const x = o[key];
-    return Array.isArray(x) ? (x as unknown[]) : this.fail(path, "an array", x);
-  }
-  string(o: Obj, key: string, path = key): string {
-    const x = o[key];
-    return typeof x === "string" ? x : this.fail(path, "a string", x);
-  }
-  stringOrNull(o: Obj, key: string, path = key): string | null {
-    const x = o[key];
-    return x === null || typeof x === "string" ? x : this.fail(path, "a string or null", x);
-  }
-  number(o: Obj, key: string, path = key): number {
-    const x = o[key];
-    return typeof x === "number" && Number.isFinite(x) ? x : this.fail(path, "a number", x);
-  }
-  numberOrNull(o: Obj, key: string, path = key): number | null {
-    const x = o[key];
-    return x === null || (typeof x === "number" && Number.isFinite(x))
-      ? x
-      : this.fail(path, "a number or null", x);
-  }
-  timings(o: Obj, key: string, path: string): Record<string, number> {
-    const t = this.object(o, key, path);
-    for (const [k, ms] of Object.entries(t)) {
-      if (typeof ms !== "number" || !Number.isFinite(ms)) this.fail(`${path}.${k}`, "milliseconds", ms);
-    }
-    return t as Record<string, number>;
-  }
-
-  setupFailures(o: Obj): SetupFailure[] {
-    return this.array(o, "setupFailures").map((f, i) => {
-      const path = `setupFailures[${i}]`;
-      if (!isObject(f)) return this.fail(path, "an object", f);
-      const evidence = f.evidence;
-      if (!(Array.isArray(evidence) && evidence.every((l) => typeof l === "string")))
-        this.fail(`${path}.evidence`, "an array of strings", evidence);
-      return {
-        arch: this.string(f, "arch", `${path}.arch`),
-        stage: this.string(f, "stage", `${path}.stage`),
-        message: this.string(f, "message", `${path}.message`),
-        evidence,
-        notRun: this.number(f, "notRun", `${path}.notRun`),
-      };
-    });
-  }
-
-  result(x: unknown, path: string): ReportResult {
-    if (!isObject(x)) return this.fail(path, "an object", x);
-    const verdict = x.verdict;
-    if (typeof verdict !== "string" || !(VERDICTS as readonly string[]).includes(verdict)) {
-      return this.fail(`${path}.verdict`, VERDICTS.join("|"), verdict);
-    }
-    const evidence = x.evidence;
-    if (
-      evidence !== undefined &&
-      !(Array.isArray(evidence) && evidence.every((l) => typeof l === "string"))
-    ) {
-      this.fail(`${path}.evidence`, "an array of strings", evidence);
-    }
-    const attempt = x.attempt;
-    if (
-      attempt !== undefined &&
-      !(typeof attempt === "number" && Number.isInteger(attempt) && attempt >= 1)
-    ) {
-      this.fail(`${path}.attempt`, "a run number from 1", attempt);
-    }
-    const optionalString = (key: string) => {
-      const s = x[key];
-      if (s !== undefined && typeof s !== "string") this.fail(`${path}.${key}`, "a string", s);
-      return s;
-    };
-    const reason = optionalString("reason");
-    const artifactsDir = optionalString("artifactsDir");
-    const boots = x.boots === undefined ? undefined : this.boots(x.boots, `${path}.boots`);
-    return {
-      id: this.string(x, "id", `${path}.id`),
-      arch: this.string(x, "arch", `${path}.arch`),
-      ...(typeof attempt === "number" ? { attempt } : {}),
-      verdict: verdict as Verdict,
-      ...(typeof reason === "string" ? { reason } : {}),
-      ...(evidence !== undefined ? { evidence } : {}),
-      phaseMs: this.timings(x, "phaseMs", `${path}.phaseMs`),
-      totalMs: this.number(x, "totalMs", `${path}.totalMs`),
-      ...(boots ? { boots } : {}),
-      ...(typeof artifactsDir === "string" ? { artifactsDir } : {}),
-      ...(isObject(x.notRunBecause)
-        ? {
-            notRunBecause: {
-              setupArch: this.string(x.notRunBecause, "setupArch", `${path}.notRunBecause.setupArch`),
-              stage: this.string(x.notRunBecause, "stage", `${path}.notRunBecause.stage`),
-            },
-          }
-        : {}),
-    };
-  }
-
-  /** A result's boot timings (optional; runs before they were recorded have none). */
-  boots(x: unknown, path: string): BootTiming[] {
-    if (!Array.isArray(x)) return this.fail(path, "an array of boot timings", x);
-    return x.map((b: unknown, i) => {
-      const p = `${path}[${i}]`;
-      if (!isObject(b)) return this.fail(p, "an object", b);
-      if (b.via !== "boot" && b.via !== "kexec") return this.fail(`${p}.via`, "boot or kexec", b.via);
-      const segments = b.segments;
-      if (!Array.isArray(segments)) return this.fail(`${p}.segments`, "an array", segments);
-      return {
-        boot: this.number(b, "boot", `${p}.boot`),
-        via: b.via,
-        totalMs: this.number(b, "totalMs", `${p}.totalMs`),
-        segments: segments.map((s: unknown, j) => {
-          if (!isObject(s)) return this.fail(`${p}.segments[${j}]`, "an object", s);
-          return {
-            name: this.string(s, "name", `${p}.segments[${j}].name`),
-            ms: this.number(s, "ms", `${p}.segments[${j}].ms`),
-          };
-        }),
-      };
-    });
-  }
-
-  arch(x: unknown, path: string, current: boolean): ArchEntry {
-    if (!isObject(x)) return this.fail(path, "an object", x);
-    const arch = this.string(x, "arch", `${path}.arch`);
-    if (!isArchName(arch)) this.fail(`${path}.arch`, "x86_64 or arm64", arch);
-    const accel = x.accel;
-    if (accel !== "kvm" && accel !== "tcg") this.fail(`${path}.accel`, "kvm or tcg", accel);
-    const k = this.object(x, "kernel", `${path}.kernel`);
-    const kp = `${path}.kernel`;
-    const phaseMs = this.timings(x, "phaseMs", `${path}.phaseMs`);
-    if (!current) {
-      return {
-        arch,
-        accel,
-        accelReason: null,
-        qemu: { binary: "", version: null, banner: null },
-        kernel: {
-          image: this.string(k, "image", `${kp}.image`),
-          imageSha256: null,
-          release: this.string(k, "release", `${kp}.release`),
-          next: this.string(k, "next", `${kp}.next`),
-          configSha256: null,
-          configOptions: null,
-          source: null,
-          buildKey: null,
-        },
-        phaseMs,
-      };
-    }
-    const q = this.object(x, "qemu", `${path}.qemu`);
-    return {
-      arch,
-      accel,
-      accelReason: this.stringOrNull(x, "accelReason", `${path}.accelReason`),
-      qemu: {
-        binary: this.string(q, "binary", `${path}.qemu.binary`),
-        version: this.stringOrNull(q, "version", `${path}.qemu.version`),
-        banner: this.stringOrNull(q, "banner", `${path}.qemu.banner`),
-      },
-      kernel: {
-        image: this.string(k, "image", `${kp}.image`),
-        imageSha256: this.stringOrNull(k, "imageSha256", `${kp}.imageSha256`),
-        release: this.string(k, "release", `${kp}.release`),
-        next: this.string(k, "next", `${kp}.next`),
-        configSha256: this.stringOrNull(k, "configSha256", `${kp}.configSha256`),
-        configOptions: this.numberOrNull(k, "configOptions", `${kp}.configOptions`),
-        source: this.stringOrNull(k, "source", `${kp}.source`),
-        buildKey: this.stringOrNull(k, "buildKey", `${kp}.buildKey`),
-      },
-      phaseMs,
-    };
-  }
-
-  host(h: Obj, path: string): HostInfo {
-    const kvmIn = this.object(h, "kvm", `${path}.kvm`);
-    const kvm: Partial<Record<ArchName, KvmFact>> = {};
-    for (const [arch, v] of Object.entries(kvmIn)) {
-      if (!isArchName(arch)) continue;
-      if (!isObject(v) || typeof v.usable !== "boolean") this.fail(`${path}.kvm.${arch}`, "a KVM verdict", v);
-      const reason = v.reason;
-      kvm[arch] = {
-        usable: v.usable,
-        ...(typeof reason === "string" ? { reason } : {}),
-        probedAt: this.string(v, "probedAt", `${path}.kvm.${arch}.probedAt`),
-      };
-    }
-    return {
-      hostname: this.string(h, "hostname", `${path}.hostname`),
-      os: this.stringOrNull(h, "os", `${path}.os`),
-      cpuArch: this.stringOrNull(h, "cpuArch", `${path}.cpuArch`),
-      cpuModel: this.stringOrNull(h, "cpuModel", `${path}.cpuModel`),
-      cpus: this.numberOrNull(h, "cpus", `${path}.cpus`),
-      memoryMiB: this.numberOrNull(h, "memoryMiB", `${path}.memoryMiB`),
-      node: this.stringOrNull(h, "node", `${path}.node`),
-      kvm,
-    };
-  }
+/** `json` as `schema` says, or one sentence naming the first field that is wrong. */
+function valid<S extends z.ZodType>(schema: S, json: unknown, name: string): z.output<S> {
+  const r = parseWith(schema, json);
+  if (r.ok) return r.value;
+  throw bad(`${name} is not a valid kho run report: ${r.problem}`);
 }
+
+// --- The schema -------------------------------------------------------------------------------
+
+const ms = z.number();
+const count = z.int().nonnegative();
+const timings = z.record(z.string(), ms);
+const lines = z.array(z.string());
+const archName = z.enum(ARCH_NAMES);
+const accel = z.enum(["kvm", "tcg"]);
+
+export const VerdictSchema = z.enum(VERDICTS);
+
+export const FactSchema = z.discriminatedUnion("kind", [
+  z.object({
+    kind: z.literal("memfds-restored"),
+    memfds: count,
+    sessions: count,
+    bytes: count,
+    frames: count,
+  }),
+  z.object({ kind: z.literal("blackout"), step: z.string(), totalMs: ms }),
+  z.object({ kind: z.literal("handover-map"), chunks: count, framesFound: count, decodeMs: ms }),
+  z.object({ kind: z.literal("luo-handover"), sessions: count, files: count, folios: count }),
+  z.object({ kind: z.literal("folios"), memfd: z.string(), orders: z.record(z.string(), count) }),
+  z.object({ kind: z.literal("errno"), operation: z.string(), errname: z.string() }),
+  z.object({
+    kind: z.literal("boot"),
+    boot: count,
+    release: z.string(),
+    execFrom: z.string().optional(),
+    execCount: count.optional(),
+  }),
+  z.object({
+    kind: z.literal("page-block"),
+    order: count,
+    tails: z.record(z.string(), count),
+    compound: z.boolean(),
+    pattern: z.boolean(),
+  }),
+]);
+
+export const NotDoneReasonSchema = z.enum(["handover-read-failed", "handover-pause-late", "handover-missed"]);
+
+export const CheckRecordSchema = z.object({
+  check: z.string(),
+  status: z.enum(["passed", "failed", "not-done"]),
+  detail: z.string().optional(),
+  notDone: NotDoneReasonSchema.optional(),
+  accepted: z.boolean().optional(),
+});
+
+const BootSegmentSchema = z.object({ name: z.string(), ms });
+
+export const BootTimingSchema = z.object({
+  boot: z.number(),
+  via: z.enum(["boot", "kexec"]),
+  totalMs: ms,
+  segments: z.array(BootSegmentSchema),
+});
+
+export const ScenarioResultSchema = z.object({
+  id: z.string(),
+  arch: z.string(),
+  attempt: z.int().min(1).optional(),
+  verdict: VerdictSchema,
+  reason: z.string().optional(),
+  evidence: lines.optional(),
+  phaseMs: timings,
+  totalMs: ms,
+  boots: z.array(BootTimingSchema).optional(),
+  facts: z.array(FactSchema).optional(),
+  checks: z.array(CheckRecordSchema).optional(),
+  artifactsDir: z.string().optional(),
+  notRunBecause: z.object({ setupArch: z.string(), stage: z.string() }).optional(),
+});
+
+export const SetupFailureSchema = z.object({
+  arch: z.string(),
+  stage: z.string(),
+  message: z.string(),
+  evidence: lines,
+  notRun: z.number(),
+});
+
+const QemuInfoSchema = z.object({
+  binary: z.string(),
+  version: z.string().nullable(),
+  banner: z.string().nullable(),
+});
+
+const KernelIdentitySchema = z.object({
+  image: z.string(),
+  imageSha256: z.string().nullable(),
+  release: z.string(),
+  next: z.string(),
+  configSha256: z.string().nullable(),
+  configOptions: z.number().nullable(),
+  source: z.string().nullable(),
+  buildKey: z.string().nullable(),
+});
+
+const ArchEntrySchema = z.object({
+  arch: archName,
+  accel,
+  accelReason: z.string().nullable(),
+  qemu: QemuInfoSchema,
+  kernel: KernelIdentitySchema,
+  phaseMs: timings,
+});
+
+const KvmFactSchema = z.object({ usable: z.boolean(), reason: z.string().optional(), probedAt: z.string() });
+
+const HostInfoSchema = z.object({
+  hostname: z.string(),
+  os: z.string().nullable(),
+  cpuArch: z.string().nullable(),
+  cpuModel: z.string().nullable(),
+  cpus: z.number().nullable(),
+  memoryMiB: z.number().nullable(),
+  node: z.string().nullable(),
+  // Verdicts for arches this harness does not know (a newer one wrote the report) are left out.
+  kvm: z.preprocess(
+    (v) => (isObject(v) ? Object.fromEntries(Object.entries(v).filter(([arch]) => isArchName(arch))) : v),
+    z.partialRecord(archName, KvmFactSchema),
+  ),
+});
+
+/** The current report as written; `totals` is not read (it is counted from the results). */
+const ReportV2 = z.object({
+  schema: z.literal(RUN_REPORT_SCHEMA),
+  startedAt: z.string().nullable(),
+  startedFrom: z.string(),
+  wallMs: ms,
+  exitCode: z.number(),
+  host: HostInfoSchema,
+  arches: z.array(ArchEntrySchema),
+  setupFailures: z.array(SetupFailureSchema).optional(),
+  results: z.array(ScenarioResultSchema),
+});
+
+/** @1: the host by name, arches without QEMU, config hash or accelerator reason. */
+const ReportV1 = z.object({
+  schema: z.literal("kho-harness/run-report@1"),
+  host: z.string(),
+  startedFrom: z.string(),
+  wallMs: ms,
+  exitCode: z.number(),
+  arches: z.array(
+    z.object({
+      arch: archName,
+      accel,
+      kernel: z.object({ image: z.string(), release: z.string(), next: z.string() }),
+      phaseMs: timings,
+    }),
+  ),
+  results: z.array(ScenarioResultSchema),
+});
+
+// --- Each schema is the type it validates (checked by the compiler, no code) --------------------
+
+/** T with every property and array readonly, so a schema's output compares with an interface. */
+type DeepReadonly<T> = T extends readonly (infer E)[]
+  ? readonly DeepReadonly<E>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+/** true when A and B are the same type up to readonly (a missing optional field differs). */
+export type SameShape<A, B> =
+  (<X>() => X extends DeepReadonly<A> ? 1 : 2) extends <X>() => X extends DeepReadonly<B> ? 1 : 2
+    ? true
+    : false;
+type Holds<T extends true> = T;
+type Out<S extends z.ZodType> = z.output<S>;
+
+export type SchemaMatchesTypes = [
+  Holds<SameShape<Out<typeof VerdictSchema>, Verdict>>,
+  Holds<SameShape<Out<typeof FactSchema>, Fact>>,
+  Holds<SameShape<Out<typeof NotDoneReasonSchema>, NotDoneReason>>,
+  Holds<SameShape<Out<typeof CheckRecordSchema>, CheckRecord>>,
+  Holds<SameShape<Out<typeof BootSegmentSchema>, BootSegment>>,
+  Holds<SameShape<Out<typeof BootTimingSchema>, BootTiming>>,
+  Holds<SameShape<Out<typeof ScenarioResultSchema>, ScenarioResult>>,
+  Holds<SameShape<Out<typeof SetupFailureSchema>, SetupFailure>>,
+  Holds<SameShape<Out<typeof QemuInfoSchema>, QemuInfo>>,
+  Holds<SameShape<Out<typeof KernelIdentitySchema>, KernelIdentity>>,
+  Holds<SameShape<Out<typeof ArchEntrySchema>, ArchEntry>>,
+  Holds<SameShape<Out<typeof KvmFactSchema>, KvmFact>>,
+  Holds<SameShape<Out<typeof HostInfoSchema>, HostInfo>>,
+];

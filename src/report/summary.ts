@@ -5,10 +5,12 @@ import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import {
   artifactsLink,
+  checkLine,
   displayTime,
   escapeMarkdownCell as md,
   escapeXml as h,
   markdownCode,
+  notDoneChecks,
   phaseSegments,
   runStatus,
   runTime,
@@ -103,7 +105,7 @@ export function renderMarkdown(doc: RunReportDoc, dir: string): string {
           md(r.arch),
           `**${r.verdict.toUpperCase()}**`,
           seconds(r.totalMs),
-          md(r.reason ?? ""),
+          md([r.reason ?? "", ...notDoneChecks(r).map(checkLine)].filter(Boolean).join("; ")),
         ];
       }),
     ),
@@ -227,9 +229,14 @@ function resultRow(r: ReportResult, dir: string): string {
   const links = link
     ? ` <small><a href="${h(encodeURI(link))}/">artifacts</a> · <a href="${h(encodeURI(link))}/console.log">console</a></small>`
     : "";
+  // Checks planned but not done, each on its own line under the reason.
+  const reason = [
+    ...(r.reason ? [h(r.reason)] : []),
+    ...notDoneChecks(r).map((c) => `<small>${h(checkLine(c))}</small>`),
+  ].join("<br>");
   return (
     `<tr><td>${name}${links}</td><td>${h(r.arch)}</td><td>${badge(r.verdict, VERDICT_COLOURS[r.verdict])}</td>` +
-    `<td class="num">${h(seconds(r.totalMs))}</td><td>${h(r.reason ?? "")}${details}</td></tr>`
+    `<td class="num">${h(seconds(r.totalMs))}</td><td>${reason}${details}</td></tr>`
   );
 }
 

@@ -1,6 +1,8 @@
 // Verdicts as CI tools and kselftest understand them. An expected failure (xfail) names the
 // kernel behaviour it expects; if the kernel gets fixed the result turns into xpass, which is
 // reported loudly (and counts as a failure) so the expectation gets updated.
+import type { Fact } from "../api/facts.js";
+import type { CheckRecord } from "../api/findings.js";
 import type { BootTiming } from "../session/boot-timeline.js";
 
 /** `notrun`: the scenario never started because a setup it needed failed (its arch's kernel,
@@ -33,6 +35,10 @@ export interface ScenarioResult {
   readonly totalMs: number;
   /** Every boot of the guest cut at its console landmarks (firmware, kernel, init, ssh...). */
   readonly boots?: readonly BootTiming[];
+  /** What the scenario established, typed (its notes say the same in words). */
+  readonly facts?: readonly Fact[];
+  /** Every check the scenario planned: passed, failed or not done (and whether that was accepted). */
+  readonly checks?: readonly CheckRecord[];
   /** Where this scenario's artifacts are. */
   readonly artifactsDir?: string;
   /** For `notrun`: the arch whose setup failure stopped it (RunReport.setupFailures). */

@@ -2,6 +2,7 @@
 // to it, and the closing summary table and JUnit XML.
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { create } from "xmlbuilder2";
 import type { ArchName } from "../arch.js";
 import { configSha256, hostInfo, qemuVersion } from "./collect.js";
 import {
@@ -12,11 +13,12 @@ import {
   type QemuInfo,
   type RunReportDoc,
 } from "./schema.js";
+import { checkLine, notDoneChecks } from "./format.js";
 import { writeSummaries } from "./summary.js";
 import { sha256File } from "../util/hash.js";
 import { formatDuration } from "../util/log.js";
 import type { ArchSetup, RunReport } from "../orchestrate/runner.js";
-import { exitCodeFor } from "./verdict.js";
+import { exitCodeFor, type ScenarioResult } from "./verdict.js";
 
 export const REPORT_SCHEMA = RUN_REPORT_SCHEMA;
 
@@ -94,16 +96,6 @@ export async function writeRunReport(
   return { doc, json, ...(await writeSummaries(outDir, doc)) };
 }
 
-/** report.json and the summaries; returns report.json's path. Prefer writeRunReport. */
-export async function writeJsonReport(
-  outDir: string,
-  report: RunReport,
-  wallMs: number,
-  argv: readonly string[],
-): Promise<string> {
-  return (await writeRunReport(outDir, report, { wallMs, argv })).json;
-}
-
 export function summaryTable(report: RunReport): string {
   const setupRows = report.setupFailures.map((f) => [
     `setup (${f.stage})`,
@@ -117,7 +109,7 @@ export function summaryTable(report: RunReport): string {
     r.arch,
     r.verdict.toUpperCase(),
     formatDuration(r.totalMs),
-    r.reason ?? "",
+    [r.reason ?? "", ...notDoneChecks(r).map(checkLine)].filter(Boolean).join("; "),
   ]);
   const header = ["scenario", "arch", "verdict", "time", "reason / notes"];
   const widths = header.map((h, i) =>
@@ -131,49 +123,71 @@ export function summaryTable(report: RunReport): string {
   return [line(header), ...setupRows.map(line), ...rows.map(line)].join("\n");
 }
 
-const xml = (s: string) =>
-  s.replace(
-    /[<>&"']/g,
-    (c) => ({ "<": "&lt;", ">": "&gt;", "&": "&amp;", '"': "&quot;", "'": "&apos;" })[c] ?? c,
-  );
+type XMLBuilder = ReturnType<typeof create>;
+
+/** JUnit's times: seconds with three decimals. */
+const seconds = (ms: number) => (ms / 1000).toFixed(3);
+
+/** An element whose text is `text`, left empty when there is none. */
+const textElement = (parent: XMLBuilder, name: string, attrs: Record<string, string>, text: string) => {
+  const e = parent.ele(name, attrs);
+  if (text) e.txt(text);
+};
 
 /** JUnit XML for CI systems: one testsuite per arch, one testcase per scenario. */
 export function junitXml(report: RunReport): string {
+  // Text from consoles can hold characters XML 1.0 has no place for (ANSI escapes, NULs).
+  const doc = create({ version: "1.0", encoding: "UTF-8", invalidCharReplacement: "\ufffd" });
+  const root = doc.ele("testsuites");
   const arches = [
     ...new Set([...report.results.map((r) => r.arch), ...report.setupFailures.map((f) => f.arch)]),
   ];
-  const suites = arches.map((arch) => {
+  for (const arch of arches) {
     const rs = report.results.filter((r) => r.arch === arch);
     const setup = report.setupFailures.filter((f) => f.arch === arch);
     const count = (...v: string[]) => rs.filter((r) => v.includes(r.verdict)).length;
+    const suite = root.ele("testsuite", {
+      name: `kho.${arch}`,
+      tests: String(rs.length + setup.length),
+      failures: String(count("fail", "xpass")),
+      errors: String(count("error") + setup.length),
+      skipped: String(count("skip", "notrun")),
+      time: seconds(rs.reduce((a, r) => a + r.totalMs, 0)),
+    });
     // The setup failure is one testcase with the error and its evidence; what it stopped is
     // skipped with a message naming it.
-    const setupCases = setup.map(
-      (f) =>
-        `    <testcase classname="kho.${arch}" name="setup (${xml(f.stage)})" time="0.000"><error message="${xml(f.message)}">${xml(f.evidence.join("\n"))}</error></testcase>`,
-    );
-    const cases = rs.map((r) => {
-      const body =
-        r.verdict === "skip" || r.verdict === "notrun"
-          ? `<skipped message="${xml(r.reason ?? "")}"/>`
-          : r.verdict === "fail" || r.verdict === "xpass"
-            ? `<failure message="${xml(r.reason ?? "")}">${xml((r.evidence ?? []).join("\n"))}</failure>`
-            : r.verdict === "error"
-              ? `<error message="${xml(r.reason ?? "")}">${xml((r.evidence ?? []).join("\n"))}</error>`
-              : r.reason
-                ? `<system-out>${xml(r.reason)}</system-out>`
-                : "";
-      return `    <testcase classname="kho.${arch}" name="${xml(r.id)}" time="${(r.totalMs / 1000).toFixed(3)}">${body}</testcase>`;
-    });
-    const time = rs.reduce((a, r) => a + r.totalMs, 0) / 1000;
-    return [
-      `  <testsuite name="kho.${arch}" tests="${rs.length + setup.length}" failures="${count("fail", "xpass")}" errors="${count("error") + setup.length}" skipped="${count("skip", "notrun")}" time="${time.toFixed(3)}">`,
-      ...setupCases,
-      ...cases,
-      "  </testsuite>",
-    ].join("\n");
-  });
-  return ['<?xml version="1.0" encoding="UTF-8"?>', "<testsuites>", ...suites, "</testsuites>", ""].join(
-    "\n",
-  );
+    for (const f of setup) {
+      const testcase = suite.ele("testcase", {
+        classname: `kho.${arch}`,
+        name: `setup (${f.stage})`,
+        time: seconds(0),
+      });
+      textElement(testcase, "error", { message: f.message }, f.evidence.join("\n"));
+    }
+    for (const r of rs)
+      junitCase(suite.ele("testcase", { classname: `kho.${arch}`, name: r.id, time: seconds(r.totalMs) }), r);
+  }
+  return `${doc.end({ prettyPrint: true })}\n`;
+}
+
+/**
+ * A result's testcase: a property per planned check (its status), the verdict's element, and in
+ * system-out the pass's note and a line per check (`check <id>: not-done (<reason>)`).
+ */
+function junitCase(testcase: XMLBuilder, r: ScenarioResult): void {
+  const checks = r.checks ?? [];
+  if (checks.length) {
+    const props = testcase.ele("properties");
+    for (const c of checks) props.ele("property", { name: `check.${c.check}`, value: c.status });
+  }
+  const evidence = (r.evidence ?? []).join("\n");
+  if (r.verdict === "skip" || r.verdict === "notrun") testcase.ele("skipped", { message: r.reason ?? "" });
+  else if (r.verdict === "fail" || r.verdict === "xpass")
+    textElement(testcase, "failure", { message: r.reason ?? "" }, evidence);
+  else if (r.verdict === "error") textElement(testcase, "error", { message: r.reason ?? "" }, evidence);
+  const out = [
+    ...(r.reason && (r.verdict === "pass" || r.verdict === "xfail") ? [r.reason] : []),
+    ...checks.map(checkLine),
+  ];
+  if (out.length) textElement(testcase, "system-out", {}, out.join("\n"));
 }

@@ -2,8 +2,8 @@
 // (the agent's --carry), and every hop must find the same bytes on the same frames, with the
 // kernel's own exec count ("KHO: exec from: <release> (count N)") rising by one per hop.
 import { randomInt } from "node:crypto";
-import type { AgentMemfd, AgentPreserveResult } from "../agent/protocol.js";
-import { memfdPatternSha256 } from "../image/agent-build.js";
+import { AgentPreserveResultSchema, type AgentMemfd, type AgentPreserveResult } from "../agent/protocol.js";
+import { memfdPatternSha256 } from "../agent/model.js";
 import { CheckFailed } from "../api/outcome.js";
 import { formatTimeline } from "../session/boot-timeline.js";
 import { holdSessions, kexecHeld } from "./memfd-common.js";
@@ -20,54 +20,57 @@ function firstMemfd(r: AgentPreserveResult, where: string): AgentMemfd {
   return m;
 }
 
-export function chainScenario(hops = DEFAULT_CHAIN_HOPS): Scenario {
-  return {
-    id: "chain-memfd",
-    description: `a 2 MiB memfd carried through ${hops} kexecs in a row (re-preserved at every hop): same bytes, same frames, exec count +1 per hop`,
-    needs: ["kho", "luo", "luo-memfd"],
-    boot: { kho: true },
-    // Its first kexec is the shared guest's; the later hops follow once the others are done
-    // (the rendezvous fires when every member still running has arrived).
-    shareable: true,
-    async run(ctx) {
-      const seed = randomInt(1, 2 ** 47);
-      const spec = `--session ${SESSION} --memfd 1:${SIZE}:seed=${seed}`;
-      const expectedSha = memfdPatternSha256(BigInt(seed), SIZE);
-      let held = await ctx.phase("preserve", () => holdSessions(ctx, `preserve ${spec}`, "agent-hop0.json"));
-      const first = firstMemfd(held.result, "preserve");
-      ctx.check(
-        first.sha256 === expectedSha,
-        "the guest filled the memfd with other bytes than the host computed",
-      );
-      const frames = JSON.stringify(first.pfns);
+/** `hops` (kho run --chain N): kexecs in a row. */
+export const chainMemfd: Scenario = {
+  id: "chain-memfd",
+  description: `a 2 MiB memfd carried through N kexecs in a row (default ${DEFAULT_CHAIN_HOPS}, re-preserved at every hop): same bytes, same frames, exec count +1 per hop`,
+  params: { hops: DEFAULT_CHAIN_HOPS },
+  needs: ["kho", "luo", "luo-memfd"],
+  boot: { kho: true },
+  // Its first kexec is the shared guest's; the later hops follow once the others are done
+  // (the rendezvous fires when every member still running has arrived).
+  shareable: true,
+  async run(ctx) {
+    const hops = Number(ctx.params.hops);
+    const seed = randomInt(1, 2 ** 47);
+    const spec = `--session ${SESSION} --memfd 1:${SIZE}:seed=${seed}`;
+    const expectedSha = memfdPatternSha256(BigInt(seed), SIZE);
+    let held = await ctx.phase("preserve", () => holdSessions(ctx, `preserve ${spec}`, "agent-hop0.json"));
+    const first = firstMemfd(held.result, "preserve");
+    ctx.check(
+      first.sha256 === expectedSha,
+      "the guest filled the memfd with other bytes than the host computed",
+    );
+    const frames = JSON.stringify(first.pfns);
 
-      for (let hop = 1; hop <= hops; hop++) {
-        const blackout = await kexecHeld(ctx, held.stream, `kexec ${hop}`);
-        const dmesg = await ctx.guest.run("dmesg");
-        await ctx.artifact(`dmesg-hop${hop}.txt`, dmesg);
-        const count = EXEC_COUNT.exec(dmesg);
-        ctx.check(
-          Number(count?.[2]) === hop,
-          `hop ${hop}: the kernel reports exec count ${count?.[2] ?? "none"}`,
-          [count?.[0] ?? "no 'KHO: exec from' line in dmesg"],
-        );
-        const last = hop === hops;
-        const args = `restore ${spec} ${last ? "--finish" : "--carry"}`;
-        const r = last
-          ? await ctx.phase("restore", () => ctx.agent<AgentPreserveResult>(args, `agent-hop${hop}.json`))
-          : (held = await ctx.phase("restore", () => holdSessions(ctx, args, `agent-hop${hop}.json`))).result;
-        const m = firstMemfd(r, "restore");
-        ctx.check(m.sha256 === expectedSha, `hop ${hop}: the memfd's contents changed`, [
-          `expected ${expectedSha}`,
-          `found    ${m.sha256}`,
-        ]);
-        ctx.check(JSON.stringify(m.pfns) === frames, `hop ${hop}: the memfd came back on other frames`, [
-          `boot 1 ${frames}`,
-          `hop ${hop} ${JSON.stringify(m.pfns)}`,
-        ]);
-        ctx.note(`hop ${hop}: count ${hop}, blackout ${formatTimeline(blackout.segments)}`);
-      }
-      ctx.note(`${hops} hops, 2 MiB identical on the same frames throughout`);
-    },
-  };
-}
+    for (let hop = 1; hop <= hops; hop++) {
+      const blackout = await kexecHeld(ctx, held.stream, `kexec ${hop}`);
+      const dmesg = await ctx.guest.run("dmesg");
+      await ctx.artifact(`dmesg-hop${hop}.txt`, dmesg);
+      const count = EXEC_COUNT.exec(dmesg);
+      ctx.check(
+        Number(count?.[2]) === hop,
+        `hop ${hop}: the kernel reports exec count ${count?.[2] ?? "none"}`,
+        [count?.[0] ?? "no 'KHO: exec from' line in dmesg"],
+      );
+      const last = hop === hops;
+      const args = `restore ${spec} ${last ? "--finish" : "--carry"}`;
+      const r = last
+        ? await ctx.phase("restore", () =>
+            ctx.agent(args, AgentPreserveResultSchema, { artifact: `agent-hop${hop}.json` }),
+          )
+        : (held = await ctx.phase("restore", () => holdSessions(ctx, args, `agent-hop${hop}.json`))).result;
+      const m = firstMemfd(r, "restore");
+      ctx.check(m.sha256 === expectedSha, `hop ${hop}: the memfd's contents changed`, [
+        `expected ${expectedSha}`,
+        `found    ${m.sha256}`,
+      ]);
+      ctx.check(JSON.stringify(m.pfns) === frames, `hop ${hop}: the memfd came back on other frames`, [
+        `boot 1 ${frames}`,
+        `hop ${hop} ${JSON.stringify(m.pfns)}`,
+      ]);
+      ctx.note(`hop ${hop}: count ${hop}, blackout ${formatTimeline(blackout.segments)}`);
+    }
+    ctx.note(`${hops} hops, 2 MiB identical on the same frames throughout`);
+  },
+};

@@ -4,18 +4,17 @@
 // handler"). That is a skip naming the errno and the missing handler; a kernel that preserves
 // it gets the same checks as any memfd (contents, frames, huge folios).
 import { isAgentError } from "../agent/protocol.js";
-import type { ScenarioContext } from "../orchestrate/context.js";
+import type { ScenarioContext } from "../api/context.js";
 import { CheckFailed } from "../api/outcome.js";
 import {
   checkPreserved,
   checkRestored,
-  findMemfd,
   kexecHeldNoted,
   restoreSessions,
-  seeded,
-  sessionArgs,
   startHolding,
 } from "./memfd-common.js";
+import { seeded, sessionArgs } from "../agent/memfd-args.js";
+import { findMemfd } from "../checks/memfd.js";
 import type { Scenario } from "../api/scenario.js";
 
 const SESSION = "kho-hugetlb-memfd";

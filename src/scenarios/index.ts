@@ -1,6 +1,6 @@
 // Every scenario, in the order `kho run` runs them.
 import { HarnessError } from "../errors.js";
-import { chainScenario } from "./chain.js";
+import { chainMemfd } from "./chain.js";
 import { memfdBasic } from "./memfd-basic.js";
 import { noKho } from "./no-kho.js";
 import { PAGE_SCENARIOS } from "./pages.js";
@@ -14,7 +14,7 @@ export const SCENARIOS: readonly Scenario[] = [
   ...VARIANT_SCENARIOS,
   noKho,
   ...PAGE_SCENARIOS,
-  chainScenario(),
+  chainMemfd,
 ];
 
 function globToRegExp(glob: string): RegExp {

@@ -1,4 +1,5 @@
-import { MiB, memfdScenario } from "./memfd-common.js";
+import { MiB } from "../agent/memfd-args.js";
+import { memfdScenario } from "./memfd-common.js";
 
 /** A LUO session holding one memfd of 4 MiB of pseudo-random bytes (a fresh seed every run),
  *  carried across kexec: the host's model in its frames before (read from guest memory), the

@@ -5,23 +5,23 @@ import {
   isAgentError,
   pfnAddresses,
   type AgentMissingMemfd,
+  AgentPreserveResultSchema,
   type AgentPreserveResult,
 } from "../agent/protocol.js";
-import type { ScenarioContext } from "../orchestrate/context.js";
-import { checkHandover, dropPreKexecMemory, readMemoryBeforeKexec } from "../memory/handover.js";
-import { kexecWithAgent } from "../session/kexec.js";
+import type { ScenarioContext } from "../api/context.js";
+import { dropPreKexecMemory, readMemoryBeforeKexec } from "../memory/handover.js";
+import { checkDecodedHandover } from "./handover-step.js";
+import { kexecWithAgent } from "./kexec-step.js";
 import {
   checkPreserved,
   checkRestored,
   expectAgentError,
-  findMemfd,
   holdSessions,
   preserveAndKexec,
-  MiB,
   restoreSessions,
-  seeded,
-  sessionArgs,
 } from "./memfd-common.js";
+import { MiB, seeded, sessionArgs } from "../agent/memfd-args.js";
+import { findMemfd } from "../checks/memfd.js";
 import type { Scenario } from "../api/scenario.js";
 
 const NEEDS = ["kho", "luo", "luo-memfd"] as const;
@@ -48,9 +48,10 @@ const unknownToken: Scenario = {
       { name: "kho-tokens-b", memfds: [{ token: 9, size: MiB }] },
     ]);
     const { before } = await preserveAndKexec(ctx, sessions);
-    const noSession = await ctx.agentOutcome<AgentPreserveResult>(
+    const noSession = await ctx.agentOutcome(
       "restore --session kho-no-such-session",
-      "agent-unknown-session.json",
+      AgentPreserveResultSchema,
+      { artifact: "agent-unknown-session.json" },
     );
     expectAgentError(
       ctx,
@@ -126,14 +127,12 @@ const finishThenUse: Scenario = {
     if (!session || !first) return;
     const retrieved = [{ name: FINISHED, memfds: [first] }];
     const after = await restoreSessions(ctx, retrieved, "--probe-token 2 --after-finish");
-    const gone = await ctx.agentOutcome<AgentPreserveResult>(
-      `restore --session ${FINISHED}`,
-      "agent-after-close.json",
-    );
-    const again = await ctx.agentOutcome<AgentPreserveResult>(
-      `preserve --session ${FINISHED}`,
-      "agent-recreate.json",
-    );
+    const gone = await ctx.agentOutcome(`restore --session ${FINISHED}`, AgentPreserveResultSchema, {
+      artifact: "agent-after-close.json",
+    });
+    const again = await ctx.agentOutcome(`preserve --session ${FINISHED}`, AgentPreserveResultSchema, {
+      artifact: "agent-recreate.json",
+    });
     await ctx.phase("checks", () => {
       checkRestored(ctx, retrieved, before, after);
       const probe = after.sessions[0]?.after_finish;
@@ -202,16 +201,15 @@ const holderDied: Scenario = {
       );
     });
     const shmemFreed = shmemHeld - (await meminfoKiB(ctx, "Shmem"));
-    const recreate = await ctx.agentOutcome<AgentPreserveResult>(
-      `preserve --session ${DIED}`,
-      "agent-recreate.json",
-    );
-    const dump = await ctx.phase("dump", () => readMemoryBeforeKexec(ctx));
+    const recreate = await ctx.agentOutcome(`preserve --session ${DIED}`, AgentPreserveResultSchema, {
+      artifact: "agent-recreate.json",
+    });
+    const { memory: dump, note: kept } = await ctx.phase("dump", () => readMemoryBeforeKexec(ctx));
+    ctx.note(kept);
     await kexecWithAgent(ctx);
-    const retrieve = await ctx.agentOutcome<AgentPreserveResult>(
-      `restore --session ${DIED}`,
-      "agent-restore.json",
-    );
+    const retrieve = await ctx.agentOutcome(`restore --session ${DIED}`, AgentPreserveResultSchema, {
+      artifact: "agent-restore.json",
+    });
     await ctx.phase("checks", async () => {
       ctx.check(
         // other shmem users (tmpfs) move the counter by a few pages; a file LUO still holds frees nothing
@@ -233,12 +231,7 @@ const holderDied: Scenario = {
         start,
         end: start + BigInt(pre?.page_size ?? 4096),
       }));
-      const report = await checkHandover(
-        ctx,
-        await ctx.guest.readFile("/sys/kernel/debug/kho/in/fdt"),
-        dump,
-        frames,
-      );
+      const report = await checkDecodedHandover(ctx, dump, frames, { claimsPreserved: false });
       const kept = frames.length - report.missing.length;
       ctx.check(
         kept === 0,

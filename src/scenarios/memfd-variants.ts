@@ -6,21 +6,18 @@ import { randomInt } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import type { AgentMemfd } from "../agent/protocol.js";
-import type { ScenarioContext } from "../orchestrate/context.js";
+import type { ScenarioContext } from "../api/context.js";
 import { CheckFailed } from "../api/outcome.js";
 import {
   checkPreserved,
   checkRestored,
-  findMemfd,
   holdSessions,
   kexecHeldNoted,
-  MiB,
   memfdScenario,
   restoreSessions,
-  seeded,
-  sessionArgs,
-  type MemfdSpec,
 } from "./memfd-common.js";
+import { MiB, seeded, sessionArgs, type MemfdSpec } from "../agent/memfd-args.js";
+import { findMemfd } from "../checks/memfd.js";
 import type { Scenario } from "../api/scenario.js";
 
 const KiB = 1024;

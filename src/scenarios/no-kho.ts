@@ -1,4 +1,4 @@
-import type { AgentInfo } from "../agent/protocol.js";
+import { AgentInfoSchema } from "../agent/protocol.js";
 import type { Scenario } from "../api/scenario.js";
 
 /** The baseline: the same guest with kho=off must show no handover machinery at all. */
@@ -8,7 +8,9 @@ export const noKho: Scenario = {
   needs: ["kho"],
   boot: { kho: false, append: "kho=off" },
   async run(ctx) {
-    const info = await ctx.phase("checks", () => ctx.agent<AgentInfo>("info", "agent-info.json"));
+    const info = await ctx.phase("checks", () =>
+      ctx.agent("info", AgentInfoSchema, { artifact: "agent-info.json" }),
+    );
     ctx.check(/\bkho=off\b/.test(info.cmdline), `the guest's command line lacks kho=off: ${info.cmdline}`);
     ctx.check(!info.liveupdate_dev, "/dev/liveupdate exists although KHO is off");
     const kho = await ctx.guest.exec("ls /sys/kernel/debug/kho");

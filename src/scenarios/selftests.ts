@@ -2,8 +2,8 @@
 // built from the tree of the kernel under test, uploaded to the guest, and for the two-stage
 // ones: stage 1, kexec with KHO, stage 2 (`-s 2`) in the new kernel, each stage judged from its
 // KTAP output and exit code.
-import { kexecWithAgent } from "../session/kexec.js";
-import type { ScenarioContext } from "../orchestrate/context.js";
+import { kexecWithAgent } from "./kexec-step.js";
+import type { ScenarioContext } from "../api/context.js";
 import { buildLiveupdateSelftests, type SelftestBinaries } from "../selftests/liveupdate.js";
 import { judgeSelftestRun, LIVEUPDATE_SELFTESTS, type SelftestSpec } from "../selftests/liveupdate-specs.js";
 import type { Scenario } from "../api/scenario.js";

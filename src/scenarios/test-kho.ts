@@ -1,4 +1,4 @@
-import { kexecWithAgent } from "../session/kexec.js";
+import { kexecWithAgent } from "./kexec-step.js";
 import type { Scenario } from "../api/scenario.js";
 
 /** The kernel's own KHO self-test (lib/test_kho.c): preserves ~8 MiB of random-order folios in
@@ -11,10 +11,10 @@ export const testKho: Scenario = {
   boot: { kho: true },
   shareable: true,
   async run(ctx) {
-    const since = ctx.guest.vm.console.mark();
+    const since = ctx.guest.console.mark();
     await kexecWithAgent(ctx);
     const verdict = await ctx.phase("checks", () =>
-      ctx.guest.vm.console.waitFor(/test_kho: KHO restore (succeeded|failed)|test_kho: failed to retrieve/, {
+      ctx.guest.console.waitFor(/test_kho: KHO restore (succeeded|failed)|test_kho: failed to retrieve/, {
         since,
         deadlineMs: 30_000,
         step: "test_kho restore",
@@ -23,11 +23,19 @@ export const testKho: Scenario = {
     ctx.check(verdict.match[1] === "succeeded", `the second kernel said: ${verdict.line.text}`, [
       verdict.line.text,
     ]);
-    const exec = await ctx.guest.vm.console.waitFor(/KHO: exec from: (.*) \(count (\d+)\)/, {
+    const exec = await ctx.guest.console.waitFor(/KHO: exec from: (.*) \(count (\d+)\)/, {
       since,
       deadlineMs: 1_000,
     });
     ctx.check(exec.match[2] === "1", `expected the first handover (count 1), got ${exec.line.text}`);
     ctx.check(ctx.guest.boot === 2, `expected to be in boot 2, reached boot ${ctx.guest.boot}`);
+    ctx.fact({
+      kind: "boot",
+      boot: ctx.guest.boot,
+      // The kernel booted into is the one under test unless --next-kernel named another.
+      release: ctx.kernel.nextImage === ctx.kernel.image ? ctx.kernel.release : "",
+      execFrom: exec.match[1] ?? "",
+      execCount: Number(exec.match[2]),
+    });
   },
 };

@@ -2,7 +2,7 @@
 // a kexec with KHO separates consecutive stages. A stage that exits non-zero fails the test,
 // exit 4 (kselftest's skip) skips it; every stage's output goes to the artifacts.
 import { basename } from "node:path";
-import { kexecWithAgent } from "../session/kexec.js";
+import { kexecWithAgent } from "./kexec-step.js";
 import type { Scenario } from "../api/scenario.js";
 
 export function twoStageScenario(stages: readonly string[], uploads: readonly string[]): Scenario {

@@ -1,8 +1,9 @@
 // What each of the kernel's liveupdate selftests (tools/testing/selftests/liveupdate/ in the
 // Debian 7.2.13 tree) does and prints, read from its source, so a runner can drive the two-stage
-// kexec tests and judge their output. Line references are to that tree. The printed lines below
-// were also checked by running the real binaries against a userspace stand-in for
-// /dev/liveupdate (linked with -Wl,--wrap=open,--wrap=ioctl); the binaries themselves are unchanged.
+// kexec tests and judge their output. Line references are to that tree. The lines judged below
+// (stage 1's ready and PID lines, stage 2's pass lines) were also checked by running the real
+// binaries against a userspace stand-in for /dev/liveupdate (linked with
+// -Wl,--wrap=open,--wrap=ioctl); the binaries themselves are unchanged.
 import { parseKtap, type KtapResult } from "./ktap.js";
 
 export type LiveupdateSelftestName =
@@ -19,11 +20,6 @@ export interface SelftestRun {
   readonly env: Readonly<Record<string, string>>;
   /** Exit status of a passing run (kselftest: 0 pass, 1 fail, 4 skip). */
   readonly exitCode: number;
-  /**
-   * Lines a passing run prints, in order, with stdout and stderr merged (RegExp where a value
-   * varies). Other lines may come in between (kernel log on a console).
-   */
-  readonly expectedOutput: readonly (string | RegExp)[];
 }
 
 /** A memfd the test preserves: one page, `data` written at offset 0 through a MAP_SHARED
@@ -149,11 +145,6 @@ export type SelftestSpec = SingleStageSelftest | TwoStageSelftest;
 
 const READY_LINE = "# [STAGE 1] You may now perform kexec reboot.";
 const DAEMON_PID = /^# \[STAGE 1\] Child PID: (\d+)\. Resources are pinned\.$/;
-const STAGE1_TAIL: readonly (string | RegExp)[] = [
-  "# [STAGE 1] Forking persistent child to hold sessions...",
-  DAEMON_PID,
-  READY_LINE,
-];
 
 const LIVEUPDATE_TESTS = [
   "basic_open_close",
@@ -173,26 +164,12 @@ const LIVEUPDATE_TESTS = [
   "preserve_many_files",
 ].map((t) => `liveupdate_device.${t}`);
 
-function harnessPassOutput(tests: readonly string[]): string[] {
-  const n = tests.length;
-  return [
-    "TAP version 13",
-    `1..${n}`,
-    `# Starting ${n} tests from 1 test cases.`,
-    ...tests.flatMap((t, i) => [`#  RUN           ${t} ...`, `#            OK  ${t}`, `ok ${i + 1} ${t}`]),
-    `# PASSED: ${n} / ${n} tests passed.`,
-    `# Totals: pass:${n} fail:0 xfail:0 xpass:0 skip:0 error:0`,
-  ];
-}
-
 function state(name: string, token: number): PreservedSession {
   return { name, memfds: [{ token, data: "2" }] };
 }
 
 function twoStage(
   base: SelftestBase & Pick<TwoStageSelftest, "stateSession" | "sessions" | "nofileLimit">,
-  stage1Lines: readonly string[],
-  stage2Lines: readonly string[],
   passLine: string,
 ): TwoStageSelftest {
   return {
@@ -203,7 +180,6 @@ function twoStage(
       args: [],
       env: {},
       exitCode: 0,
-      expectedOutput: [...stage1Lines, ...STAGE1_TAIL],
       daemon: true,
       readyLine: READY_LINE,
       daemonPid: DAEMON_PID,
@@ -213,7 +189,6 @@ function twoStage(
       args: ["-s", "2"],
       env: {},
       exitCode: 0,
-      expectedOutput: [...stage2Lines, "#", passLine],
       passLine,
     },
   };
@@ -237,7 +212,6 @@ export const LIVEUPDATE_SELFTESTS: readonly SelftestSpec[] = [
       args: [],
       env: {},
       exitCode: 0,
-      expectedOutput: harnessPassOutput(LIVEUPDATE_TESTS),
       ktap: { plan: LIVEUPDATE_TESTS.length, tests: LIVEUPDATE_TESTS },
     },
   },
@@ -250,19 +224,6 @@ export const LIVEUPDATE_SELFTESTS: readonly SelftestSpec[] = [
       stateSession: state("kexec_simple_state", 999),
       sessions: [{ name: "test-session", memfds: [{ token: 0x1a, data: "hello kexec world" }] }],
     },
-    [
-      "# [STAGE 1] Starting pre-kexec setup...",
-      "# [STAGE 1] Creating state file for next stage (2)...",
-      "# [STAGE 1] Creating session 'test-session' and preserving memfd...",
-    ],
-    [
-      "# [STAGE 2] Starting post-kexec verification...",
-      "# [STAGE 2] Retrieving session 'test-session'...",
-      "# [STAGE 2] Restoring and verifying memfd (token 0x1a)...",
-      "# [STAGE 2] Test data verified successfully.",
-      "# [STAGE 2] Finalizing test session...",
-      "# [STAGE 2] Finalizing state session...",
-    ],
     "--- SIMPLE KEXEC TEST PASSED ---",
   ),
   twoStage(
@@ -285,22 +246,6 @@ export const LIVEUPDATE_SELFTESTS: readonly SelftestSpec[] = [
         },
       ],
     },
-    [
-      "# [STAGE 1] Starting pre-kexec setup for multi-session test...",
-      "# [STAGE 1] Creating state file for next stage (2)...",
-      "# [STAGE 1] Creating empty sessions 'multi-test-empty-1' and 'multi-test-empty-2'...",
-      "# [STAGE 1] Creating session 'multi-test-files-1' with one memfd...",
-      "# [STAGE 1] Creating session 'multi-test-files-2' with two memfds...",
-    ],
-    [
-      "# [STAGE 2] Starting post-kexec verification...",
-      "# [STAGE 2] Retrieving all sessions...",
-      "# [STAGE 2] Verifying contents of session 'multi-test-files-1'...",
-      "# [STAGE 2] Verifying contents of session 'multi-test-files-2'...",
-      "# [STAGE 2] Test data verified successfully.",
-      "# [STAGE 2] Finalizing all test sessions...",
-      "# [STAGE 2] Finalizing state session...",
-    ],
     "--- MULTI-SESSION KEXEC TEST PASSED ---",
   ),
   twoStage(
@@ -313,17 +258,6 @@ export const LIVEUPDATE_SELFTESTS: readonly SelftestSpec[] = [
       sessions: Array.from({ length: STRESS_SESSIONS }, (_, i) => ({ name: `many-test-${i}`, memfds: [] })),
       nofileLimit: STRESS_SESSIONS + 32,
     },
-    [
-      "# [STAGE 1] Increasing ulimit for open files...",
-      "# [STAGE 1] Creating state file for next stage (2)...",
-      `# [STAGE 1] Creating ${STRESS_SESSIONS} sessions...`,
-      `# [STAGE 1] Successfully created ${STRESS_SESSIONS} sessions.`,
-    ],
-    [
-      "# [STAGE 2] Starting post-kexec verification...",
-      `# [STAGE 2] Retrieving and finishing ${STRESS_SESSIONS} sessions...`,
-      "# [STAGE 2] Finalizing state session...",
-    ],
     `--- MANY-SESSIONS KEXEC TEST PASSED (${STRESS_SESSIONS} sessions) ---`,
   ),
   twoStage(
@@ -340,19 +274,6 @@ export const LIVEUPDATE_SELFTESTS: readonly SelftestSpec[] = [
         },
       ],
     },
-    [
-      "# [STAGE 1] Creating state file for next stage (2)...",
-      "# [STAGE 1] Creating test session 'many_files_session'...",
-      `# [STAGE 1] Preserving ${STRESS_FILES} files...`,
-      `# [STAGE 1] Successfully preserved ${STRESS_FILES} files.`,
-    ],
-    [
-      "# [STAGE 2] Starting post-kexec verification...",
-      "# [STAGE 2] Retrieving test session 'many_files_session'...",
-      `# [STAGE 2] Verifying ${STRESS_FILES} files...`,
-      "# [STAGE 2] Finishing test session...",
-      "# [STAGE 2] Finalizing state session...",
-    ],
     `--- MANY-FILES KEXEC TEST PASSED (${STRESS_FILES} files) ---`,
   ),
 ];
@@ -361,23 +282,6 @@ export function liveupdateSelftest(name: LiveupdateSelftestName): SelftestSpec {
   const spec = LIVEUPDATE_SELFTESTS.find((s) => s.name === name);
   if (!spec) throw new Error(`no liveupdate selftest named ${name}`);
   return spec;
-}
-
-/** The first expected line not found, in order, among `output`'s lines; undefined if all are. */
-export function firstMissingLine(
-  expected: readonly (string | RegExp)[],
-  output: string,
-): string | RegExp | undefined {
-  const lines = output.replace(/\r/g, "").split("\n");
-  let at = 0;
-  for (const want of expected) {
-    const hit = lines.findIndex(
-      (l, i) => i >= at && (typeof want === "string" ? l.trimEnd() === want : want.test(l)),
-    );
-    if (hit < 0) return want;
-    at = hit + 1;
-  }
-  return undefined;
 }
 
 export interface SelftestVerdict {

@@ -1,18 +1,16 @@
 // One guest under test: QEMU booted on the harness's kernel and initramfs, the SSH link to
 // whichever kernel runs now, and the kexec step as a state machine: trigger, lose the link,
 // see the new kernel's ready line on the console, reconnect to the new boot.
-import { readFile } from "node:fs/promises";
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import type { ArchName } from "../arch.js";
 import type { SymbolTable } from "../kernel/symbols.js";
 import { HarnessError } from "../errors.js";
-import type { GuestBoot } from "../api/scenario.js";
 import type { Logger } from "../util/log.js";
 import { GuestFault } from "../vm/fault.js";
 import type { ConsoleLine, ConsoleMatch } from "../vm/console.js";
 import type { SshKeys } from "../vm/keys.js";
-import { DEFAULT_MEMORY_MIB, launchVm, type Accel, type Vm } from "../vm/qemu.js";
+import { DEFAULT_MEMORY_MIB, kvmErrors, launchVm, type Accel, type Vm } from "../vm/qemu.js";
 import {
   GuestBoots,
   KEEPALIVE_SILENCE_MS,
@@ -25,6 +23,7 @@ import {
 import { bootTimeline, type BootTiming } from "./boot-timeline.js";
 import { HandoverPause, type AtHandover, type HandoverWork } from "./handover-pause.js";
 import { kexecHangEvidence } from "./hang-evidence.js";
+import type { GuestBoot, GuestMachine, GuestSession, SessionConsole } from "./session.js";
 
 /** Deadlines under TCG, generous enough for a loaded 2-core host. */
 export const DEADLINES = {
@@ -61,7 +60,9 @@ export interface GuestOptions {
   readonly symbols?: () => Promise<SymbolTable | undefined>;
 }
 
-export class Guest {
+/** A guest of its own: one QEMU, one scenario (or a shared guest's members, through shared.ts). */
+export class Guest implements GuestSession {
+  readonly kexecLoadsNextKernel = false;
   /** Where each boot's time went, in boot order. */
   readonly timings: BootTiming[] = [];
   private readonly handover = new HandoverPause();
@@ -160,13 +161,12 @@ export class Guest {
     return this.vm.logDir;
   }
 
-  /**
-   * Whether `kexec` loads the next kernel itself, so a scenario must not: true only for a
-   * member's view of a shared guest (shared-guest.ts), which loads once after every member
-   * has preserved what it preserves.
-   */
-  get loadsAtKexec(): boolean {
-    return false;
+  get console(): SessionConsole {
+    return this.vm.console;
+  }
+
+  get machine(): GuestMachine {
+    return this.vm;
   }
 
   /** Runs a shell command in the guest, watched by the console (a panic fails it at once). */
@@ -242,7 +242,7 @@ export class Guest {
   }
 
   /** Runs `work` at the next kexec's handover, with the guest paused (see HandoverPause). */
-  atNextHandover<T>(key: string, work: HandoverWork<T>): Promise<AtHandover<T> | undefined> {
+  atNextHandover<T>(key: string, work: HandoverWork<T>): Promise<AtHandover<T>> {
     return this.handover.add(key, work);
   }
 
@@ -329,13 +329,9 @@ export class Guest {
 /** QEMU's view of a guest that stalled under KVM: its run state and KVM's errors on stderr. */
 async function describeKvmStall(vm: Vm): Promise<{ state: string; errors: string[] }> {
   const status = await vm.qmp.queryStatus().catch(() => undefined);
-  const stderr = await readFile(join(vm.logDir, "qemu-stderr.log"), "utf8").catch(() => "");
+  const errors = await kvmErrors(vm);
   return {
     state: status ? `guest state ${status.status}` : "QMP does not answer",
-    errors: stderr
-      .split("\n")
-      .filter((l) => /KVM|emulation failure/i.test(l))
-      .slice(0, 5)
-      .map((l) => `qemu: ${l}`),
+    errors: errors.slice(0, 5).map((l) => `qemu: ${l}`),
   };
 }

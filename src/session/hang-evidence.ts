@@ -4,7 +4,7 @@
 // SSH link, its tasks' kernel stacks and QEMU's view of the vCPUs tell them apart.
 import { setTimeout as sleep } from "node:timers/promises";
 import { symbolize, type SymbolTable } from "../kernel/symbols.js";
-import type { Vm } from "../vm/qemu.js";
+import { programCounters, type Vm } from "../vm/qemu.js";
 import type { SshLink } from "../vm/ssh.js";
 
 /**
@@ -74,10 +74,8 @@ export function runtimeText(console: readonly string[]): bigint | undefined {
 async function vcpuPointers(vm: Vm, symbols: SymbolTable | undefined): Promise<string[]> {
   const text = await vm.qmp.humanMonitorCommand("info registers -a").catch(() => "");
   const base = symbols && runtimeText(vm.console.entriesSince(0).map((l) => l.text));
-  const pcs = [...text.matchAll(/\b(?:PC|RIP)=([0-9a-f]+)/gi)].map((m, i) => {
-    const pc = m[1] ?? "?";
-    const name =
-      symbols && base !== undefined && m[1] ? symbolize(symbols, base, BigInt(`0x${m[1]}`)) : undefined;
+  const pcs = programCounters(vm.arch, text).map((pc, i) => {
+    const name = symbols && base !== undefined ? symbolize(symbols, base, BigInt(`0x${pc}`)) : undefined;
     return `CPU${i} pc=${pc}${name ? ` (${name})` : ""}`;
   });
   return pcs.length ? [`vCPUs: ${pcs.join(", ")}`] : [];

@@ -67,6 +67,8 @@ export interface QemuExit {
 export const GUEST_IP = "10.0.2.15";
 
 const STDERR_LINES = 40;
+/** QEMU's whole stderr, in the guest's log directory. */
+const STDERR_LOG = "qemu-stderr.log";
 
 /** QEMU option values escape commas by doubling them. */
 const optValue = (s: string) => s.replaceAll(",", ",,");
@@ -204,7 +206,7 @@ export async function launchVm(opts: LaunchOptions): Promise<Vm> {
   child.stderr.on("data", (chunk: Buffer) => {
     stderr.push(...chunk.toString("utf8").split("\n").filter(Boolean));
     stderr.splice(0, Math.max(0, stderr.length - STDERR_LINES));
-    void appendFile(join(logDir, "qemu-stderr.log"), chunk).catch(() => undefined);
+    void appendFile(join(logDir, STDERR_LOG), chunk).catch(() => undefined);
   });
   const untrack = child.pid ? trackProcess(child.pid, name) : () => undefined;
   const started = new AbortController();
@@ -349,13 +351,27 @@ export async function probeKvm(
 async function whyStuck(vm: Vm, deadlineMs: number): Promise<string> {
   const status = await vm.qmp.queryStatus().catch(() => undefined);
   const regs = await vm.qmp.humanMonitorCommand("info registers").catch(() => "");
-  const rip = /[ER]IP=([0-9a-f]+)/.exec(regs)?.[1];
-  const kvmError = (await readFile(join(vm.logDir, "qemu-stderr.log"), "utf8").catch(() => ""))
-    .split("\n")
-    .filter((l) => /KVM|emulation failure/i.test(l))
-    .join("; ");
-  const where = `${status ? `state ${status.status}` : "no QMP answer"}${rip ? `, IP=${rip}` : ""}`;
+  const pc = programCounters(vm.arch, regs)[0];
+  const kvmError = (await kvmErrors(vm)).join("; ");
+  const where = `${status ? `state ${status.status}` : "no QMP answer"}${pc ? `, pc=${pc}` : ""}`;
   return kvmError
     ? `a probe guest under KVM failed: ${kvmError} (${where})`
     : `a probe guest under KVM printed nothing within ${deadlineMs / 1000}s (${where})`;
+}
+
+/**
+ * The lines of QEMU's stderr that speak of KVM (a failed KVM_RUN, an internal error, an emulation
+ * failure), in order: why a guest stalled under KVM, when QEMU knows. Empty when there are none
+ * or no log.
+ */
+export async function kvmErrors(vm: Pick<Vm, "logDir">): Promise<string[]> {
+  const stderr = await readFile(join(vm.logDir, STDERR_LOG), "utf8").catch(() => "");
+  return stderr.split("\n").filter((l) => /KVM|emulation failure/i.test(l));
+}
+
+/** Each vCPU's program counter (hex) in QEMU's `info registers [-a]` output, in CPU order. */
+export function programCounters(arch: ArchName, infoRegisters: string): string[] {
+  const { source, flags } = archSpec(arch).pcRegister;
+  const every = new RegExp(source, flags.includes("g") ? flags : `${flags}g`);
+  return [...infoRegisters.matchAll(every)].flatMap((m) => (m[1] === undefined ? [] : [m[1]]));
 }

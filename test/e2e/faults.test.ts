@@ -13,6 +13,7 @@ import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { Guest } from "../../src/session/guest.js";
 import { ARCH_NAMES, type ArchName } from "../../src/arch.js";
 import { chooseAccel } from "../../src/host/kvm.js";
 import { readHostFacts } from "../../src/host/facts.js";
@@ -238,7 +239,7 @@ describe.each(ARCH_NAMES)("a guest that panics (%s)", (arch) => {
         needs: [],
         boot: { kho: true },
         async run(ctx) {
-          const vm = ctx.guest.vm;
+          const vm = (ctx.guest as Guest).vm;
           seen.pid = vm.pid;
           const started = performance.now();
           try {
@@ -284,13 +285,13 @@ describe("a guest that hangs (x86_64)", () => {
         needs: [],
         boot: { kho: true },
         async run(ctx) {
-          seen.pid = ctx.guest.vm.pid;
+          seen.pid = (ctx.guest as Guest).vm.pid;
           const outcome = ctx.guest.exec("sleep 600").then(
             () => undefined,
             (e: unknown) => e,
           );
           await sleep(1_000);
-          await ctx.guest.vm.qmp.stop();
+          await ctx.guest.machine.qmp.stop();
           const started = performance.now();
           seen.fault = await outcome;
           seen.faultMs = performance.now() - started;

@@ -10,7 +10,8 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { archSpec, type ArchName } from "../../src/arch.js";
 import { HarnessError } from "../../src/errors.js";
-import { AGENT_SOURCES, buildAgent, memfdPattern, memfdPatternSha256 } from "../../src/image/agent-build.js";
+import { memfdPattern, memfdPatternSha256 } from "../../src/agent/model.js";
+import { AGENT_SOURCES, buildAgent } from "../../src/image/agent-build.js";
 
 const arch: ArchName = process.arch === "arm64" ? "arm64" : "x86_64";
 const cc = `${archSpec(arch).crossCompile}gcc`;

@@ -47,9 +47,9 @@ describe("HandoverPause", () => {
     const [ra, rb, rc] = await Promise.all([a, b, c]);
     expect(runs).toBe(1);
     expect(log).toEqual(["stop", "work", "cont"]);
-    expect(ra).toMatchObject({ value: "state", late: false });
-    expect(rb?.value).toBe("state");
-    expect(rc?.value).toBe(7);
+    expect(ra).toMatchObject({ kind: "read", value: "state", late: false });
+    expect(rb).toMatchObject({ kind: "read", value: "state" });
+    expect(rc).toMatchObject({ kind: "read", value: 7 });
   });
 
   it("says it came late when the new kernel's banner was out before the stop", async () => {
@@ -60,17 +60,17 @@ describe("HandoverPause", () => {
     print("Linux version 7.2.13 (root@host) #1 SMP");
     const r = pause.add("k", () => Promise.resolve(1));
     pause.arm(vm, since, new AbortController().signal);
-    expect((await r)?.late).toBe(true);
+    expect(await r).toMatchObject({ kind: "read", late: true });
   });
 
-  it("gives undefined when the kexec ends without a handover, or the work fails (and still continues the guest)", async () => {
+  it("says missed when the kexec ends without a handover, failed when the work fails (and still continues the guest)", async () => {
     const { vm, print, log, mark } = fakeVm();
     const pause = new HandoverPause();
     const done = new AbortController();
     const never = pause.add("k", () => Promise.resolve(1));
     pause.arm(vm, mark(), done.signal);
     done.abort();
-    expect(await never).toBeUndefined();
+    expect(await never).toMatchObject({ kind: "missed" });
     print("kexec_core: Starting new kernel");
     await tick();
     expect(log).toEqual([]); // nothing armed any more
@@ -78,7 +78,10 @@ describe("HandoverPause", () => {
     const failing = pause.add("k", () => Promise.reject(new Error("read failed")));
     pause.arm(vm, mark(), new AbortController().signal);
     print("kexec_core: Starting new kernel");
-    expect(await failing).toBeUndefined();
+    expect(await failing).toEqual({
+      kind: "failed",
+      detail: "the read at the kexec pause failed: read failed",
+    });
     expect(log).toEqual(["stop", "cont"]);
   });
 
@@ -92,6 +95,6 @@ describe("HandoverPause", () => {
     expect(log).toEqual([]);
     pause.arm(vm, mark(), new AbortController().signal);
     print("kexec_core: Starting new kernel");
-    expect((await later)?.value).toBe(2);
+    expect(await later).toMatchObject({ kind: "read", value: 2 });
   });
 });

@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import type { ArchName } from "../../src/arch.js";
 import { kexecHangEvidence, TASK_SNAPSHOT } from "../../src/session/hang-evidence.js";
 import type { Vm } from "../../src/vm/qemu.js";
 import type { SshLink } from "../../src/vm/ssh.js";
@@ -7,9 +8,10 @@ import type { SshLink } from "../../src/vm/ssh.js";
 const ARM_REGS = "CPU#0\n PC=ffff800080a1b2c4 X00=0000000000000000\nCPU#1\n PC=ffff8000800123f0 X00=1\n";
 const X86_REGS = "CPU#0\nRAX=0000000000000000 RBX=0\nRIP=ffffffff81c3d2e5 RFL=00000246\n";
 
-function fakeVm(opts: { regs: string; consoleAfter: string[] }): Vm {
+function fakeVm(opts: { arch: ArchName; regs: string; consoleAfter: string[] }): Vm {
   const lines: string[] = [];
   return {
+    arch: opts.arch,
     qmp: {
       queryStatus: () => Promise.resolve({ status: "running", running: true }),
       humanMonitorCommand: () => Promise.resolve(opts.regs),
@@ -26,7 +28,7 @@ function fakeVm(opts: { regs: string; consoleAfter: string[] }): Vm {
 
 describe("what a guest that went silent mid-kexec was doing", () => {
   it("old kernel alive: its tasks with stacks, SysRq output and the vCPUs", async () => {
-    const vm = fakeVm({ regs: ARM_REGS, consoleAfter: ["sysrq: Show Blocked State"] });
+    const vm = fakeVm({ arch: "arm64", regs: ARM_REGS, consoleAfter: ["sysrq: Show Blocked State"] });
     let ran = "";
     const link = {
       exec: (cmd: string) => {
@@ -53,7 +55,7 @@ describe("what a guest that went silent mid-kexec was doing", () => {
   }, 10_000);
 
   it("old kernel gone: says SSH does not answer, and where the vCPUs are", async () => {
-    const vm = fakeVm({ regs: X86_REGS, consoleAfter: [] });
+    const vm = fakeVm({ arch: "x86_64", regs: X86_REGS, consoleAfter: [] });
     const link = { exec: () => Promise.reject(new Error("connection lost\nmore")) } as unknown as SshLink;
     expect(await kexecHangEvidence(vm, link)).toEqual([
       "QEMU: guest state running",

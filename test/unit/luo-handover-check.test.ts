@@ -1,14 +1,10 @@
-// The memfd scenarios' check of the LUO state the old kernel handed over (decoded by the host
+// The memfd scenarios' check (a pure function to findings) of the LUO state the old kernel handed over (decoded by the host
 // from guest memory at the kexec) against what the agent saw before it.
 import { describe, expect, it } from "vitest";
 import type { AgentMemfd, AgentPreserveResult } from "../../src/agent/protocol.js";
 import type { DecodedKho, LuoState, MemfdFolio } from "../../src/kho/abi.js";
-import type { Guest } from "../../src/session/guest.js";
-import { ScenarioContext } from "../../src/orchestrate/context.js";
-import { CheckFailed } from "../../src/api/outcome.js";
-import { checkLuoHandover, type SessionSpec } from "../../src/scenarios/memfd-common.js";
-
-const ctx = new ScenarioContext("x86_64", {} as Guest, {} as never, "/nonexistent", () => undefined, 1024);
+import type { SessionSpec } from "../../src/agent/memfd-args.js";
+import { luoFindings } from "../../src/checks/handover.js";
 const sessions: SessionSpec[] = [{ name: "s", memfds: [{ token: 1, size: 4 * 4096 }] }];
 
 /** The agent's view: 4 pages on frames 0x100, 0x101, then 0x200, 0x201. */
@@ -73,39 +69,41 @@ const folio = (index: number, pfn: number): MemfdFolio => ({
 });
 const good = [folio(0, 0x100), folio(1, 0x101), folio(2, 0x200), folio(3, 0x201)];
 
-describe("checkLuoHandover", () => {
+/** The findings that are not ok. */
+const failures = (d: DecodedKho) => luoFindings(d, sessions, before).findings.filter((f) => !f.ok);
+
+describe("luoFindings", () => {
   it("passes when every session, memfd and folio is as the agent saw it", () => {
-    expect(checkLuoHandover(ctx, decoded(good), sessions, before)).toMatch(
-      /4 folios on the frames the agent saw/,
-    );
+    const r = luoFindings(decoded(good), sessions, before);
+    expect(r.folios).toBe(4);
+    expect(r.findings.map((f) => [f.check, f.ok])).toEqual([
+      ["luo.memfd-state", true],
+      ["luo.folios", true],
+    ]);
   });
 
   it("a large folio is checked at its head page", () => {
-    expect(() =>
-      checkLuoHandover(ctx, decoded([folio(0, 0x100), folio(2, 0x200)]), sessions, before),
-    ).not.toThrow();
+    expect(failures(decoded([folio(0, 0x100), folio(2, 0x200)]))).toEqual([]);
   });
 
   it("fails on a folio handed over on another frame, naming the page", () => {
     const bad = [...good.slice(0, 3), folio(3, 0x999)];
-    expect(() => checkLuoHandover(ctx, decoded(bad), sessions, before)).toThrow(CheckFailed);
-    try {
-      checkLuoHandover(ctx, decoded(bad), sessions, before);
-    } catch (err) {
-      expect((err as CheckFailed).evidence).toEqual(["page 3: handed over pfn 0x999, agent saw 0x201"]);
-    }
+    const [f, ...rest] = failures(decoded(bad));
+    expect(rest).toEqual([]);
+    expect(f?.check).toBe("luo.folios");
+    expect(f?.evidence).toEqual(["page 3: handed over pfn 0x999, agent saw 0x201"]);
   });
 
   it("fails on a size the agent did not see, a missing session, and an undecodable LUO blob", () => {
-    expect(() => checkLuoHandover(ctx, decoded(good, { size: 4096n }), sessions, before)).toThrow(
-      /size 4096/,
-    );
-    expect(() => checkLuoHandover(ctx, decoded(good, { session: "other" }), sessions, before)).toThrow(
-      /no session s/,
-    );
+    expect(failures(decoded(good, { size: 4096n })).map((f) => [f.check, f.message])).toEqual([
+      ["luo.memfd-state", expect.stringMatching(/size 4096/)],
+    ]);
+    expect(failures(decoded(good, { session: "other" })).map((f) => [f.check, f.message])).toEqual([
+      ["luo.session", "the handed-over LUO state has no session s"],
+    ]);
     const freed = { subtrees: [{ name: "LUO", error: { message: "LUO ABI t\tH is not supported" } }] };
-    expect(() => checkLuoHandover(ctx, freed as unknown as DecodedKho, sessions, before)).toThrow(
-      /does not decode/,
-    );
+    expect(failures(freed as unknown as DecodedKho).map((f) => [f.check, f.message])).toEqual([
+      ["luo.state", expect.stringMatching(/does not decode/)],
+    ]);
   });
 });

@@ -2,9 +2,10 @@
 // frames from guest memory and compares them with it (firstFrameMismatch).
 import { describe, expect, it } from "vitest";
 import type { AgentMemfd, PfnRuns } from "../../src/agent/protocol.js";
-import { memfdModel, memfdPatternSha256 } from "../../src/image/agent-build.js";
+import { memfdModel, memfdPatternSha256 } from "../../src/agent/model.js";
 import type { PhysMemory } from "../../src/kho/abi.js";
-import { expectedSha, firstFrameMismatch, type SeededMemfd } from "../../src/scenarios/memfd-common.js";
+import { expectedSha, type SeededMemfd } from "../../src/agent/memfd-args.js";
+import { firstFrameMismatch } from "../../src/memory/memfd-frames.js";
 import { createHash } from "node:crypto";
 
 const PAGE = 4096;

@@ -5,7 +5,15 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { archSpec } from "../../src/arch.js";
 import { probeStub } from "../../src/vm/probe-stub.js";
-import { kernelCmdline, launchVm, parseHostfwdPort, probeKvm, qemuArgs } from "../../src/vm/qemu.js";
+import {
+  kernelCmdline,
+  kvmErrors,
+  launchVm,
+  parseHostfwdPort,
+  probeKvm,
+  programCounters,
+  qemuArgs,
+} from "../../src/vm/qemu.js";
 
 const paths = { qmpSocket: "/w/qmp.sock", consoleLog: "/l/console.log" };
 
@@ -77,6 +85,53 @@ describe("probeKvm", () => {
   });
 });
 
+describe("what QEMU says about a stalled guest", () => {
+  it("finds each vCPU's program counter by the arch's register name", () => {
+    // QEMU 10.0's `info registers -a`: x86_64 in long mode, x86 before it, aarch64.
+    const x86 = [
+      "CPU#0",
+      "RAX=0000000000000000 RBX=0000000000000000 RCX=0000000000000001 RDX=0000000000000000",
+      "RIP=ffffffff81c3d2e5 RFL=00000246 [---Z-P-] CPL=0 II=0 A20=1 SMM=0 HLT=1",
+      "CPU#1",
+      "RIP=ffffffff810a7b40 RFL=00000202 [-------] CPL=0 II=0 A20=1 SMM=0 HLT=0",
+    ].join("\n");
+    const realMode =
+      "EAX=00000000 EBX=00000000\nEIP=0000fff0 EFL=00000002 [-------] CPL=0 II=0 A20=1 SMM=0 HLT=0\n";
+    const arm = "CPU#0\n PC=ffff800080a1b2c4 X00=0000000000000000\nCPU#1\n PC=ffff8000800123f0 X00=1\n";
+    expect(programCounters("x86_64", x86)).toEqual(["ffffffff81c3d2e5", "ffffffff810a7b40"]);
+    expect(programCounters("x86_64", realMode)).toEqual(["0000fff0"]);
+    expect(programCounters("arm64", arm)).toEqual(["ffff800080a1b2c4", "ffff8000800123f0"]);
+    // Each arch reads its own register: neither takes the other's.
+    expect(programCounters("arm64", x86)).toEqual([]);
+    expect(programCounters("x86_64", arm)).toEqual([]);
+  });
+
+  it("keeps QEMU's stderr lines about KVM, in order, and nothing else", async () => {
+    const logDir = mkdtempSync(join(tmpdir(), "qemu-stderr-test-"));
+    try {
+      expect(await kvmErrors({ logDir })).toEqual([]); // no stderr log yet
+      writeFileSync(
+        join(logDir, "qemu-stderr.log"),
+        [
+          "qemu-system-x86_64: warning: host doesn't support requested feature: CPUID.01H:ECX.vmx [bit 5]",
+          "error: kvm run failed Bad address",
+          "RAX=0000000000000000 RBX=0000000000000000",
+          "KVM internal error. Suberror: 1",
+          "emulation failure",
+          "",
+        ].join("\n"),
+      );
+      expect(await kvmErrors({ logDir })).toEqual([
+        "error: kvm run failed Bad address",
+        "KVM internal error. Suberror: 1",
+        "emulation failure",
+      ]);
+    } finally {
+      rmSync(logDir, { recursive: true, force: true });
+    }
+  });
+});
+
 function qemuMissing(): string | undefined {
   try {
     execFileSync("qemu-system-x86_64", ["--version"], { stdio: "ignore" });
@@ -127,6 +182,27 @@ describe.skipIf(missing)("launchVm with the probe stub under TCG", () => {
       expect(readFileSync(join(vm.logDir, "qemu.cmd"), "utf8")).toMatch(
         /^qemu-system-x86_64 -M q35,i8042=off /,
       );
+    }
+  });
+
+  it("says where a real guest's vCPU is, and that TCG reported nothing about KVM", async () => {
+    const vm = await launchVm({
+      arch: "x86_64",
+      boot: { kind: "firmware", firmware },
+      memoryMiB: 16,
+      smp: 1,
+      logDir: join(dir, "vm-regs"),
+    });
+    try {
+      await vm.console.waitFor(/kho-kvm-probe-ok/, { deadlineMs: 10_000 });
+      // The stub halts in 32-bit protected mode in its 32-bit code (offset 0x200 of the ROM's
+      // alias at 0xf0000): QEMU shows EIP, the arch table's x86 program counter.
+      const pcs = programCounters("x86_64", await vm.qmp.humanMonitorCommand("info registers"));
+      expect(pcs).toHaveLength(1);
+      expect(pcs[0]).toMatch(/^000f0[23][0-9a-f]{2}$/);
+      expect(await kvmErrors(vm)).toEqual([]);
+    } finally {
+      await vm.stop();
     }
   });
 

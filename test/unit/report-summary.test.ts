@@ -5,7 +5,9 @@ import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { configSha256, parseQemuVersion } from "../../src/report/collect.js";
 import { artifactsLink, escapeMarkdownCell, escapeXml, runTime } from "../../src/report/format.js";
+import { HarnessError } from "../../src/errors.js";
 import {
+  BAD_INPUT_EXIT,
   loadReport,
   parseReport,
   RUN_REPORT_SCHEMA,
@@ -16,6 +18,8 @@ import { renderHtml, renderMarkdown, timingRows } from "../../src/report/summary
 import { niceStep, phaseLegend, timingChart } from "../../src/report/svg.js";
 import { buildRunDocument } from "../../src/report/write.js";
 import type { RunReport } from "../../src/orchestrate/runner.js";
+import type { Fact } from "../../src/api/facts.js";
+import type { CheckRecord } from "../../src/api/findings.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "reports");
 const fixture = (name: string) => loadReport(join(FIXTURES, name));
@@ -31,6 +35,19 @@ function assertBalancedXml(xml: string): void {
     else stack.push(name);
   }
   expect(stack).toEqual([]);
+}
+
+/** The message of what `f` throws: a one-line HarnessError with the bad-input exit code. */
+function refusal(f: () => unknown): string {
+  try {
+    f();
+  } catch (e) {
+    expect(e).toBeInstanceOf(HarnessError);
+    expect((e as HarnessError).exitCode).toBe(BAD_INPUT_EXIT);
+    expect((e as Error).message).not.toContain("\n");
+    return (e as Error).message;
+  }
+  throw new Error("it did not throw");
 }
 
 const tmpDirs: string[] = [];
@@ -81,7 +98,7 @@ describe("report.json reader", () => {
     expect(() =>
       parseReport(withBoots([{ boot: 1, via: "reboot", totalMs: 1, segments: [] }]), "r.json"),
     ).toThrow(
-      'r.json is not a valid kho run report: results[0].boots[0].via should be boot or kexec, got "reboot"',
+      'r.json is not a valid kho run report: results[0].boots[0].via should be boot|kexec, got "reboot"',
     );
     expect(() =>
       parseReport(
@@ -89,6 +106,77 @@ describe("report.json reader", () => {
         "r.json",
       ),
     ).toThrow(/results\[0\]\.boots\[0\]\.segments\[0\]\.ms should be/);
+  });
+
+  /** A minimal @2 report with one result, `extra` merged into that result. */
+  const v2 = (extra: Record<string, unknown>, top: Record<string, unknown> = {}) => ({
+    schema: RUN_REPORT_SCHEMA,
+    startedAt: null,
+    startedFrom: "kho run",
+    wallMs: 1,
+    exitCode: 0,
+    host: unknownHost("h"),
+    arches: [],
+    setupFailures: [],
+    results: [{ id: "a", arch: "x86_64", verdict: "pass", phaseMs: {}, totalMs: 1, ...extra }],
+    ...top,
+  });
+  const facts: Fact[] = [
+    { kind: "memfds-restored", memfds: 2, sessions: 1, bytes: 8192, frames: 2 },
+    { kind: "boot", boot: 2, release: "7.2.13", execFrom: "KHO: exec from 7.2.13", execCount: 1 },
+    { kind: "folios", memfd: "m0", orders: { "0": 3, "9": 1 } },
+  ];
+  const checks: CheckRecord[] = [
+    { check: "memfd.contents", status: "passed" },
+    {
+      check: "luo.handover",
+      status: "not-done",
+      notDone: "handover-pause-late",
+      detail: "late",
+      accepted: true,
+    },
+    { check: "memfd.frames", status: "failed", detail: "frame 0x12e00 moved" },
+  ];
+
+  it("reads a result's facts and checks back as written", () => {
+    const back = parseReport(JSON.parse(JSON.stringify(v2({ facts, checks }))), "r.json").doc;
+    expect(back.results[0]?.facts).toEqual(facts);
+    expect(back.results[0]?.checks).toEqual(checks);
+  });
+
+  it("names the path of a wrong fact or check in one sentence", () => {
+    const missingCount = { kind: "memfds-restored", memfds: 2, sessions: 1, bytes: 8192 };
+    expect(refusal(() => parseReport(v2({ facts: [facts[0], missingCount] }), "r.json"))).toBe(
+      "r.json is not a valid kho run report: results[0].facts[1].frames should be a number, got missing",
+    );
+    expect(() => parseReport(v2({ facts: [{ kind: "rumour", says: "ok" }] }), "r.json")).toThrow(
+      /^r\.json is not a valid kho run report: results\[0\]\.facts\[0\]\.kind should be memfds-restored\|blackout\|.*, got "rumour"$/,
+    );
+    expect(() => parseReport(v2({ facts: [{ ...facts[2], orders: { "0": 1.5 } }] }), "r.json")).toThrow(
+      "results[0].facts[0].orders.0 should be an integer, got 1.5",
+    );
+    expect(() =>
+      parseReport(v2({ checks: [{ check: "x", status: "skipped" }, { status: "passed" }] }), "r.json"),
+    ).toThrow(
+      'r.json is not a valid kho run report: results[0].checks[0].status should be passed|failed|not-done, got "skipped" (and 1 more problem)',
+    );
+    expect(() =>
+      parseReport(v2({ checks: [{ check: "x", status: "not-done", notDone: "tired" }] }), "r.json"),
+    ).toThrow(/results\[0\]\.checks\[0\]\.notDone should be handover-read-failed\|/);
+    expect(() => parseReport(v2({ attempt: 0 }), "r.json")).toThrow(
+      "results[0].attempt should be at least 1, got 0",
+    );
+  });
+
+  it("reads an absent setupFailures as none and leaves out KVM verdicts of arches it does not know", () => {
+    const host = { ...unknownHost("h"), kvm: { riscv64: "?", x86_64: { usable: true, probedAt: "t" } } };
+    const { setupFailures: _, ...noFailures } = v2({}, { host });
+    const doc = parseReport(noFailures, "r.json").doc;
+    expect(doc.setupFailures).toEqual([]);
+    expect(doc.host.kvm).toEqual({ x86_64: { usable: true, probedAt: "t" } });
+    expect(() => parseReport(v2({}, { setupFailures: [{ arch: "x86_64" }] }), "r.json")).toThrow(
+      "r.json is not a valid kho run report: setupFailures[0].stage should be a string, got missing (and 3 more problems)",
+    );
   });
 
   it("builds a @2 document from the runner's report, which reads back unchanged", async () => {

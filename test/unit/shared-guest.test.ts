@@ -7,8 +7,13 @@ import type { BootTiming } from "../../src/session/boot-timeline.js";
 import type { Guest } from "../../src/session/guest.js";
 import { planUnits } from "../../src/orchestrate/runner.js";
 import { sharedBoot, type PreparedArch } from "../../src/orchestrate/scenario-run.js";
-import { KexecRendezvous, memberGuest, Turn } from "../../src/session/shared.js";
-import { loadUnitDurations, longestFirst, saveUnitDurations, unitKey } from "../../src/orchestrate/unit-durations.js";
+import { takeTurns } from "../../src/session/shared.js";
+import {
+  loadUnitDurations,
+  longestFirst,
+  saveUnitDurations,
+  unitKey,
+} from "../../src/orchestrate/unit-durations.js";
 import type { Scenario } from "../../src/api/scenario.js";
 import { DEFAULT_MEMORY_MIB } from "../../src/vm/qemu.js";
 
@@ -30,31 +35,28 @@ function fakeGuest(ms = 20, fail?: Error) {
   return { guest, fired };
 }
 
-/** Runs members as runShared does: turn by turn, kexec through the rendezvous. */
+/** Runs members through takeTurns, the loop runShared runs its members in. */
 async function runMembers(
   guest: Guest,
   plans: readonly { name: string; before: number; kexec: boolean }[],
   load?: (log: string[]) => Promise<void>,
 ): Promise<{ log: string[]; waited: Map<string, number>; outcomes: (BootTiming | Error | undefined)[] }> {
   const log: string[] = [];
-  const rendezvous = new KexecRendezvous(guest, plans.length, load && (() => load(log)));
-  const turn = new Turn();
   const waited = new Map<string, number>();
-  const outcomes = await Promise.all(
-    plans.map(async (p) => {
-      let release = await turn.acquire();
-      const view = memberGuest(
-        guest,
-        rendezvous,
-        { release: () => release(), reacquire: async () => void (release = await turn.acquire()) },
-        (ms) => waited.set(p.name, (waited.get(p.name) ?? 0) + ms),
-      );
+  const outcomes = await takeTurns(
+    guest,
+    plans.length,
+    load ? () => load(log) : () => Promise.resolve(),
+    async (index, member) => {
+      const p = plans[index];
+      if (!p) throw new Error(`no plan ${index}`);
+      const view = member((ms) => waited.set(p.name, (waited.get(p.name) ?? 0) + ms));
       try {
         log.push(`${p.name} start`);
         await sleep(p.before);
         log.push(`${p.name} end of boot 1`);
         if (!p.kexec) return undefined;
-        expect(view.loadsAtKexec).toBe(true);
+        expect(view.kexecLoadsNextKernel).toBe(true);
         const trigger = () => {
           log.push(`trigger by ${p.name}`);
           return Promise.resolve();
@@ -64,11 +66,8 @@ async function runMembers(
         return t;
       } catch (err) {
         return err as Error;
-      } finally {
-        rendezvous.leave();
-        release();
       }
-    }),
+    },
   );
   return { log, waited, outcomes };
 }
@@ -102,7 +101,6 @@ describe("a guest shared by several scenarios", () => {
 
   it("loads the next kernel once, after every member arrived, right before the trigger", async () => {
     const { guest, fired } = fakeGuest();
-    expect(guest.loadsAtKexec).toBeUndefined(); // the fake; a real Guest says false
     const { log } = await runMembers(
       guest,
       [

@@ -1,0 +1,59 @@
+// Facts a result carries next to its human note: what a scenario established, typed, so a test
+// or a history can assert `frames` without parsing a sentence. Each note may carry one.
+
+export type Fact =
+  /** Memfds restored with the host's expected contents, on the frames they had. */
+  | {
+      readonly kind: "memfds-restored";
+      readonly memfds: number;
+      readonly sessions: number;
+      readonly bytes: number;
+      readonly frames: number;
+    }
+  /** A kexec: trigger to SSH in the new kernel. */
+  | { readonly kind: "blackout"; readonly step: string; readonly totalMs: number }
+  /** The host's decoding of the preserved-memory map. */
+  | {
+      readonly kind: "handover-map";
+      readonly chunks: number;
+      /** Frames the scenario preserved, every one found in the map. */
+      readonly framesFound: number;
+      readonly decodeMs: number;
+    }
+  /** The LUO state as the old kernel handed it over, read with the guest paused at the kexec. */
+  | {
+      readonly kind: "luo-handover";
+      readonly sessions: number;
+      readonly files: number;
+      readonly folios: number;
+    }
+  /** Folios of a memfd by order (log2 pages), as the guest's kpageflags showed them. */
+  | { readonly kind: "folios"; readonly memfd: string; readonly orders: Readonly<Record<string, number>> }
+  /** A refusal the kernel had to give, and gave. */
+  | { readonly kind: "errno"; readonly operation: string; readonly errname: string }
+  /** A boot's kernel and, after a kexec, the `KHO: exec from` line it printed. */
+  | {
+      readonly kind: "boot";
+      readonly boot: number;
+      readonly release: string;
+      readonly execFrom?: string;
+      readonly execCount?: number;
+    }
+  /** A high-order page block of the test module, as the next kernel gave it back. */
+  | {
+      readonly kind: "page-block";
+      readonly order: number;
+      readonly tails: Readonly<Record<string, number>>;
+      readonly compound: boolean;
+      readonly pattern: boolean;
+    };
+
+export type FactKind = Fact["kind"];
+
+/** The first fact of `kind` in `facts` (typed by kind). */
+export function factOf<K extends FactKind>(
+  facts: readonly Fact[] | undefined,
+  kind: K,
+): Extract<Fact, { kind: K }> | undefined {
+  return facts?.find((f): f is Extract<Fact, { kind: K }> => f.kind === kind);
+}

@@ -1,0 +1,27 @@
+// The plain kexec step most scenarios share: the guest agent loads the next kernel with
+// kexec_file_load (so KHO data travels) and reports the load; then it reboots into the loaded
+// kernel. Two calls, because the reboot can cut the SSH channel before a combined call's report
+// arrives; the second does not load again (that would read and hash both images twice). On a
+// shared guest the rendezvous loads once for all members (kexecLoadsNextKernel).
+import { AgentOkSchema } from "../agent/protocol.js";
+import type { ScenarioContext } from "../api/context.js";
+import { formatTimeline } from "../session/boot-timeline.js";
+import { LOAD_NEXT_KERNEL } from "../session/kexec.js";
+
+const REBOOT = "kho-agent kexec --loaded";
+
+export async function kexecWithAgent(ctx: ScenarioContext, step = "kexec"): Promise<void> {
+  if (!ctx.guest.kexecLoadsNextKernel)
+    await ctx.phase(`${step} load`, () => ctx.agent(LOAD_NEXT_KERNEL, AgentOkSchema));
+  const blackout = await ctx.phase(step, () =>
+    ctx.guest.kexec(async () => {
+      // Fire and forget: the channel dies with the old kernel; the console says what happened.
+      await ctx.guest.stream(REBOOT);
+    }, step),
+  );
+  ctx.note(`${step} blackout ${formatTimeline(blackout.segments)}`, {
+    kind: "blackout",
+    step,
+    totalMs: blackout.totalMs,
+  });
+}
