@@ -23,21 +23,24 @@ module.exports = {
     {
       name: "only-harness-runs-scenarios",
       severity: "error",
-      comment: "The runner (src/orchestrate) is driven by harness/ (and the bench); nothing below it reaches up.",
+      comment:
+        "The runner (src/orchestrate) is driven by harness/ (and the bench); nothing below it reaches up.",
       from: { path: "^src/", pathNot: "^src/(orchestrate|bench)/" },
       to: { path: "^src/orchestrate/" },
     },
     {
       name: "runner-does-not-know-scenarios",
       severity: "error",
-      comment: "The runner gets its scenarios from harness/: it depends on the scenario API, not on the scenarios.",
+      comment:
+        "The runner gets its scenarios from harness/: it depends on the scenario API, not on the scenarios.",
       from: { path: "^src/orchestrate/" },
       to: { path: "^src/scenarios/" },
     },
     {
       name: "api-depends-on-nothing",
       severity: "error",
-      comment: "The scenario API is types and the outcomes a scenario throws: it may name the session's and the agent's types, nothing of the machinery.",
+      comment:
+        "The scenario API is types and the outcomes a scenario throws: it may name the session's and the agent's types, nothing of the machinery.",
       from: { path: "^src/api/" },
       to: { path: "^src/(orchestrate|scenarios|report|image|host|bench|memory|checks|selftests)/" },
     },
@@ -51,9 +54,12 @@ module.exports = {
     {
       name: "decoders-are-pure",
       severity: "error",
-      comment: "The handover decoders (src/kho, src/fdt, src/elf) read bytes: they know nothing of guests or runs.",
+      comment:
+        "The handover decoders (src/kho, src/fdt, src/elf) read bytes: they know nothing of guests or runs.",
       from: { path: "^src/(kho|fdt|elf)/" },
-      to: { path: "^src/(orchestrate|scenarios|session|vm|report|api|agent|checks|memory|image|kernel|host|bench)/" },
+      to: {
+        path: "^src/(orchestrate|scenarios|session|vm|report|api|agent|checks|memory|image|kernel|host|bench)/",
+      },
     },
     {
       name: "session-below-scenarios",
@@ -79,7 +85,8 @@ module.exports = {
     {
       name: "vm-below-host",
       severity: "error",
-      comment: "Host checks (doctor, the KVM probe) boot VMs (host -> vm); QEMU's launcher knows nothing of them.",
+      comment:
+        "Host checks (doctor, the KVM probe) boot VMs (host -> vm); QEMU's launcher knows nothing of them.",
       from: { path: "^src/vm/" },
       to: { path: "^src/(host|session|image|kernel)/" },
     },

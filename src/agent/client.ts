@@ -45,7 +45,7 @@ export function parseAgentLine<S extends z.ZodType>(
       line.slice(0, 600),
     ]);
   }
-  return r.value as z.output<S> | AgentError;
+  return r.value;
 }
 
 /** The one sentence for an agent error: the step, the error and its errno name. */

@@ -10,7 +10,9 @@ import type { GuestSession } from "../session/session.js";
 import type { Logger } from "../util/log.js";
 import type { Fact } from "./facts.js";
 import type { Finding, NotDoneReason } from "./findings.js";
-import type { ScenarioParams } from "./scenario.js";
+
+/** A scenario's parameters by name (Scenario.params, set with withParams). */
+export type ScenarioParams = Readonly<Record<string, number | string | boolean>>;
 
 export interface KernelUnderTest {
   readonly image: string;

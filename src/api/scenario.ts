@@ -4,7 +4,9 @@
 // runs it (src/orchestrate) depends on this file; this file depends on nothing of it.
 import type { KernelFeature } from "../kernel/features.js";
 import type { GuestBoot } from "../session/session.js";
-import type { ScenarioContext } from "./context.js";
+import type { ScenarioContext, ScenarioParams } from "./context.js";
+
+export type { ScenarioParams } from "./context.js";
 import type { NotDoneReason } from "./findings.js";
 
 export type { GuestBoot } from "../session/session.js";
@@ -57,8 +59,6 @@ export interface Scenario {
   readonly params?: ScenarioParams;
   run(ctx: ScenarioContext): Promise<void>;
 }
-
-export type ScenarioParams = Readonly<Record<string, number | string | boolean>>;
 
 /**
  * The scenario with some of its declared parameters set; an unknown name or a value of another

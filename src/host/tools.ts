@@ -1,8 +1,6 @@
 // Every host tool the harness needs, how to see its version, and the Debian package that
 // provides it. `kho doctor` lists them; each step checks the ones it uses before starting.
-import { existsSync } from "node:fs";
 import { access } from "node:fs/promises";
-import { delimiter, join } from "node:path";
 import { execa } from "execa";
 import { ARCH_NAMES, archSpec } from "../arch.js";
 import { HarnessError } from "../errors.js";
@@ -86,12 +84,6 @@ export interface ToolStatus {
   readonly tool: HostTool;
   /** The first line the tool printed of its version, "present" for files, undefined when missing. */
   readonly version: string | undefined;
-}
-
-/** The first `name` on PATH, as `which` finds it; undefined when there is none. */
-export function findInPath(name: string): string | undefined {
-  const dirs = (process.env.PATH ?? "").split(delimiter).filter(Boolean);
-  return dirs.map((d) => join(d, name)).find((p) => existsSync(p));
 }
 
 export async function probeTool(tool: HostTool): Promise<ToolStatus> {

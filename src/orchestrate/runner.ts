@@ -25,7 +25,7 @@ import { runPool } from "../util/pool.js";
 import { generateKeys } from "../vm/keys.js";
 import { canShare, runOne, runShared, type ArchSetup, type PreparedArch } from "./scenario-run.js";
 import { loadUnitDurations, longestFirst, saveUnitDurations, unitKey } from "./unit-durations.js";
-import type { ScenarioResult, SetupFailure } from "../report/verdict.js";
+import type { RunReport, ScenarioResult, SetupFailure } from "../report/verdict.js";
 
 export type { ArchSetup } from "./scenario-run.js";
 
@@ -66,12 +66,7 @@ export interface RunOptions {
   readonly onSetupFailure?: (f: SetupFailure) => void;
 }
 
-export interface RunReport {
-  readonly results: ScenarioResult[];
-  readonly setups: ArchSetup[];
-  /** Setups shared by every scenario of an arch that failed, each reported once. */
-  readonly setupFailures: SetupFailure[];
-}
+export type { RunReport } from "../report/verdict.js";
 
 export async function runScenarios(opts: RunOptions): Promise<RunReport> {
   const results: ScenarioResult[] = [];

@@ -26,16 +26,9 @@ import { Guest } from "../session/guest.js";
 import { CheckFailed, Skipped } from "../api/outcome.js";
 import { LOAD_NEXT_KERNEL } from "../session/kexec.js";
 import { takeTurns } from "../session/shared.js";
-import type { ScenarioResult } from "../report/verdict.js";
+import type { ArchSetup, ScenarioResult } from "../report/verdict.js";
 
-export interface ArchSetup {
-  readonly arch: ArchName;
-  readonly kernel: KernelUnderTest;
-  readonly accel: "kvm" | "tcg";
-  /** Why that accelerator (the KVM probe's verdict). */
-  readonly accelReason: string;
-  readonly phaseMs: Record<string, number>;
-}
+export type { ArchSetup } from "../report/verdict.js";
 
 export interface PreparedArch {
   readonly summary: ArchSetup;

@@ -3,6 +3,8 @@
 // reported loudly (and counts as a failure) so the expectation gets updated.
 import type { Fact } from "../api/facts.js";
 import type { CheckRecord } from "../api/findings.js";
+import type { KernelUnderTest } from "../api/context.js";
+import type { ArchName } from "../arch.js";
 import type { BootTiming } from "../session/boot-timeline.js";
 
 /** `notrun`: the scenario never started because a setup it needed failed (its arch's kernel,
@@ -83,4 +85,22 @@ export function findFlakes(results: readonly ScenarioResult[]): Flake[] {
     if (first && Object.keys(verdicts).length > 1) flakes.push({ id: first.id, arch: first.arch, verdicts });
   }
   return flakes;
+}
+
+/** An arch the run set up: its kernel, accelerator and setup phases. */
+export interface ArchSetup {
+  readonly arch: ArchName;
+  readonly kernel: KernelUnderTest;
+  readonly accel: "kvm" | "tcg";
+  /** Why that accelerator (the KVM probe's verdict). */
+  readonly accelReason: string;
+  readonly phaseMs: Record<string, number>;
+}
+
+/** What a run gives the reports. */
+export interface RunReport {
+  readonly results: ScenarioResult[];
+  readonly setups: ArchSetup[];
+  /** Setups shared by every scenario of an arch that failed, each reported once. */
+  readonly setupFailures: SetupFailure[];
 }

@@ -17,8 +17,8 @@ import { checkLine, notDoneChecks } from "./format.js";
 import { writeSummaries } from "./summary.js";
 import { sha256File } from "../util/hash.js";
 import { formatDuration } from "../util/log.js";
-import type { ArchSetup, RunReport } from "../orchestrate/runner.js";
-import { exitCodeFor, type ScenarioResult } from "./verdict.js";
+
+import { exitCodeFor, type ArchSetup, type RunReport, type ScenarioResult } from "./verdict.js";
 
 export const REPORT_SCHEMA = RUN_REPORT_SCHEMA;
 

@@ -9,7 +9,7 @@ function isObject(x: unknown): x is Record<string, unknown> {
 
 /** A value as it appeared in the file, cut short. */
 function shown(x: unknown): string {
-  return x === undefined ? "missing" : (JSON.stringify(x) ?? String(x)).slice(0, 40);
+  return x === undefined ? "missing" : (JSON.stringify(x) ?? typeof x).slice(0, 40);
 }
 
 const EXPECTED: Readonly<Record<string, string>> = {

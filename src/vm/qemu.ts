@@ -8,7 +8,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { execa } from "execa";
 import { archSpec, type ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
-import { findInPath } from "../host/tools.js";
+import { findInPath } from "../util/find-in-path.js";
 import { GuestConsole, type ConsoleOptions } from "./console.js";
 import { GuestFault } from "./fault.js";
 import { PROBE_MARKER, probeStub } from "./probe-stub.js";
