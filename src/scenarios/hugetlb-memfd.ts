@@ -20,12 +20,14 @@ import type { Scenario } from "../api/scenario.js";
 const SESSION = "kho-hugetlb-memfd";
 const HUGEPAGES = 16;
 
-/** Why PRESERVE_FD refused the file, as precisely as the kernel's source says. */
+/**
+ * The one refusal the kernel's source predicts: ENOENT while no LUO file handler accepts
+ * hugetlbfs files. Only that one is a skip; any other errno is a failure.
+ */
+const NO_HANDLER = "ENOENT";
+
 function refusal(errname: string, errno: number): string {
-  const what = `the kernel refused PRESERVE_FD of a MFD_HUGETLB memfd with ${errname} (errno ${errno})`;
-  if (errname === "ENOENT")
-    return `${what}: no registered LUO file handler can preserve a hugetlbfs file (luo_preserve_file() found no handler whose can_preserve() accepts it; memfd_luo_can_preserve() takes shmem files only), so this kernel lacks hugetlb memfd preservation`;
-  return `${what}: the LUO handler that took the file could not preserve it`;
+  return `the kernel refused PRESERVE_FD of a MFD_HUGETLB memfd with ${errname} (errno ${errno})`;
 }
 
 async function hugePageKiB(ctx: ScenarioContext): Promise<{ total: number; sizeKiB: number }> {
@@ -62,7 +64,15 @@ export const hugetlbMemfd: Scenario = {
     if (error) {
       held.stream.writeLine("abort");
       await held.stream.done;
-      ctx.skip(refusal(error.errname, error.errno));
+      ctx.check(
+        error.errname === NO_HANDLER,
+        `${refusal(error.errname, error.errno)}: only ${NO_HANDLER} (no handler for hugetlbfs files) is expected`,
+        [JSON.stringify(pre)],
+      );
+      ctx.fact({ kind: "errno", operation: "PRESERVE_FD", errname: error.errname });
+      ctx.skip(
+        `${refusal(error.errname, error.errno)}: no registered LUO file handler can preserve a hugetlbfs file (luo_preserve_file() found no handler whose can_preserve() accepts it; memfd_luo_can_preserve() takes shmem files only), so this kernel lacks hugetlb memfd preservation`,
+      );
     }
     await checkPreserved(ctx, sessions, before);
     ctx.check(
