@@ -150,6 +150,7 @@ export function expectAgentError(
     `${what} failed with ${r.errname ?? r.errno} at ${r.step}, expected ${errname} at ${step}`,
     [JSON.stringify(r).slice(0, 600)],
   );
+  ctx.fact({ kind: "errno", operation: step, errname });
   return r;
 }
 

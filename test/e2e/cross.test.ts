@@ -46,13 +46,41 @@ describe("cross-version handover on arm64", () => {
         expect(pair.abi === "compatible", mine.map(explain).join("\n")).toBe(allPassed);
         console.log(`cross ${pair.from}->${pair.to}: ${pair.abi} ${pair.firstFailure?.reason ?? ""}`);
       }
-      // Each boot ran the series it should: the banners say so.
-      const forward = report.results.find((r) => r.id === "test-kho[7.2->7.3]");
-      expect(forward?.verdict, forward && explain(forward)).not.toBe("error");
-      const dir = forward?.artifactsDir ?? "";
-      expect(await readFile(join(dir, "boot-1.log"), "utf8")).toMatch(/Linux version 7\.2\.\d+/);
-      if (forward?.verdict === "pass") {
-        expect(await readFile(join(dir, "boot-2.log"), "utf8")).toMatch(/Linux version 7\.3/);
+      // Each boot ran the series it should, and the facts say what crossed.
+      for (const pair of report.pairs) {
+        const tag = `[${pair.from}->${pair.to}]`;
+        const testKho = report.results.find((r) => r.id === `test-kho${tag}`);
+        const memfd = report.results.find((r) => r.id === `memfd-basic${tag}`);
+        for (const r of [testKho, memfd]) expect(r?.verdict, r && explain(r)).not.toBe("error");
+        const dir = testKho?.artifactsDir ?? "";
+        expect(await readFile(join(dir, "boot-1.log"), "utf8")).toMatch(
+          new RegExp(`Linux version ${pair.from.replace(".", "\\.")}\\.`),
+        );
+        if (testKho?.verdict === "pass") {
+          // boot 2 is the other series, and its kernel says it was handed over from the first
+          expect(testKho.facts, explain(testKho)).toEqual(
+            expect.arrayContaining([
+              expect.objectContaining({
+                kind: "boot",
+                boot: 2,
+                execCount: 1,
+                release: expect.stringMatching(new RegExp(`^${pair.to.replace(".", "\\.")}\\.`)) as unknown,
+                execFrom: expect.stringMatching(
+                  new RegExp(`^${pair.from.replace(".", "\\.")}\\.`),
+                ) as unknown,
+              }),
+            ]),
+          );
+        }
+        if (memfd?.verdict === "pass") {
+          // the memfd crossed with its bytes and frames, and the LUO state the old series wrote decoded
+          expect(memfd.facts, explain(memfd)).toEqual(
+            expect.arrayContaining([
+              expect.objectContaining({ kind: "memfds-restored", memfds: 1, frames: 1024 }),
+              expect.objectContaining({ kind: "luo-handover", sessions: 1, files: 1 }),
+            ]),
+          );
+        }
       }
     },
   );

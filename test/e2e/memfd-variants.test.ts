@@ -9,36 +9,60 @@ import type { ScenarioResult } from "../../src/report/verdict.js";
 import { VARIANT_SCENARIOS } from "../../src/scenarios/variants.js";
 import { explain, HOUR, runSelected } from "./helpers.js";
 
-const FRAMES = /frames identical before and after/;
-const DECODED = /decoded KHO map: \d+ chunks, all \d+ memfd frames found/;
+const MiB = 1024 * 1024;
+type Want = Record<string, unknown>;
+/** Any number (an asymmetric matcher). */
+const ANY: unknown = expect.any(Number);
+/** Every frame of the memfds found in the host's decoding of the map, and the LUO state there. */
+const decoded = (frames: unknown): Want[] => [
+  { kind: "handover-map", framesFound: frames },
+  { kind: "luo-handover", files: ANY },
+];
+const restored = (memfds: number, sessions: number, bytes: unknown, frames?: unknown): Want => ({
+  kind: "memfds-restored",
+  memfds,
+  sessions,
+  bytes,
+  ...(frames === undefined ? {} : { frames }),
+});
 
-/** What each scenario's pass must report (its notes), or how it may skip. */
-const EXPECTED: Record<string, { pass: readonly RegExp[]; skip?: RegExp }> = {
-  "memfd-empty": { pass: [/1 memfd\(s\) in 1 session\(s\), 0 bytes/, FRAMES] },
-  "memfd-one-page": { pass: [/4 KiB/, /1 frames identical/] },
+/**
+ * The facts each scenario's pass must carry (its typed results; the notes say the same in
+ * words), prose only where a scenario states no fact, or how it may skip.
+ */
+const EXPECTED: Record<string, { facts?: readonly Want[]; pass?: readonly RegExp[]; skip?: Want }> = {
+  "memfd-empty": { facts: [restored(1, 1, 0, 0)] },
+  "memfd-one-page": { facts: [restored(1, 1, 4096, 1)] },
   "memfd-2m": {
-    pass: [/2 MiB/, FRAMES, DECODED, /order-9 folio|no THP in boot 1/],
+    facts: [restored(1, 1, 2 * MiB, 512), { kind: "folios", orders: { "9": 1 } }, ...decoded(512)],
   },
-  "memfd-256m": { pass: [/256 MiB/, /65536 frames identical/] },
-  "memfd-sparse": { pass: [/8 MiB/, /2048 frames identical/, DECODED] },
-  "memfd-shrunk": { pass: [/2 memfd\(s\)/, FRAMES] },
-  "memfd-mmap": { pass: [/2 memfd\(s\)/, /8 MiB/, FRAMES] },
+  "memfd-256m": { facts: [restored(1, 1, 256 * MiB, 65536)] },
+  "memfd-sparse": { facts: [restored(1, 1, 8 * MiB, 2048), ...decoded(ANY)] },
+  "memfd-shrunk": { facts: [restored(2, 1, ANY)] },
+  "memfd-mmap": { facts: [restored(2, 1, 8 * MiB)] },
   "memfd-sealed": { pass: [/MEMFD_LUO_ALL_SEALS 0x[0-9a-f]+: seals 0x3f \w+/, /identical and enforced/] },
   "memfd-many": {
-    pass: [/128 memfd\(s\) in 1 session/, DECODED],
+    facts: [restored(128, 1, ANY), ...decoded(ANY)],
   },
   "memfd-sessions": {
-    pass: [/12 memfd\(s\) in 6 session/, DECODED],
+    facts: [restored(12, 6, ANY), ...decoded(ANY)],
   },
-  "memfd-unknown-token": { pass: [/unknown session: ENOENT/, /ENOENT \(errno 2\)/] },
+  "memfd-unknown-token": {
+    facts: [{ kind: "errno", errname: "ENOENT" }],
+    pass: [/unknown session: ENOENT/],
+  },
   "memfd-finish-then-use": {
+    facts: [{ kind: "errno", errname: "EINVAL" }],
     pass: [/PRESERVE_FD EINVAL, RETRIEVE_SESSION EINVAL/, /the memfd stays usable/],
   },
-  "memfd-holder-died": { pass: [/RETRIEVE_SESSION ENOENT/, /0 of 1024 frames preserved/] },
-  // 7.2 has no LUO handler for hugetlbfs files: a skip that names the errno and the handler
+  "memfd-holder-died": {
+    facts: [{ kind: "errno", operation: "retrieve_session", errname: "ENOENT" }],
+    pass: [/0 of 1024 frames preserved/],
+  },
+  // 7.2 has no LUO handler for hugetlbfs files: the one refusal that may skip is ENOENT
   "hugetlb-memfd": {
-    pass: [/MiB of huge pages: same bytes/],
-    skip: /refused PRESERVE_FD of a MFD_HUGETLB memfd with [A-Z]+ \(errno \d+\).*(handler|hugetlb)/,
+    facts: [restored(1, 1, ANY)],
+    skip: { kind: "errno", operation: "PRESERVE_FD", errname: "ENOENT" },
   },
   "reserve-mem": { pass: [/revived at 0x[0-9a-f]+/, /markers readable in boot 2/, /memblock subtree/] },
 };
@@ -59,11 +83,18 @@ describe.each(ARCH_NAMES)("memfd variants, hugetlb and reserve_mem on %s", (arch
     const r = results.get(id);
     if (!r) throw new Error(`${id} did not run`);
     if (r.verdict === "skip" && want.skip) {
-      expect(r.reason ?? "", "a skip must say why").toMatch(want.skip);
+      expect(r.facts, "a skip must state the refusal it skips on").toEqual(
+        expect.arrayContaining([expect.objectContaining(want.skip)]),
+      );
       return;
     }
     expect(r.verdict, explain(r)).toBe("pass");
-    for (const re of want.pass) expect(r.reason ?? "", explain(r)).toMatch(re);
+    for (const f of want.facts ?? []) {
+      expect(r.facts, explain(r)).toEqual(expect.arrayContaining([expect.objectContaining(f)]));
+    }
+    for (const re of want.pass ?? []) expect(r.reason ?? "", explain(r)).toMatch(re);
+    // no planned check was left undone
+    expect(r.checks?.filter((c) => c.status !== "passed") ?? [], explain(r)).toEqual([]);
     expect(await readdir(r.artifactsDir ?? "")).not.toContain("memory-before-kexec.elf");
     // On a shared guest too, the scenario's folder leads to the console of both boots.
     expect(await readFile(join(r.artifactsDir ?? "", "boot-2.log"), "utf8")).toMatch(/KHO-GUEST: ready/);

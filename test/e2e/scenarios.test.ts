@@ -18,6 +18,11 @@ describe.each(ARCH_NAMES)("scenarios on %s", (arch) => {
   it("test-kho: the second kernel reports KHO restore succeeded", { timeout: HOUR }, async () => {
     const r = await runOne(arch, "test-kho");
     expect(r.verdict, explain(r)).toBe("pass");
+    // boot 2 says it came from the kernel under test, as the first handover
+    const boot = r.facts?.find((f) => f.kind === "boot");
+    expect(boot, explain(r)).toMatchObject({ boot: 2, execCount: 1 });
+    expect(boot && "release" in boot && boot.release).toMatch(/^\d+\.\d+/);
+    expect(boot && "execFrom" in boot && boot.execFrom).toBe(boot && "release" in boot && boot.release);
     expect(r.phaseMs.kexec).toBeGreaterThan(0);
     const logs = await readdir(r.artifactsDir ?? "");
     expect(logs).toEqual(expect.arrayContaining(["boot-1.log", "boot-2.log"]));
@@ -30,10 +35,31 @@ describe.each(ARCH_NAMES)("scenarios on %s", (arch) => {
     async () => {
       const r = await runOne(arch, "memfd-basic");
       expect(r.verdict, explain(r)).toBe("pass");
-      expect(r.reason).toMatch(/frames identical before and after/);
-      expect(r.reason).toMatch(/all 1024 memfd frames found/);
-      // the LUO state as the old kernel left it, read with the guest paused at the kexec
-      expect(r.reason).toMatch(/LUO state read at the kexec: every session and memfd there, 1024 folios/);
+      expect(r.facts, explain(r)).toEqual(
+        expect.arrayContaining([
+          // 4 MiB, the host's bytes, on the same 1024 frames after the kexec
+          expect.objectContaining({
+            kind: "memfds-restored",
+            memfds: 1,
+            sessions: 1,
+            bytes: 4 << 20,
+            frames: 1024,
+          }),
+          // every frame in the host's decoding of the map
+          expect.objectContaining({ kind: "handover-map", framesFound: 1024 }),
+          // the LUO state as the old kernel left it, read with the guest paused at the kexec
+          expect.objectContaining({ kind: "luo-handover", sessions: 1, files: 1, folios: 1024 }),
+          expect.objectContaining({ kind: "blackout", step: "kexec" }),
+        ]),
+      );
+      // every planned check was done and passed, the at-kexec ones among them
+      expect(
+        r.checks?.filter((c) => c.status !== "passed"),
+        explain(r),
+      ).toEqual([]);
+      expect(r.checks?.map((c) => c.check)).toEqual(
+        expect.arrayContaining(["memfd.contents", "memfd.frames", "handover.fdt-at-kexec", "luo.folios"]),
+      );
       const map = await readFile(join(r.artifactsDir ?? "", "preserved-map.txt"), "utf8");
       expect(map).toMatch(/subtrees read at the kexec \(guest paused \d+ ms\)/);
       expect(map).toMatch(/session "kho-memfd-basic": 1 file\(s\)\n\s+token 0x1 memfd-v2 .*size 4194304/);
