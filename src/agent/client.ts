@@ -33,10 +33,8 @@ export function parseAgentLine<S extends z.ZodType>(
   try {
     json = JSON.parse(line);
   } catch {
-    throw new AgentOutputError(`${command} did not print JSON`, [
-      ...line.trimEnd().split("\n").slice(-5),
-      ...stderr.trimEnd().split("\n").slice(-10),
-    ]);
+    const lines = (text: string, n: number) => (text.trim() ? text.trimEnd().split("\n").slice(-n) : []);
+    throw new AgentOutputError(`${command} did not print JSON`, [...lines(line, 5), ...lines(stderr, 10)]);
   }
   const isError = typeof json === "object" && json !== null && (json as { ok?: unknown }).ok === false;
   const r = isError ? parseWith(AgentErrorSchema, json) : parseWith(schema, json);

@@ -77,11 +77,6 @@ export class RunContext implements ScenarioContext {
     this.checks.push({ check, status: "not-done", detail, notDone: reason, accepted });
   }
 
-  /** Planned checks that were not done for a reason the scenario does not accept. */
-  unacceptedNotDone(): CheckRecord[] {
-    return this.checks.filter((c) => c.status === "not-done" && !c.accepted);
-  }
-
   skip(reason: string): never {
     throw new Skipped(reason);
   }

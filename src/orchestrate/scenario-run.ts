@@ -16,6 +16,7 @@ import {
   type GuestBoot,
   type Scenario,
 } from "../api/scenario.js";
+import type { CheckRecord } from "../api/findings.js";
 import type { Logger } from "../util/log.js";
 import { GuestFault } from "../vm/fault.js";
 import { DEFAULT_MEMORY_MIB } from "../vm/qemu.js";
@@ -174,6 +175,22 @@ export async function runOne(
 
 type Outcome = [ScenarioResult["verdict"], string | undefined, readonly string[]];
 
+/**
+ * A planned check left not done for a reason the scenario does not accept (CheckRecord.accepted)
+ * turns a pass into a failure that names it: a scenario cannot pass without what it planned.
+ */
+export function withUndoneChecks(outcome: Outcome, checks: readonly CheckRecord[]): Outcome {
+  const [verdict] = outcome;
+  const undone = checks.filter((c) => c.status === "not-done" && !c.accepted);
+  const first = undone[0];
+  if (!first || (verdict !== "pass" && verdict !== "xpass")) return outcome;
+  return [
+    "fail",
+    `planned check ${first.check} was not done (${first.notDone ?? "?"}: ${first.detail ?? ""})`,
+    undone.map((c) => `not done: ${c.check}: ${c.notDone ?? "?"}: ${c.detail ?? ""}`),
+  ];
+}
+
 /** Applies the expectation table: an expected failure is xfail, a surprise pass is xpass. */
 function expect(expectation: Expectation | undefined, [verdict, reason, evidence]: Outcome): Outcome {
   if (!expectation) return [verdict, reason, evidence];
@@ -211,13 +228,7 @@ function finish(
   artifactsDir: string,
 ): ScenarioResult {
   const notes = ctx?.notes ?? [];
-  // A planned check left not done, for a reason the scenario does not accept, fails a pass.
-  const skipped = ctx?.unacceptedNotDone() ?? [];
-  const firstSkipped = skipped[0];
-  if (firstSkipped && (verdict === "pass" || verdict === "xpass")) {
-    verdict = "fail";
-    reason = `planned check ${firstSkipped.check} was not done (${firstSkipped.notDone}: ${firstSkipped.detail ?? ""})`;
-  }
+  [verdict, reason, evidence] = withUndoneChecks([verdict, reason, evidence], ctx?.checks ?? []);
   return {
     ...base,
     verdict,

@@ -1,4 +1,5 @@
 // Every scenario, in the order `kho run` runs them.
+import picomatch from "picomatch";
 import { HarnessError } from "../errors.js";
 import { chainMemfd } from "./chain.js";
 import { memfdBasic } from "./memfd-basic.js";
@@ -17,14 +18,6 @@ export const SCENARIOS: readonly Scenario[] = [
   chainMemfd,
 ];
 
-function globToRegExp(glob: string): RegExp {
-  const body = glob
-    .replace(/[.+^${}()|[\]\\]/g, "\\$&")
-    .replace(/\*/g, ".*")
-    .replace(/\?/g, ".");
-  return new RegExp(`^${body}$`);
-}
-
 /** Scenarios matching any of the comma-separated ids or globs ("memfd-*"), in suite order. */
 export function selectScenarios(patterns: string | undefined): Scenario[] {
   if (!patterns) return [...SCENARIOS];
@@ -32,11 +25,11 @@ export function selectScenarios(patterns: string | undefined): Scenario[] {
     .split(",")
     .map((p) => p.trim())
     .filter(Boolean);
-  const unknown = wanted.filter((p) => !SCENARIOS.some((s) => globToRegExp(p).test(s.id)));
+  const unknown = wanted.filter((p) => !SCENARIOS.some((s) => picomatch.isMatch(s.id, p)));
   if (unknown.length > 0) {
     throw new HarnessError(
       `no scenario matches ${unknown.map((u) => `"${u}"`).join(", ")} (known: ${SCENARIOS.map((s) => s.id).join(", ")})`,
     );
   }
-  return SCENARIOS.filter((s) => wanted.some((p) => globToRegExp(p).test(s.id)));
+  return SCENARIOS.filter((s) => wanted.some((p) => picomatch.isMatch(s.id, p)));
 }

@@ -1,0 +1,167 @@
+// The scenario API as the runner implements it: parameters, inline expectations, findings
+// recorded as checks, planned checks not done (accepted or failing the scenario), typed facts,
+// the agent's JSON checked against its schema, and scenario selection by glob.
+import { describe, expect, it } from "vitest";
+import { z } from "zod";
+import { AgentOutputError, parseAgentLine } from "../../src/agent/client.js";
+import { AgentInfoSchema } from "../../src/agent/protocol.js";
+import { bad, ok } from "../../src/api/findings.js";
+import { CheckFailed } from "../../src/api/outcome.js";
+import { activeExpectation, withParams, type Scenario } from "../../src/api/scenario.js";
+import { HarnessError } from "../../src/errors.js";
+import { RunContext } from "../../src/orchestrate/context.js";
+import { withUndoneChecks } from "../../src/orchestrate/scenario-run.js";
+import { selectScenarios } from "../../src/scenarios/index.js";
+import type { GuestSession } from "../../src/session/session.js";
+
+const scenario: Scenario = {
+  id: "s",
+  description: "s",
+  needs: [],
+  boot: { kho: true },
+  params: { hops: 3 },
+  acceptNotDone: ["handover-pause-late"],
+  expectation: { unless: "kho-unsplit-pages", reason: "known bug", consoleLines: [] },
+  run: () => Promise.resolve(),
+};
+
+/** A context whose guest answers every command with `stdout`. */
+function context(stdout = "", s: Pick<Scenario, "params" | "acceptNotDone"> = scenario): RunContext {
+  const guest = { exec: () => Promise.resolve({ code: 0, signal: null, stdout, stderr: "" }) };
+  return new RunContext(
+    s,
+    "x86_64",
+    guest as unknown as GuestSession,
+    {} as never,
+    "/nonexistent",
+    () => undefined,
+    1024,
+  );
+}
+
+describe("scenario declarations", () => {
+  it("withParams sets declared parameters and refuses unknown names and other types", () => {
+    expect(withParams(scenario, { hops: 5 }).params).toEqual({ hops: 5 });
+    expect(context("", withParams(scenario, { hops: 5 })).params.hops).toBe(5);
+    expect(() => withParams(scenario, { hop: 5 })).toThrow(/s has no parameter "hop" \(it has: hops\)/);
+    expect(() => withParams(scenario, { hops: "5" })).toThrow(/is a number, not "5"/);
+  });
+
+  it("the expectation holds only while the kernel lacks its feature", () => {
+    expect(activeExpectation(scenario, new Set())?.reason).toBe("known bug");
+    expect(activeExpectation(scenario, new Set(["kho-unsplit-pages"]))).toBeUndefined();
+  });
+
+  it("selects by id and glob, in suite order, and names unknown patterns", () => {
+    expect(selectScenarios("memfd-basic,test-kho").map((s) => s.id)).toEqual(["test-kho", "memfd-basic"]);
+    expect(selectScenarios("pages-*-order9").map((s) => s.id)).toEqual([
+      "pages-folio-order9",
+      "pages-split-order9",
+      "pages-dma-order9",
+    ]);
+    expect(() => selectScenarios("nope*")).toThrow(/no scenario matches "nope\*"/);
+  });
+});
+
+describe("findings and planned checks", () => {
+  it("expect records every finding and fails at the first that is not ok", () => {
+    const ctx = context();
+    expect(() => ctx.expect([ok("a", "fine"), bad("b", "b broke", ["ev"]), bad("c", "c broke")])).toThrow(
+      new CheckFailed("b broke", ["ev"]),
+    );
+    expect(ctx.checks).toEqual([
+      { check: "a", status: "passed" },
+      { check: "b", status: "failed", detail: "b broke" },
+      { check: "c", status: "failed", detail: "c broke" },
+    ]);
+    expect(() => ctx.expect([ok("d", "fine")])).not.toThrow();
+  });
+
+  it("a check not done is accepted only for a reason the scenario declares", () => {
+    const ctx = context();
+    ctx.notDone("luo.handover", "handover-pause-late", "late");
+    ctx.notDone("handover.fdt-at-kexec", "handover-read-failed", "read failed");
+    expect(ctx.checks.map((c) => [c.check, c.accepted])).toEqual([
+      ["luo.handover", true],
+      ["handover.fdt-at-kexec", false],
+    ]);
+  });
+
+  it("an unaccepted check not done turns a pass into a failure naming it; accepted ones do not", () => {
+    const ctx = context();
+    ctx.notDone("luo.handover", "handover-pause-late", "late");
+    expect(withUndoneChecks(["pass", "notes", []], ctx.checks)).toEqual(["pass", "notes", []]);
+    ctx.notDone("handover.fdt-at-kexec", "handover-read-failed", "the read gave nothing");
+    const [verdict, reason, evidence] = withUndoneChecks(["pass", "notes", []], ctx.checks);
+    expect(verdict).toBe("fail");
+    expect(reason).toBe(
+      "planned check handover.fdt-at-kexec was not done (handover-read-failed: the read gave nothing)",
+    );
+    expect(evidence).toEqual([
+      "not done: handover.fdt-at-kexec: handover-read-failed: the read gave nothing",
+    ]);
+    // a failure keeps its own reason
+    expect(withUndoneChecks(["fail", "frames moved", ["x"]], ctx.checks)).toEqual([
+      "fail",
+      "frames moved",
+      ["x"],
+    ]);
+  });
+
+  it("notes may carry typed facts; facts may stand alone", () => {
+    const ctx = context();
+    ctx.note("kexec blackout 5 s", { kind: "blackout", step: "kexec", totalMs: 5000 });
+    ctx.fact({ kind: "errno", operation: "retrieve_session", errname: "ENOENT" });
+    expect(ctx.notes).toEqual(["kexec blackout 5 s"]);
+    expect(ctx.facts.map((f) => f.kind)).toEqual(["blackout", "errno"]);
+  });
+});
+
+describe("the agent's JSON, checked when parsed", () => {
+  const info = {
+    ok: true,
+    command: "info",
+    boot_id: "b",
+    release: "7.2",
+    cmdline: "x",
+    liveupdate_dev: true,
+    page_size: 4096,
+  };
+
+  it("a line matching the command's schema is returned typed; an error object as an error", async () => {
+    expect(parseAgentLine(AgentInfoSchema, JSON.stringify(info), "kho-agent info")).toEqual(info);
+    const err = {
+      ok: false,
+      command: "preserve",
+      error: "x",
+      errno: 2,
+      errname: "ENOENT",
+      step: "create_session",
+    };
+    expect(parseAgentLine(AgentInfoSchema, JSON.stringify(err), "kho-agent preserve")).toEqual(err);
+    await expect(context(JSON.stringify(err)).agent("preserve", AgentInfoSchema)).rejects.toThrow(
+      "kho-agent preserve failed at create_session: x (ENOENT)",
+    );
+  });
+
+  it("a field of the wrong type is a harness error naming the field, not a cast", () => {
+    const wrong = JSON.stringify({ ...info, page_size: "4096" });
+    expect(() => parseAgentLine(AgentInfoSchema, wrong, "kho-agent info")).toThrow(HarnessError);
+    expect(() => parseAgentLine(AgentInfoSchema, wrong, "kho-agent info")).toThrow(
+      'kho-agent info printed JSON the host does not expect: page_size should be a number, got "4096"',
+    );
+    const nested = z.object({ a: z.array(z.object({ n: z.number() })) });
+    expect(() => parseAgentLine(nested, '{"a":[{"n":1},{}]}', "cmd")).toThrow(
+      /a\[1\]\.n should be a number, got missing/,
+    );
+  });
+
+  it("a line that is not JSON is the guest's doing: a failed check with the line and stderr", async () => {
+    expect(() => parseAgentLine(AgentInfoSchema, "Segmentation fault", "kho-agent info", "oops")).toThrow(
+      new AgentOutputError("kho-agent info did not print JSON", ["Segmentation fault", "oops"]),
+    );
+    await expect(context("Segmentation fault").agent("info", AgentInfoSchema)).rejects.toThrow(
+      new CheckFailed("kho-agent info did not print JSON", ["Segmentation fault"]),
+    );
+  });
+});
