@@ -47,16 +47,20 @@ export function preservedFindings(
     const m = findMemfd(r, s.name, spec.token);
     if (!m) {
       out.push(
-        bad("memfd.reported", `the agent reported no memfd ${where}`, [JSON.stringify(r).slice(0, 400)]),
+        bad("preserve.reported", `the agent reported no memfd ${where}`, [JSON.stringify(r).slice(0, 400)]),
       );
       continue;
     }
     out.push(
-      expectThat("memfd.size", m.size === spec.size, `memfd ${where}: size ${m.size}, wanted ${spec.size}`),
+      expectThat(
+        "preserve.size",
+        m.size === spec.size,
+        `memfd ${where}: size ${m.size}, wanted ${spec.size}`,
+      ),
     );
     out.push(
       expectThat(
-        "memfd.frames-readable",
+        "preserve.frames-readable",
         m.pfns !== null && m.pages_present === m.pages,
         `memfd ${where}: the agent could not read every frame (${m.pages_present} of ${m.pages})`,
         [framesText(m)],
@@ -64,14 +68,14 @@ export function preservedFindings(
     );
     if (m.sha256 === null && m.expected === undefined) {
       if (!mismatches.has(where)) {
-        out.push(bad("memfd.contents", `memfd ${where}: the host did not read its frames`));
+        out.push(bad("preserve.contents", `memfd ${where}: the host did not read its frames`));
         continue;
       }
       const at = mismatches.get(where);
       const frame = pfnByPage(m.pfns ?? [])[Math.floor((at ?? 0) / m.page_size)] ?? 0;
       out.push(
         expectThat(
-          "memfd.contents",
+          "preserve.contents",
           at === undefined,
           `memfd ${where}: guest memory holds other bytes than the host computed`,
           [`first byte that differs: offset ${at ?? "?"} of the file, frame 0x${frame.toString(16)}`],
@@ -82,7 +86,7 @@ export function preservedFindings(
     const want = expectedSha(spec);
     out.push(
       expectThat(
-        "memfd.contents",
+        "preserve.contents",
         m.sha256 === want,
         `memfd ${where}: the guest wrote other bytes than the host computed`,
         [`guest ${m.sha256}`, `host  ${want}`],

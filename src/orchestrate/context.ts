@@ -59,16 +59,18 @@ export class RunContext implements ScenarioContext {
     if (!condition) throw new CheckFailed(message, evidence);
   }
 
+  /** One record per check id: failed with the first failure's message when any finding of
+   *  that id failed (a check walks every memfd; the report keeps one line per check). */
   expect(findings: readonly Finding[]): void {
-    let failed: Finding | undefined;
     for (const f of findings) {
-      this.checks.push({
-        check: f.check,
-        status: f.ok ? "passed" : "failed",
-        ...(f.ok ? {} : { detail: f.message }),
-      });
-      if (!f.ok) failed ??= f;
+      const i = this.checks.findIndex((c) => c.check === f.check);
+      const record: CheckRecord = f.ok
+        ? { check: f.check, status: "passed" }
+        : { check: f.check, status: "failed", detail: f.message };
+      if (i < 0) this.checks.push(record);
+      else if (this.checks[i]?.status === "passed" && !f.ok) this.checks[i] = record;
     }
+    const failed = findings.find((f) => !f.ok);
     if (failed) throw new CheckFailed(failed.message, failed.evidence ?? []);
   }
 

@@ -64,17 +64,24 @@ describe("scenario declarations", () => {
 });
 
 describe("findings and planned checks", () => {
-  it("expect records every finding and fails at the first that is not ok", () => {
+  it("expect records every check once and fails at the first finding that is not ok", () => {
     const ctx = context();
-    expect(() => ctx.expect([ok("a", "fine"), bad("b", "b broke", ["ev"]), bad("c", "c broke")])).toThrow(
-      new CheckFailed("b broke", ["ev"]),
-    );
+    expect(() =>
+      ctx.expect([
+        ok("a", "fine"),
+        ok("b", "fine"),
+        bad("b", "b broke", ["ev"]),
+        bad("c", "c broke"),
+        bad("b", "again"),
+      ]),
+    ).toThrow(new CheckFailed("b broke", ["ev"]));
     expect(ctx.checks).toEqual([
       { check: "a", status: "passed" },
       { check: "b", status: "failed", detail: "b broke" },
       { check: "c", status: "failed", detail: "c broke" },
     ]);
-    expect(() => ctx.expect([ok("d", "fine")])).not.toThrow();
+    expect(() => ctx.expect([ok("d", "fine"), ok("a", "fine again")])).not.toThrow();
+    expect(ctx.checks.map((c) => c.check)).toEqual(["a", "b", "c", "d"]);
   });
 
   it("a check not done is accepted only for a reason the scenario declares", () => {
