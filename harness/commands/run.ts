@@ -1,21 +1,17 @@
-import { mkdir, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import type { Command } from "commander";
 import { ARCH_NAMES, type ArchName } from "../../src/arch.js";
 import { HarnessError } from "../../src/errors.js";
-import { ensureHostTools } from "../../src/host/install.js";
-import { KtapWriter } from "../../src/report/ktap.js";
-import { junitXml, summaryTable, writeRunReport } from "../../src/report/write.js";
 import { pairTable, runCross, seriesPairs } from "../../src/orchestrate/cross.js";
-import { defaultGuestJobs, runScenarios, type RunReport } from "../../src/orchestrate/runner.js";
-import { exitCodeFor, findFlakes, type ScenarioResult, type SetupFailure } from "../../src/report/verdict.js";
+import { defaultGuestJobs, runScenarios } from "../../src/orchestrate/runner.js";
+import { reportRun } from "../../src/orchestrate/report-run.js";
 import { DEFAULT_CHAIN_HOPS } from "../../src/scenarios/chain.js";
 import { withParams } from "../../src/api/scenario.js";
 import { SCENARIOS, selectScenarios } from "../../src/scenarios/index.js";
-import { SELFTEST_SCENARIOS } from "../../src/scenarios/selftests.js";
+import { SELFTEST_SCENARIOS, selectSelftests } from "../../src/scenarios/selftests.js";
 import { twoStageScenario } from "../../src/scenarios/two-stage.js";
 import type { Scenario } from "../../src/api/scenario.js";
-import { formatDuration, stderrLogger } from "../../src/util/log.js";
+import { stderrLogger } from "../../src/util/log.js";
 import { action, archOption, BASE_HELP, collect, intOption } from "../cli-support.js";
 import { parseBase } from "../../src/kernel/build.js";
 
@@ -73,58 +69,6 @@ function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promis
   );
 }
 
-/**
- * The reporting every run command shares: KTAP as results arrive, then the JSON report, summary
- * pages and JUnit in the run folder, totals, flakes, the summary table and `epilogue`'s lines.
- */
-async function reportRun<R extends RunReport>(
-  total: number,
-  opts: { out?: string; repeat?: number },
-  execute: (
-    outDir: string,
-    onResult: (r: ScenarioResult) => void,
-    onSetupFailure: (f: SetupFailure) => void,
-  ) => Promise<R>,
-  epilogue: (report: R) => string = () => "",
-): Promise<number> {
-  // Before any scenario: a fresh machine gets its tools installed (as root) or one sentence.
-  await ensureHostTools(stderrLogger, `kho ${process.argv[2] ?? "run"}`);
-  const outDir = resolve(opts.out ?? join("out", "runs", new Date().toISOString().replace(/[:.]/g, "-")));
-  await mkdir(outDir, { recursive: true });
-  const ktap = new KtapWriter((l) => process.stdout.write(`${l}\n`), total);
-  const started = performance.now();
-  const report = await execute(
-    outDir,
-    (r) => ktap.result(r),
-    (f) => ktap.setupFailure(f),
-  );
-  const wall = performance.now() - started;
-  const written = await writeRunReport(outDir, report, { wallMs: wall, argv: process.argv.slice(1) });
-  await writeFile(join(outDir, "junit.xml"), junitXml(report));
-  const counts = (v: string) => report.results.filter((r) => r.verdict === v).length;
-  ktap.diagnostic(
-    `Totals: pass:${counts("pass")} fail:${counts("fail")} xfail:${counts("xfail")} xpass:${counts("xpass")} skip:${counts("skip")} error:${counts("error")} notrun:${counts("notrun")}${report.setupFailures.length ? ` setup-failures:${report.setupFailures.length}` : ""}`,
-  );
-  const flakes = findFlakes(report.results);
-  if ((opts.repeat ?? 1) > 1) {
-    ktap.diagnostic(
-      `Flaky: ${flakes.length}${flakes
-        .map(
-          (f) =>
-            ` ${f.id}.${f.arch} (${Object.entries(f.verdicts)
-              .map(([v, n]) => `${n} ${v}`)
-              .join(", ")})`,
-        )
-        .join(";")}`,
-    );
-  }
-  const extra = epilogue(report);
-  process.stderr.write(
-    `\n${summaryTable(report)}\n${extra ? `\n${extra}\n` : ""}\nwall time ${formatDuration(wall)}; report ${written.json}, summary ${written.html}\n`,
-  );
-  return exitCodeFor(report.results);
-}
-
 export function registerRun(program: Command): void {
   bootOptions(
     program
@@ -150,16 +94,7 @@ export function registerRun(program: Command): void {
       .option("--test <names>", "comma-separated test names (default: all)"),
   ).action(
     action((opts: BootOptions & { test?: string }) => {
-      const names = opts.test?.split(",").map((t) => t.trim());
-      const chosen = names
-        ? SELFTEST_SCENARIOS.filter((s) => names.includes(s.id.replace(/^selftest-/, "")))
-        : SELFTEST_SCENARIOS;
-      const unknown = names?.filter((n) => !SELFTEST_SCENARIOS.some((s) => s.id === `selftest-${n}`)) ?? [];
-      if (unknown.length) {
-        throw new HarnessError(
-          `unknown selftest ${unknown.join(", ")} (known: ${SELFTEST_SCENARIOS.map((s) => s.id.replace(/^selftest-/, "")).join(", ")})`,
-        );
-      }
+      const chosen = selectSelftests(opts.test);
       return runAndReport(chosen, opts);
     }),
   );

@@ -7,6 +7,7 @@ import type { ScenarioContext } from "../api/context.js";
 import { buildLiveupdateSelftests, type SelftestBinaries } from "../selftests/liveupdate.js";
 import { judgeSelftestRun, LIVEUPDATE_SELFTESTS, type SelftestSpec } from "../selftests/liveupdate-specs.js";
 import type { Scenario } from "../api/scenario.js";
+import { HarnessError } from "../errors.js";
 
 /** In /root: the guest's /usr is the next-kernel disk's, read-only (src/image/initramfs.ts). */
 const GUEST_DIR = "/root/kselftest/liveupdate";
@@ -61,3 +62,14 @@ function selftestScenario(spec: SelftestSpec): Scenario {
 }
 
 export const SELFTEST_SCENARIOS: readonly Scenario[] = LIVEUPDATE_SELFTESTS.map(selftestScenario);
+
+/** The selftests named (comma-separated, without the `selftest-` prefix), or all of them. */
+export function selectSelftests(list: string | undefined): Scenario[] {
+  if (!list) return [...SELFTEST_SCENARIOS];
+  const names = list.split(",").map((t) => t.trim());
+  const known = SELFTEST_SCENARIOS.map((s) => s.id.replace(/^selftest-/, ""));
+  const unknown = names.filter((n) => !known.includes(n));
+  if (unknown.length)
+    throw new HarnessError(`unknown selftest ${unknown.join(", ")} (known: ${known.join(", ")})`);
+  return SELFTEST_SCENARIOS.filter((s) => names.includes(s.id.replace(/^selftest-/, "")));
+}
