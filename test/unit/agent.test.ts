@@ -10,7 +10,14 @@ import { execa } from "execa";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { archSpec, type ArchName } from "../../src/arch.js";
 import { HarnessError } from "../../src/errors.js";
+import { parseAgentLine } from "../../src/agent/client.js";
 import { memfdPattern, memfdPatternSha256 } from "../../src/agent/model.js";
+import {
+  AgentInfoSchema,
+  AgentOkSchema,
+  AgentPreserveResultSchema,
+  AgentTryRestoreResultSchema,
+} from "../../src/agent/protocol.js";
 import { AGENT_SOURCES, buildAgent } from "../../src/image/agent-build.js";
 
 const arch: ArchName = process.arch === "arm64" ? "arm64" : "x86_64";
@@ -75,9 +82,24 @@ function expectedContents(
 
 const sha = (d: Uint8Array) => createHash("sha256").update(d).digest("hex");
 
+/**
+ * The schema the host checks a command's line against (src/agent/protocol.ts): every line the
+ * agent prints here must pass it, so the C side and the host's one definition cannot drift.
+ * The local interfaces above only add fields the host does not read (ioctls, fds, seal names).
+ */
+function schemaFor(args: readonly string[]) {
+  if (args[0] === "info") return AgentInfoSchema;
+  if (args[0] === "preserve" || args[0] === "restore")
+    return args.some((a) => /:try\b|,try\b/.test(a))
+      ? AgentTryRestoreResultSchema
+      : AgentPreserveResultSchema;
+  return AgentOkSchema;
+}
+
 async function runAgent(bin: string, args: string[], env: Record<string, string> = {}) {
   const r = await execa(bin, args, { reject: false, env, input: "" });
   const lines = r.stdout.split("\n").filter(Boolean);
+  if (lines[0]) parseAgentLine(schemaFor(args), lines[0], `kho-agent ${args.join(" ")}`, r.stderr);
   return { exitCode: r.exitCode, lines, result: JSON.parse(lines[0] ?? "null") as AgentResult };
 }
 
