@@ -3,6 +3,8 @@
 // (checks/handover.ts), and the checks that need the pause at the kexec recorded as not done
 // when the pause gave nothing.
 import type { ScenarioContext } from "../api/context.js";
+import { bad } from "../api/findings.js";
+import { DecodeError } from "../errors.js";
 import { atKexecNotDone, handoverFindings } from "../checks/handover.js";
 import {
   decodeHandover,
@@ -26,7 +28,19 @@ export async function checkDecodedHandover(
   step: HandoverStep = {},
 ): Promise<HandoverReport & { readonly notDone: ReturnType<typeof atKexecNotDone> }> {
   const inFdt = step.inFdt ?? (await ctx.guest.readFile("/sys/kernel/debug/kho/in/fdt"));
-  const report = await decodeHandover(ctx, inFdt, before, claims);
+  const report = await decodeHandover(ctx, inFdt, before, claims).catch(async (err: unknown) => {
+    // The kernel under test handed over bytes that do not decode: its fault, with the evidence.
+    if (!(err instanceof DecodeError)) throw err;
+    await ctx.artifact("kho-in.dtb", inFdt);
+    ctx.expect([
+      bad(
+        "handover.in-fdt",
+        `the new kernel's kho/in/fdt does not decode: ${err.message}`,
+        hexAround(inFdt, err.offset),
+      ),
+    ]);
+    throw err; // not reached: expect threw
+  });
   const findings = handoverFindings(report);
   ctx.expect(
     step.claimsPreserved === false ? findings.filter((f) => f.check !== "handover.frames-in-map") : findings,
@@ -34,4 +48,19 @@ export async function checkDecodedHandover(
   const notDone = atKexecNotDone(report);
   if (notDone) ctx.notDone("handover.fdt-at-kexec", notDone.reason, notDone.detail);
   return { ...report, notDone };
+}
+
+/** The bytes around `offset` as hex lines of 16 (the evidence of data that does not decode). */
+export function hexAround(bytes: Uint8Array, offset: number): string[] {
+  const start = Math.max(0, (offset & ~15) - 32);
+  const lines: string[] = [`${bytes.length} bytes; offset 0x${offset.toString(16)}:`];
+  for (let at = start; at < Math.min(bytes.length, start + 80); at += 16) {
+    const row = [...bytes.subarray(at, Math.min(bytes.length, at + 16))].map((b) =>
+      b.toString(16).padStart(2, "0"),
+    );
+    lines.push(
+      `${at.toString(16).padStart(8, "0")}: ${row.join(" ")}${at <= offset && offset < at + 16 ? "  <-" : ""}`,
+    );
+  }
+  return lines;
 }
