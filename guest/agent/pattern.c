@@ -9,7 +9,7 @@
 /*
  * Byte o of a memfd with seed S is byte (o % 8) (little-endian) of splitmix64(S, o / 8):
  * it depends only on the offset, so write()/mmap fills, sparse files and the host's own
- * model all agree. The host mirrors this in src/image/agent-build.ts (memfdPattern).
+ * model all agree. The host mirrors this in src/agent/model.ts (memfdPattern).
  */
 static uint64_t pattern_word(uint64_t seed, uint64_t index)
 {

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: GPL-2.0-only */
 /*
  * The fill pattern and the layout a memfd spec gives it: what every byte of a memfd must be.
- * See README.md ("Pattern"); the host mirrors it in src/image/agent-build.ts (memfdPattern).
+ * See README.md ("Pattern"); the host mirrors it in src/agent/model.ts (memfdPattern).
  */
 #ifndef KHO_AGENT_PATTERN_H
 #define KHO_AGENT_PATTERN_H

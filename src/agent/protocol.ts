@@ -1,6 +1,6 @@
 // The JSON the guest agent prints (guest/agent/README.md has the full grammar), as one schema
-// per command: the fields the host checks, validated when a line is parsed (agent/client.ts);
-// other fields pass through and the whole object is kept in the artifacts.
+// per command: the fields the host checks, validated when a line is parsed (agent/client.ts).
+// Other fields are dropped from the parsed value; the artifacts keep the line as printed.
 
 import { z } from "zod";
 
@@ -145,8 +145,6 @@ export type AgentInfo = z.infer<typeof AgentInfoSchema>;
 
 /** Any successful command whose output the host does not read (kexec --load-only...). */
 export const AgentOkSchema = z.object({ ok: z.literal(true), command: z.string() });
-
-export type AgentOutput<T> = T | AgentError;
 
 export function isAgentError(v: { readonly ok: boolean }): v is AgentError {
   return v.ok === false;

@@ -20,8 +20,14 @@ export type NotDoneReason =
   | "handover-read-failed"
   /** The guest was paused only after the new kernel printed its banner: what was read is not the handover. */
   | "handover-pause-late"
-  /** The kexec never reached the handover while work was waiting for it. */
-  | "handover-missed";
+  /** The kexec never reached the handover while work was waiting for it (the kernel's doing). */
+  | "handover-missed"
+  /** Nothing was read at the kexec: the old kernel's memory came from a full dump, or its out/fdt
+   *  gave no root FDT address. */
+  | "handover-not-read";
+
+/** Not-done reasons that are the kernel's doing (a `fail`); the others are the harness's (`error`). */
+export const KERNEL_NOT_DONE: readonly NotDoneReason[] = ["handover-missed"];
 
 /** How each planned check ended, in every report format. */
 export interface CheckRecord {

@@ -80,8 +80,9 @@ export function atKexecNotDone(h: HandoverSeen): { reason: NotDoneReason; detail
     case "missed":
       return { reason: "handover-missed", detail: at.detail };
     case "failed":
-    case "not-asked":
       return { reason: "handover-read-failed", detail: at.detail };
+    case "not-asked":
+      return { reason: "handover-not-read", detail: at.detail };
   }
 }
 

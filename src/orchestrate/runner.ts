@@ -58,7 +58,7 @@ export interface RunOptions {
   readonly jobs?: number;
   /** Runs of every scenario, to hunt flakes (default 1). */
   readonly repeat?: number;
-  /** One guest per scenario, even for those that could share one (see shared-guest.ts). */
+  /** One guest per scenario, even for those that could share one (see session/shared.ts). */
   readonly isolate?: boolean;
   /** Called with every result as soon as it is known (KTAP line). */
   readonly onResult: (r: ScenarioResult) => void;

@@ -1,6 +1,6 @@
 // Running scenarios on guests and turning how each ended into a verdict: one guest per
 // scenario (runOne), or one guest and one kexec shared by several (runShared, see
-// shared-guest.ts). The runner (runner.ts) decides which.
+// session/shared.ts). The runner (runner.ts) decides which.
 import { mkdir, readdir, symlink } from "node:fs/promises";
 import { join, relative } from "node:path";
 import type { ArchName } from "../arch.js";
@@ -16,7 +16,7 @@ import {
   type GuestBoot,
   type Scenario,
 } from "../api/scenario.js";
-import type { CheckRecord } from "../api/findings.js";
+import { KERNEL_NOT_DONE, type CheckRecord } from "../api/findings.js";
 import type { Logger } from "../util/log.js";
 import { GuestFault } from "../vm/fault.js";
 import { DEFAULT_MEMORY_MIB } from "../vm/qemu.js";
@@ -177,21 +177,24 @@ type Outcome = [ScenarioResult["verdict"], string | undefined, readonly string[]
 
 /**
  * A planned check left not done for a reason the scenario does not accept (CheckRecord.accepted)
- * turns a pass into a failure that names it: a scenario cannot pass without what it planned.
+ * turns a pass (or xpass) into a result that names it: a scenario cannot pass without what it
+ * planned. A `fail` when the reason is the kernel's doing (KERNEL_NOT_DONE), an `error` when it
+ * is the harness's (a late pause, a read that failed).
  */
 export function withUndoneChecks(outcome: Outcome, checks: readonly CheckRecord[]): Outcome {
   const [verdict] = outcome;
   const undone = checks.filter((c) => c.status === "not-done" && !c.accepted);
   const first = undone[0];
   if (!first || (verdict !== "pass" && verdict !== "xpass")) return outcome;
+  const kernels = undone.some((c) => c.notDone !== undefined && KERNEL_NOT_DONE.includes(c.notDone));
   return [
-    "fail",
+    kernels ? "fail" : "error",
     `planned check ${first.check} was not done (${first.notDone ?? "?"}: ${first.detail ?? ""})`,
     undone.map((c) => `not done: ${c.check}: ${c.notDone ?? "?"}: ${c.detail ?? ""}`),
   ];
 }
 
-/** Applies the expectation table: an expected failure is xfail, a surprise pass is xpass. */
+/** Applies the scenario's expectation: an expected failure is xfail, a surprise pass is xpass. */
 function expect(expectation: Expectation | undefined, [verdict, reason, evidence]: Outcome): Outcome {
   if (!expectation) return [verdict, reason, evidence];
   if (verdict === "fail") return ["xfail", `${expectation.reason} (observed: ${reason ?? "?"})`, evidence];

@@ -288,7 +288,12 @@ export const FactSchema = z.discriminatedUnion("kind", [
   }),
 ]);
 
-export const NotDoneReasonSchema = z.enum(["handover-read-failed", "handover-pause-late", "handover-missed"]);
+export const NotDoneReasonSchema = z.enum([
+  "handover-read-failed",
+  "handover-pause-late",
+  "handover-missed",
+  "handover-not-read",
+]);
 
 export const CheckRecordSchema = z.object({
   check: z.string(),

@@ -20,6 +20,7 @@ import {
   type SessionSpec,
 } from "../agent/memfd-args.js";
 import type { ScenarioContext } from "../api/context.js";
+import { expectThat } from "../api/findings.js";
 import { CheckFailed } from "../api/outcome.js";
 import type { Capability, GuestBoot, Scenario } from "../api/scenario.js";
 import { luoFindings } from "../checks/handover.js";
@@ -60,8 +61,8 @@ export async function startHolding(
   const load = ctx.guest.kexecLoadsNextKernel ? "" : ` ${LOAD_OPTIONS}`;
   const stream = await ctx.guest.stream(`kho-agent ${args}${load} --wait`);
   const line = await stream.readLine(deadlineMs);
+  await ctx.artifact(artifact, `${line}\n`);
   const result = ctx.parseAgent(AgentPreserveResultSchema, line, `kho-agent ${args}`, stream.stderr());
-  await ctx.artifact(artifact, JSON.stringify(JSON.parse(line), null, 2) + "\n");
   return { result, stream };
 }
 
@@ -232,7 +233,12 @@ export async function checkFramesInMap(
     return `${map}; ${report.subtreesReadAt}`;
   }
   const luo = luoFindings(report.decoded, sessions, before);
-  ctx.expect(luo.findings);
+  // luo.handover sums them up: the id a not-done LUO check is recorded under
+  const whole = luo.findings.every((f) => f.ok);
+  ctx.expect([
+    ...luo.findings,
+    expectThat("luo.handover", whole, "the LUO state handed over holds what was preserved"),
+  ]);
   const files = eachMemfd(sessions).length;
   ctx.fact({ kind: "luo-handover", sessions: sessions.length, files, folios: luo.folios });
   return `${map}; LUO state read at the kexec: every session and memfd there, ${luo.folios} folios on the frames the agent saw`;
@@ -246,7 +252,12 @@ export async function checkFramesInMap(
 export async function preserveAndKexec(
   ctx: ScenarioContext,
   sessions: readonly SeededSession[],
-  opts: { readonly dump?: boolean; readonly deadlineMs?: number } = {},
+  opts: {
+    readonly dump?: boolean;
+    readonly deadlineMs?: number;
+    /** Boot-1 checks of the scenario's own, on what the agent preserved, before the kexec. */
+    readonly afterPreserve?: (ctx: ScenarioContext, before: AgentPreserveResult) => void;
+  } = {},
 ): Promise<{ before: AgentPreserveResult; dump: PreKexecMemory | undefined }> {
   // --kho-state: the radix root and RAM map come with the result, not over SSH of their own
   const args = `preserve ${sessionArgs(sessions, "host-reads")}${opts.dump ? " --kho-state" : ""}`;
@@ -256,7 +267,10 @@ export async function preserveAndKexec(
     holdSessions(ctx, args, "agent-preserve.json", opts.deadlineMs),
   );
   const [held, models] = await Promise.all([holding, prepareModels(sessions)]);
-  await ctx.phase("checks", () => checkPreserved(ctx, sessions, held.result, models));
+  await ctx.phase("checks", async () => {
+    await checkPreserved(ctx, sessions, held.result, models);
+    opts.afterPreserve?.(ctx, held.result);
+  });
   const kept = opts.dump
     ? await ctx.phase("dump", () => readMemoryBeforeKexec(ctx, held.result.kho))
     : undefined;
@@ -283,6 +297,8 @@ export interface MemfdCase {
   readonly deadlineMs?: number;
   /** Boot 1, before the memfds are created. */
   readonly prepare?: (ctx: ScenarioContext) => Promise<void>;
+  /** Extra boot-1 checks on what the agent preserved, before the kexec. */
+  readonly afterPreserve?: (ctx: ScenarioContext, before: AgentPreserveResult) => void;
   /** Extra checks on the agent's reports, after the common ones. */
   readonly verify?: (ctx: ScenarioContext, before: AgentPreserveResult, after: AgentPreserveResult) => void;
 }
@@ -299,6 +315,7 @@ export function memfdScenario(c: MemfdCase): Scenario {
       await c.prepare?.(ctx);
       const { before, dump } = await preserveAndKexec(ctx, sessions, {
         dump: c.decodeMap === true,
+        ...(c.afterPreserve ? { afterPreserve: c.afterPreserve } : {}),
         ...(c.deadlineMs ? { deadlineMs: c.deadlineMs } : {}),
       });
       const order = c.reverseRestore

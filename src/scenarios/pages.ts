@@ -8,6 +8,8 @@ import { KmodReportSchema, KmodStatusSchema, type KmodEntry } from "../agent/kmo
 import type { ScenarioContext } from "../api/context.js";
 import type { Expectation, Scenario } from "../api/scenario.js";
 import { parseWith } from "../util/zod-issue.js";
+import { CheckFailed } from "../api/outcome.js";
+import { HarnessError } from "../errors.js";
 import { kexecWithAgent } from "./kexec-step.js";
 
 const REMOTE = "/root/kho_harness.ko";
@@ -37,14 +39,16 @@ async function readJson<S extends z.ZodType>(
   try {
     json = JSON.parse(text);
   } catch {
-    ctx.check(false, `the test module's ${file} is not JSON`, text.split("\n").slice(0, 5));
+    // cut short or garbled by the guest: the kernel side's doing
+    throw new CheckFailed(`the test module's ${file} is not JSON`, text.split("\n").slice(0, 5));
   }
   const r = parseWith(schema, json);
+  // the module and the host disagree on the protocol: the harness's own fault
   if (!r.ok)
-    ctx.check(false, `the test module's ${file} is not what the host expects: ${r.problem}`, [
+    throw new HarnessError(`the test module's ${file} is not what the host expects: ${r.problem}`, [
       text.slice(0, 600),
     ]);
-  return (r as { value: z.output<S> }).value;
+  return r.value;
 }
 
 function describeEntry(e: KmodEntry): string {

@@ -3,8 +3,7 @@
 // so a fault printed during a member's step is that member's), each preserves what it
 // preserves, and its kexec call waits at a rendezvous until every member still running has
 // arrived; then the next kernel is loaded once (members skip their own loads:
-// kexecLoadsNextKernel),
-// the last one's trigger kexecs the guest, and all go on in the new kernel.
+// kexecLoadsNextKernel), the last one's trigger kexecs the guest, and all go on in the new kernel.
 import type { ExecResult, ExecStream } from "../vm/ssh.js";
 import type { BootTiming } from "./boot-timeline.js";
 import type { Guest } from "./guest.js";

@@ -113,7 +113,7 @@ describe("handover checks", () => {
     );
     // a read that was never asked for is not done either
     expect(atKexecNotDone(seen({ atKexec: { kind: "not-asked", detail: "dump" } }))?.reason).toBe(
-      "handover-read-failed",
+      "handover-not-read",
     );
   });
 });
