@@ -5,6 +5,7 @@ import type { z } from "zod";
 import type { ArchName } from "../arch.js";
 import type { CachedKernel } from "../kernel/cache.js";
 import type { ConfigMap } from "../kernel/config.js";
+import type { KernelFeature } from "../kernel/features.js";
 import type { AgentError } from "../agent/protocol.js";
 import type { GuestSession } from "../session/session.js";
 import type { Logger } from "../util/log.js";
@@ -22,6 +23,8 @@ export interface KernelUnderTest {
   readonly nextImage: string;
   /** The harness's build of it (source tree, headers), when the harness built it. */
   readonly built: CachedKernel | undefined;
+  /** What its source tree has (empty for a prebuilt --kernel: nothing is known). */
+  readonly features: ReadonlySet<KernelFeature>;
 }
 
 /** How to call the agent: where its JSON goes and how long it may take. */

@@ -18,7 +18,7 @@ import type { CachedKernel } from "../kernel/cache.js";
 import { assertBootableKernel } from "../kernel/inspect.js";
 import { debianKernelSource } from "../kernel/source.js";
 import { chooseAccel } from "../host/kvm.js";
-import { kernelFeatures } from "../kernel/features.js";
+import { kernelFeatures, type KernelFeature } from "../kernel/features.js";
 import type { GuestBoot, Scenario } from "../api/scenario.js";
 import { formatDuration, type Logger } from "../util/log.js";
 import { runPool } from "../util/pool.js";
@@ -205,6 +205,7 @@ async function prepareArch(
     return cachedNextKernelDisk(nextImage, diskFormat, base.userspace);
   });
   const { accel, why } = await chooseAccel(arch, opts.log);
+  const features = built ? await kernelFeatures(built.manifest.sourceTree) : new Set<KernelFeature>();
   opts.log(
     `# ${arch}: kernel ${report.release ?? "?"} (${image}), ${accel.toUpperCase()} (${why}), image ${formatDuration(phaseMs.image ?? 0)}`,
   );
@@ -220,13 +221,14 @@ async function prepareArch(
         config: report.config ?? new Map<string, string>(),
         nextImage,
         built,
+        features,
       },
     },
     report,
     bootInitrd,
     nextDisk,
     keys,
-    features: built ? await kernelFeatures(built.manifest.sourceTree) : new Set(),
+    features,
   };
 }
 

@@ -69,6 +69,11 @@ export const hugetlbMemfd: Scenario = {
         `${refusal(error.errname, error.errno)}: only ${NO_HANDLER} (no handler for hugetlbfs files) is expected`,
         [JSON.stringify(pre)],
       );
+      ctx.check(
+        !ctx.kernel.features.has("luo-hugetlb"),
+        `${refusal(error.errname, error.errno)}, although the kernel's source registers a LUO handler for hugetlbfs files`,
+        [JSON.stringify(pre)],
+      );
       ctx.fact({ kind: "errno", operation: "PRESERVE_FD", errname: error.errname });
       ctx.skip(
         `${refusal(error.errname, error.errno)}: no registered LUO file handler can preserve a hugetlbfs file (luo_preserve_file() found no handler whose can_preserve() accepts it; memfd_luo_can_preserve() takes shmem files only), so this kernel lacks hugetlb memfd preservation`,

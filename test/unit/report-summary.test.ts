@@ -199,6 +199,7 @@ describe("report.json reader", () => {
             config,
             nextImage: "/nonexistent/Image",
             built: undefined,
+            features: new Set(),
           },
         },
       ],
