@@ -161,6 +161,14 @@ const finishThenUse: Scenario = {
       checkRestored(ctx, retrieved, before, after);
       const probe = after.sessions[0]?.after_finish;
       const { memfds, ...calls } = probe ?? { memfds: [] };
+      // what the finished session answered, as facts: every refusal with its errno
+      for (const [operation, errname] of [
+        ["PRESERVE_FD after FINISH", probe?.preserve_fd],
+        ["RETRIEVE_SESSION after FINISH", probe?.retrieve_session],
+        ...(probe?.retrieve_fd ?? []).map((r) => [`RETRIEVE_FD ${r.token} after FINISH`, r.result]),
+      ] as const) {
+        if (errname && errname !== "ok") ctx.fact({ kind: "errno", operation, errname });
+      }
       ctx.check(
         JSON.stringify(calls) === JSON.stringify(AFTER_FINISH),
         "the finished session answered otherwise than luo_session.c/luo_file.c decide",

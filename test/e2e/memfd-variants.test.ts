@@ -52,7 +52,11 @@ const EXPECTED: Record<string, { facts?: readonly Want[]; pass?: readonly RegExp
     pass: [/unknown session: ENOENT/],
   },
   "memfd-finish-then-use": {
-    facts: [{ kind: "errno", errname: "EINVAL" }],
+    facts: [
+      { kind: "errno", operation: "PRESERVE_FD after FINISH", errname: "EINVAL" },
+      { kind: "errno", operation: "RETRIEVE_SESSION after FINISH", errname: "EINVAL" },
+      { kind: "errno", operation: "retrieve_session", errname: "ENOENT" },
+    ],
     pass: [/PRESERVE_FD EINVAL, RETRIEVE_SESSION EINVAL/, /the memfd stays usable/],
   },
   "memfd-holder-died": {
