@@ -11,8 +11,8 @@ import { GuestFault } from "../vm/fault.js";
 import type { ConsoleLine, ConsoleMatch } from "../vm/console.js";
 import type { SshKeys } from "../vm/keys.js";
 import { DEFAULT_MEMORY_MIB, kvmErrors, launchVm, type Accel, type Vm } from "../vm/qemu.js";
+import { GuestBoots } from "../vm/guest-boots.js";
 import {
-  GuestBoots,
   KEEPALIVE_SILENCE_MS,
   KEEPALIVE_TIMEOUT,
   SshFailure,

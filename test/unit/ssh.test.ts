@@ -10,7 +10,8 @@ import ssh2 from "ssh2";
 import type { Connection, Server as SshServer } from "ssh2";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { dropbearHostKey, generateKeys, publicKeyBlob } from "../../src/vm/keys.js";
-import { connectSsh, GuestBoots, SshFailure, type SshLink } from "../../src/vm/ssh.js";
+import { GuestBoots } from "../../src/vm/guest-boots.js";
+import { connectSsh, SshFailure, type SshLink } from "../../src/vm/ssh.js";
 
 const keys = generateKeys("test");
 let dir: string;
