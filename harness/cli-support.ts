@@ -104,20 +104,34 @@ export function installCleanExit(): void {
   process.on("exit", cleanup);
   process.on("uncaughtExceptionMonitor", cleanup);
   let stopping = false;
+  const stop = (why: string, code: number) => {
+    if (stopping) return; // a terminal's Ctrl-C arrives from the launcher too
+    stopping = true;
+    const guests = [...new Set(liveProcesses().values())];
+    cleanup();
+    const stopped = guests.length
+      ? `stopped ${guests.length === 1 ? "the QEMU guest" : `${guests.length} QEMU guests`} ${guests.join(", ")}`
+      : "no QEMU guest was running";
+    process.stderr.write(`\nkho: ${why}: ${stopped} and removed the temporary files\n`);
+    process.exit(code);
+  };
   for (const signal of EXIT_SIGNALS) {
-    process.on(signal, () => {
-      if (stopping) return; // a terminal's Ctrl-C arrives from the launcher too
-      stopping = true;
-      const guests = [...new Set(liveProcesses().values())];
-      cleanup();
-      const stopped = guests.length
-        ? `stopped ${guests.length === 1 ? "the QEMU guest" : `${guests.length} QEMU guests`} ${guests.join(", ")}`
-        : "no QEMU guest was running";
-      process.stderr.write(`\nkho: interrupted by ${signal}: ${stopped} and removed the temporary files\n`);
-      process.exit(128 + constants.signals[signal]);
-    });
+    process.on(signal, () => stop(`interrupted by ${signal}`, 128 + constants.signals[signal]));
+  }
+  // bin/kho starts this process and says so: if the launcher dies without passing a signal on
+  // (SIGKILL, an OOM kill), nothing else would stop this run and its guests, so it stops itself.
+  const launcher = Number(process.env.KHO_LAUNCHER_PID ?? 0);
+  delete process.env.KHO_LAUNCHER_PID; // for this process only, not for what it starts
+  if (launcher > 0) {
+    setInterval(() => {
+      if (process.ppid !== launcher)
+        stop(`the kho launcher (pid ${launcher}) is gone`, 128 + constants.signals.SIGTERM);
+    }, LAUNCHER_POLL_MS).unref();
   }
 }
+
+/** How often a run checks that its launcher is alive (process.ppid changes when it dies). */
+const LAUNCHER_POLL_MS = 250;
 
 export const BASE_HELP =
   "what the harness's kernel is configured from: lean (Kconfig's defaults, the default), defconfig, or a config FILE";

@@ -598,6 +598,45 @@ describe("a kernel cache entry cut short by a crash", () => {
   });
 });
 
+describe("a launcher killed with SIGKILL", () => {
+  it(
+    "`kho run --arch arm64 --scenario memfd-basic`: the harness notices, stops its QEMU and removes its temp files",
+    { timeout: HOUR },
+    async () => {
+      await defaultKernel("arm64");
+      const tmp = await tempDir("kho-e2e-kill9-tmp-");
+      const out = await tempDir("kho-e2e-kill9-out-");
+      const launcher = execa(
+        "node",
+        [join(ROOT, "bin/kho"), "run", "--arch", "arm64", "--scenario", "memfd-basic", "--out", out],
+        { cwd: ROOT, reject: false, all: true, env: { TMPDIR: tmp, KHO_ACCEL: undefined } },
+      );
+      const pid = launcher.pid ?? -1;
+      const ended = launcher.then((r) => r);
+      const consoleLog = join(out, "arm64", "memfd-basic", "console.log");
+      const qemu = await until("the guest boots", 20 * 60_000, async () => {
+        if (launcher.exitCode !== null) throw new Error(`kho run ended early:\n${(await ended).all}`);
+        const pids = processesMentioning(out).filter((p) => commandOf(p).includes("qemu-system"));
+        const log = await readFile(consoleLog, "utf8").catch(() => "");
+        return pids.length === 1 && /Linux version \d/.test(log) ? pids[0] : undefined;
+      });
+      const tree = processTree(pid);
+      expect(tree).toContain(qemu);
+      const sent = performance.now();
+      launcher.kill("SIGKILL"); // no signal reaches the harness: it must notice by itself
+      const r = await ended;
+      expect(r.signal).toBe("SIGKILL");
+      const goneMs = await until("QEMU and the run's processes are gone", 10_000, () =>
+        tree.every((p) => !alive(p)) && processesMentioning(out).length === 0
+          ? performance.now() - sent
+          : undefined,
+      );
+      expect(await leftovers(tmp)).toEqual([]);
+      note("SIGKILL of the launcher during arm64 boot: every process of the run gone after", goneMs);
+    },
+  );
+});
+
 describe("a run stopped by a signal cleans up", () => {
   const variants = [
     { signal: "SIGINT", code: 130 },
