@@ -68,6 +68,8 @@ export const HOST_TOOLS: readonly HostTool[] = [
   { id: "xz", purpose: "kernel build", pkg: "xz-utils", probe: cmd("xz") },
   { id: "cpio", purpose: "kernel build", pkg: "cpio", probe: cmd("cpio") },
   { id: "mke2fs", purpose: "boot", pkg: "e2fsprogs", probe: cmd("mke2fs", "-V") },
+  // QEMU runs under `setpriv --pdeathsig SIGKILL`: the kernel kills it if the harness is killed
+  { id: "setpriv", purpose: "boot", pkg: "util-linux", probe: cmd("setpriv") },
   { id: "kmod", purpose: "kernel build", pkg: "kmod", probe: cmd("depmod", "--version") },
   { id: "apt-get", purpose: "apt", pkg: "apt", probe: cmd("apt-get") },
   { id: "dpkg-deb", purpose: "apt", pkg: "dpkg", probe: cmd("dpkg-deb") },
