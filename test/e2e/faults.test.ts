@@ -598,6 +598,31 @@ describe("a kernel cache entry cut short by a crash", () => {
   });
 });
 
+/**
+ * Starts `kho ARGS --out <fresh>` through the launcher and waits until its one QEMU (whose
+ * command line names this run's --out) has printed the kernel banner into `console`
+ * (relative to --out). Returns the launcher, its process tree then, and that QEMU.
+ */
+async function bootingRun(args: readonly string[], console: string, tmp: string) {
+  const out = await tempDir("kho-e2e-kill-out-");
+  const child = execa("node", [join(ROOT, "bin/kho"), ...args, "--out", out], {
+    cwd: ROOT,
+    reject: false,
+    all: true,
+    env: { TMPDIR: tmp, KHO_ACCEL: undefined },
+  });
+  const pid = child.pid ?? -1;
+  const ended = child.then((r) => r);
+  const consoleLog = join(out, console);
+  const qemu = await until("the guest boots", 20 * 60_000, async () => {
+    if (child.exitCode !== null) throw new Error(`kho ${args[0] ?? ""} ended early:\n${(await ended).all}`);
+    const pids = processesMentioning(out).filter((p) => commandOf(p).includes("qemu-system"));
+    const log = await readFile(consoleLog, "utf8").catch(() => "");
+    return pids.length === 1 && /Linux version \d/.test(log) ? pids[0] : undefined;
+  });
+  return { child, pid, ended, out, consoleLog, qemu, tree: processTree(pid) };
+}
+
 describe("a launcher killed with SIGKILL", () => {
   it(
     "`kho exec --arch arm64 --stage 'sleep 300' ...`: the harness notices at once, stops its QEMU and removes its temp files",
@@ -605,48 +630,26 @@ describe("a launcher killed with SIGKILL", () => {
     async () => {
       await defaultKernel("arm64");
       const tmp = await tempDir("kho-e2e-kill9-tmp-");
-      const out = await tempDir("kho-e2e-kill9-out-");
-      const launcher = execa(
-        "node",
-        // a run with minutes to go: only the harness noticing its launcher ends it in seconds
-        [
-          join(ROOT, "bin/kho"),
-          "exec",
-          "--arch",
-          "arm64",
-          "--stage",
-          "sleep 300",
-          "--stage",
-          "true",
-          "--out",
-          out,
-        ],
-        { cwd: ROOT, reject: false, all: true, env: { TMPDIR: tmp, KHO_ACCEL: undefined } },
+      // a run with minutes to go: only the harness noticing its launcher ends it in seconds
+      const run = await bootingRun(
+        ["exec", "--arch", "arm64", "--stage", "sleep 300", "--stage", "true"],
+        "arm64/exec/console.log",
+        tmp,
       );
-      const pid = launcher.pid ?? -1;
-      const ended = launcher.then((r) => r);
-      const consoleLog = join(out, "arm64", "exec", "console.log");
-      const qemu = await until("the guest boots", 20 * 60_000, async () => {
-        if (launcher.exitCode !== null) throw new Error(`kho run ended early:\n${(await ended).all}`);
-        const pids = processesMentioning(out).filter((p) => commandOf(p).includes("qemu-system"));
-        const log = await readFile(consoleLog, "utf8").catch(() => "");
-        return pids.length === 1 && /Linux version \d/.test(log) ? pids[0] : undefined;
-      });
-      const tree = processTree(pid);
-      expect(tree).toContain(qemu);
+      expect(run.tree).toContain(run.qemu);
       const sent = performance.now();
-      launcher.kill("SIGKILL"); // no signal reaches the harness: it must notice by itself
+      run.child.kill("SIGKILL"); // no signal reaches the harness: it must notice by itself
       const goneMs = await until("QEMU and the run's processes are gone", 5_000, () =>
-        tree.every((p) => !alive(p)) && processesMentioning(out).length === 0
+        run.tree.every((p) => !alive(p)) && processesMentioning(run.out).length === 0
           ? performance.now() - sent
           : undefined,
       );
       expect(await leftovers(tmp)).toEqual([]);
-      const r = await ended;
+      const r = await run.ended;
       expect(r.signal).toBe("SIGKILL");
       expect(r.stderr).toMatch(
         new RegExp(
-          `^kho: the kho launcher \\(pid ${pid}\\) is gone: stopped the QEMU guest kho-exec-arm64 and removed the temporary files$`,
+          `^kho: the kho launcher \\(pid ${run.pid}\\) is gone: stopped the QEMU guest kho-exec-arm64 and removed the temporary files$`,
           "m",
         ),
       );
@@ -666,23 +669,12 @@ describe("a run stopped by a signal cleans up", () => {
     async ({ signal, code }) => {
       await defaultKernel("arm64");
       const tmp = await tempDir("kho-e2e-kill-tmp-");
-      const out = await tempDir("kho-e2e-kill-out-");
-      const child = execa(
-        "node",
-        [join(ROOT, "bin/kho"), "run", "--arch", "arm64", "--scenario", "memfd-basic", "--out", out],
-        { cwd: ROOT, reject: false, all: true, env: { TMPDIR: tmp, KHO_ACCEL: undefined } },
+      const { child, pid, ended, out, consoleLog, qemu, tree } = await bootingRun(
+        ["run", "--arch", "arm64", "--scenario", "memfd-basic"],
+        "arm64/memfd-basic/console.log",
+        tmp,
       );
-      const pid = child.pid ?? -1;
-      const ended = child.then((r) => r);
-      // Booting: this run's QEMU (its command line names this run's --out) prints the kernel banner.
-      const consoleLog = join(out, "arm64", "memfd-basic", "console.log");
-      const qemu = await until("the guest boots", 20 * 60_000, async () => {
-        if (child.exitCode !== null) throw new Error(`kho run ended early:\n${(await ended).all}`);
-        const pids = processesMentioning(out).filter((p) => commandOf(p).includes("qemu-system"));
-        const log = await readFile(consoleLog, "utf8").catch(() => "");
-        return pids.length === 1 && /Linux version \d/.test(log) ? pids[0] : undefined;
-      });
-      const tree = processTree(pid);
+      expect(pid).toBeGreaterThan(0);
       expect(tree).toContain(qemu); // QEMU descends from the child, so it is this run's
       expect(await leftovers(tmp)).toEqual(expect.arrayContaining([expect.stringMatching(/kho-run-arm64-/)]));
 
