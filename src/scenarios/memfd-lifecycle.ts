@@ -28,9 +28,14 @@ import type { Scenario } from "../api/scenario.js";
 
 const NEEDS = ["kho", "luo", "luo-memfd"] as const;
 
+/** What a try-restore reported for a token: a memfd, or only its retrieve error. */
+function triedMemfd(r: AgentTryRestoreResult, session: string, token: number) {
+  return r.sessions.find((x) => x.name === session)?.memfds.find((x) => x.token === String(token));
+}
+
 /** The agent's error for a token it could not retrieve under `try` (none: it got a file). */
 function retrieveError(r: AgentTryRestoreResult, session: string, token: number) {
-  const m = r.sessions.find((x) => x.name === session)?.memfds.find((x) => x.token === String(token));
+  const m = triedMemfd(r, session, token);
   return m && "retrieve_error" in m ? m.retrieve_error : undefined;
 }
 
@@ -95,12 +100,7 @@ const unknownToken: Scenario = {
         ctx.check(
           err?.errno === 2 && err.errname === "ENOENT",
           `RETRIEVE_FD of token ${token} from ${a.name}, which does not hold it, gave ${err ? `${err.errname} (${err.errno})` : "a file"}, expected ENOENT (2)`,
-          [
-            JSON.stringify(
-              after.sessions.find((x) => x.name === a.name)?.memfds.find((x) => x.token === String(token)) ??
-                null,
-            ),
-          ],
+          [JSON.stringify(triedMemfd(after, a.name, token) ?? null)],
         );
       }
       checkRestored(ctx, sessions, before, retrievedOnly(after));
