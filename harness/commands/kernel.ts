@@ -6,9 +6,11 @@ import { cleanKernels, listKernels } from "../../src/kernel/cache.js";
 import {
   debianKernelSource,
   DEFAULT_SERIES,
+  patchedSource,
   userKernelSource,
   type KernelSource,
 } from "../../src/kernel/source.js";
+import { isKernelVariant, KERNEL_VARIANTS, variantFiles } from "../../src/kernel/variants.js";
 import { formatDuration, stderrLogger } from "../../src/util/log.js";
 import { action, archOption, BASE_HELP, collect, intOption } from "../cli-support.js";
 import { registerInspect } from "./kernel-inspect.js";
@@ -18,6 +20,8 @@ interface BuildOptions {
   src?: string;
   series?: string;
   fragment: string[];
+  patch: string[];
+  variant?: string;
   base?: string;
   jobs?: number;
 }
@@ -38,17 +42,28 @@ export function registerKernel(program: Command): void {
     .option("--src <dir>", "your kernel tree, built out of tree (it stays clean)")
     .option("--series <x.y>", `Debian linux-source series (default ${DEFAULT_SERIES})`)
     .option("--fragment <file>", "extra config fragment merged on top (repeatable)", collect, [])
+    .option("--patch <file>", "a patch applied to the source first (-p1, repeatable)", collect, [])
+    .option("--variant <name>", `a named kernel variant: ${Object.keys(KERNEL_VARIANTS).join(", ")}`)
     .option("--base <base>", BASE_HELP)
     .option("--jobs <n>", `parallel make jobs (default ${defaultJobs()})`, intOption)
     .action(
       action(async (opts: BuildOptions) => {
-        const source = await resolveSource(opts);
+        if (opts.variant !== undefined && !isKernelVariant(opts.variant))
+          throw new HarnessError(
+            `no kernel variant "${opts.variant}" (there are: ${Object.keys(KERNEL_VARIANTS).join(", ")})`,
+          );
+        const variant = opts.variant ? variantFiles(KERNEL_VARIANTS[opts.variant]) : undefined;
+        const source = await patchedSource(
+          await resolveSource(opts),
+          [...(variant?.patches ?? []), ...opts.patch],
+          stderrLogger,
+        );
         const rows: string[] = [];
         for (const arch of opts.arch) {
           const r = await buildKernel({
             arch,
             source,
-            userFragments: opts.fragment,
+            userFragments: [...(variant?.fragments ?? []), ...opts.fragment],
             ...(opts.base ? { base: parseBase(opts.base) } : {}),
             jobs: opts.jobs,
             log: stderrLogger,

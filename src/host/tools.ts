@@ -65,6 +65,7 @@ export const HOST_TOOLS: readonly HostTool[] = [
     probe: { file: "/usr/include/openssl/ssl.h" },
   },
   { id: "rsync", purpose: "kernel build", pkg: "rsync", probe: cmd("rsync") },
+  { id: "patch", purpose: "kernel build", pkg: "patch", probe: cmd("patch", "--version") },
   { id: "xz", purpose: "kernel build", pkg: "xz-utils", probe: cmd("xz") },
   { id: "cpio", purpose: "kernel build", pkg: "cpio", probe: cmd("cpio") },
   { id: "mke2fs", purpose: "boot", pkg: "e2fsprogs", probe: cmd("mke2fs", "-V") },

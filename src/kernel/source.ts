@@ -1,10 +1,11 @@
 // Where kernel source comes from: Debian's linux-source-<series> package (fetched with the
 // private apt configuration and unpacked once into the cache), or the user's own tree.
 import { access, mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { basename, join, resolve } from "node:path";
 import { execa } from "execa";
 import { DEBIAN_UNSTABLE, PrivateApt } from "../debian/apt.js";
 import { HarnessError } from "../errors.js";
+import { requireTools } from "../host/tools.js";
 import { cachePaths } from "../paths.js";
 import { sha256 } from "../util/hash.js";
 import { buildOnce } from "../util/entry-lock.js";
@@ -173,4 +174,54 @@ async function treeIdentity(tree: string): Promise<string> {
   // No git: every file's path, size and mtime (about a second for a kernel tree).
   const r = await execa("find", [tree, "-type", "f", "-not", "-path", "*/.git/*", "-printf", "%P %s %T@\\n"]);
   return `files ${sha256(r.stdout).slice(0, 16)}`;
+}
+
+/**
+ * `source` with `patches` applied (`patch -p1`, in order), for a kernel the harness needs in a
+ * shape upstream Kconfig does not offer (images/patches/). The patched tree is a hard-linked
+ * copy of the source next to it (GNU patch writes a changed file anew, so the links of the
+ * original stay untouched), made once per set of patches; its identity names the patches.
+ */
+export async function patchedSource<S extends KernelSource>(
+  source: S,
+  patches: readonly string[],
+  log: Logger,
+): Promise<S> {
+  if (patches.length === 0) return source;
+  const texts = await Promise.all(
+    patches.map((p) =>
+      readFile(p, "utf8").catch(() => {
+        throw new HarnessError(`the kernel patch ${p} cannot be read`);
+      }),
+    ),
+  );
+  const id = sha256(texts.join("\0")).slice(0, 12);
+  const tree = join(cachePaths.sources(), `${basename(source.tree)}+patches-${id}`);
+  const done = async () => ((await exists(join(tree, ".kho-patched"))) ? true : undefined);
+  await buildOnce(`${tree}.lock`, `patching ${basename(source.tree)}`, { log }, done, async () => {
+    await requireTools(["patch"], "patching the kernel source");
+    const partial = `${tree}.partial`;
+    await rm(partial, { recursive: true, force: true });
+    log(`# ${basename(source.tree)}: applying ${patches.map((p) => basename(p)).join(", ")}`);
+    await execa("cp", ["-al", source.tree, partial]);
+    for (const [i, p] of patches.entries()) {
+      const r = await execa("patch", ["-p1", "--forward", "--no-backup-if-mismatch", "-d", partial], {
+        input: texts[i],
+        reject: false,
+        all: true,
+      });
+      if (r.exitCode !== 0) {
+        await rm(partial, { recursive: true, force: true });
+        throw new HarnessError(
+          `the kernel patch ${p} does not apply to ${source.identity}`,
+          (r.all ?? "").split("\n").slice(-12),
+        );
+      }
+    }
+    await writeFile(join(partial, ".kho-patched"), patches.map((p) => basename(p)).join("\n") + "\n");
+    await rename(partial, tree);
+    return true;
+  });
+  const names = patches.map((p) => basename(p)).join("+");
+  return { ...source, tree, identity: `${source.identity} + ${names} (${id})` };
 }

@@ -1,0 +1,43 @@
+// Kernel variants: the default recipe plus source patches and config fragments (both under
+// images/), for a kernel that differs from the harness's default in one named way. A scenario
+// can ask for one as the kernel it kexecs into (Scenario.nextKernel); `kho kernel build
+// --variant NAME` builds one by hand. Each is cached like any kernel (the patches are part of
+// the source identity, the fragments part of the key).
+import { imagesDir } from "../paths.js";
+
+export interface KernelVariant {
+  readonly name: string;
+  readonly description: string;
+  /** Under images/patches/, applied in order. */
+  readonly patches: readonly string[];
+  /** Under images/config/, merged over the default fragments and checked the same way. */
+  readonly fragments: readonly string[];
+}
+
+export const KERNEL_VARIANTS = {
+  /**
+   * MAX_PAGE_ORDER 9 instead of 10. Neither arch lets Kconfig set it in 7.2 (arm64's
+   * ARCH_FORCE_MAX_ORDER has no prompt, x86_64 has no such option: mmzone.h fixes 10), so a
+   * patch gives the option a prompt (arm64) or adds it (x86_64, range 9..10).
+   */
+  "max-order-9": {
+    name: "max-order-9",
+    description: "MAX_PAGE_ORDER 9: a next kernel that lacks the previous one's largest buddy order",
+    patches: ["max-order-prompt.patch"],
+    fragments: ["max-order-9.config"],
+  },
+} as const satisfies Record<string, KernelVariant>;
+
+export type KernelVariantName = keyof typeof KERNEL_VARIANTS;
+
+export function isKernelVariant(name: string): name is KernelVariantName {
+  return Object.hasOwn(KERNEL_VARIANTS, name);
+}
+
+/** The variant's files as paths. */
+export function variantFiles(v: KernelVariant): { patches: string[]; fragments: string[] } {
+  return {
+    patches: v.patches.map((p) => imagesDir("patches", p)),
+    fragments: v.fragments.map((f) => imagesDir("config", f)),
+  };
+}
