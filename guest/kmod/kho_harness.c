@@ -19,7 +19,7 @@
  *       entry-N { kind = "folio"|"dma"|"split"|"dma-dev";
  *                 order; phys; seed; group; index; free;
  *                 pre-head-ref; pre-compound; pre-tail-refs; pre-tail-other;
- *                 dma-addr (dma-dev only); }; };
+ *                 pre-nid; dma-addr (dma-dev only); }; };
  *
  * pre-tail-refs is an array of (refcount, pages) u64 pairs measured in the
  * first kernel right after allocation.
@@ -68,6 +68,8 @@
 #define KHOH_CTL_MAX		4096
 #define KHOH_HIST_SLOTS		6
 #define KHOH_GOLDEN		0x9e3779b97f4a7c15ULL
+/* Blocks set aside while looking for one at or above min_phys. */
+#define KHOH_MAX_REJECTS	4096
 
 enum khoh_kind {
 	KHOH_FOLIO,
@@ -117,6 +119,7 @@ struct khoh_block {
 	void *cpu;		/* dma-dev: what dma_alloc_coherent returned */
 	dma_addr_t dma;
 	bool preserved;
+	int nid;		/* page_to_nid() right after allocation */
 	struct khoh_refs pre;
 };
 
@@ -129,6 +132,9 @@ struct khoh_group {
 	unsigned int count;
 	u64 seed;
 	enum khoh_free free;
+	int nid;		/* node= (NUMA_NO_NODE: the allocator's choice) */
+	phys_addr_t min_phys;	/* min_phys=: every block at or above it */
+	unsigned int rejected;	/* blocks below min_phys set aside and freed */
 	int err;
 	const char *step;
 	const char *reason;
@@ -148,6 +154,9 @@ struct khoh_result {
 	enum khoh_free free;
 	struct khoh_refs pre;
 	bool have_pre;
+	int pre_nid;		/* the node in the previous kernel, -1 unknown */
+	int nid;		/* page_to_nid() after the restore */
+	const char *zone;	/* its zone's name after the restore */
 
 	int err;
 	const char *step;
@@ -364,14 +373,18 @@ static void khoh_render_status(struct seq_buf *s)
 			       khoh_fdt_size);
 	seq_buf_puts(s, "\"entries\":[");
 	list_for_each_entry(g, &khoh_groups, node) {
-		seq_buf_printf(s, "%s{\"group\":%llu,\"kind\":\"%s\",\"order\":%u,\"count\":%u,\"seed\":%llu,\"free\":\"%s\",\"pages\":%lu,\"phys\":[",
+		seq_buf_printf(s, "%s{\"group\":%llu,\"kind\":\"%s\",\"order\":%u,\"count\":%u,\"seed\":%llu,\"free\":\"%s\",\"pages\":%lu,\"node\":%d,\"min_phys\":\"0x%llx\",\"rejected\":%u,\"phys\":[",
 			       first ? "" : ",", g->id, khoh_kind_names[g->kind],
 			       g->order, g->count, g->seed,
-			       khoh_free_name(g->free), 1UL << g->order);
+			       khoh_free_name(g->free), 1UL << g->order, g->nid,
+			       (u64)g->min_phys, g->rejected);
 		first = false;
 		for (i = 0; i < g->nr_blocks; i++)
 			seq_buf_printf(s, "%s\"0x%llx\"", i ? "," : "",
 				       (u64)g->blocks[i].phys);
+		seq_buf_puts(s, "],\"nids\":[");
+		for (i = 0; i < g->nr_blocks; i++)
+			seq_buf_printf(s, "%s%d", i ? "," : "", g->blocks[i].nid);
 		seq_buf_puts(s, "],\"pre\":[");
 		for (i = 0; i < g->nr_blocks; i++) {
 			if (i)
@@ -400,14 +413,16 @@ static void khoh_render_result(struct seq_buf *s, const struct khoh_result *r)
 		seq_buf_puts(s, ",\"pre\":");
 		khoh_json_refs(s, &r->pre);
 	}
-	seq_buf_printf(s, ",\"restored\":%s", str_true_false(r->restored));
+	seq_buf_printf(s, ",\"nid_before\":%d,\"restored\":%s", r->pre_nid,
+		       str_true_false(r->restored));
 	if (r->err) {
 		seq_buf_putc(s, ',');
 		khoh_json_error(s, r->err, r->step, r->reason);
 	}
 	if (r->restored) {
-		seq_buf_printf(s, ",\"pattern_ok\":%s,\"bad_pages\":%lu",
-			       str_true_false(r->pattern_ok), r->bad_pages);
+		seq_buf_printf(s, ",\"nid\":%d,\"zone\":\"%s\",\"pattern_ok\":%s,\"bad_pages\":%lu",
+			       r->nid, r->zone, str_true_false(r->pattern_ok),
+			       r->bad_pages);
 		if (r->first_bad >= 0)
 			seq_buf_printf(s, ",\"first_bad_page\":%ld",
 				       r->first_bad);
@@ -480,7 +495,7 @@ static struct device *khoh_dma_device(void)
 	return &pdev->dev;
 }
 
-static struct folio *khoh_alloc_gigantic(unsigned int order, gfp_t gfp)
+static struct folio *khoh_alloc_gigantic(unsigned int order, gfp_t gfp, int nid)
 {
 #ifdef CONFIG_CONTIG_ALLOC
 	struct page *page;
@@ -488,7 +503,8 @@ static struct folio *khoh_alloc_gigantic(unsigned int order, gfp_t gfp)
 	if (order > MAX_FOLIO_ORDER)
 		return NULL;
 	page = alloc_contig_frozen_pages(1UL << order, gfp | __GFP_COMP,
-					 numa_mem_id(), NULL);
+					 nid == NUMA_NO_NODE ? numa_mem_id() : nid,
+					 NULL);
 	if (!page)
 		return NULL;
 	/* A frozen compound page: give the head its reference. */
@@ -535,9 +551,11 @@ static void khoh_release_block(struct khoh_group *g, struct khoh_block *b)
 	b->page = NULL;
 }
 
-static int khoh_alloc_block(struct khoh_group *g, struct khoh_block *b)
+static int khoh_alloc_one(struct khoh_group *g, struct khoh_block *b)
 {
-	const gfp_t gfp = GFP_KERNEL | __GFP_NOWARN | __GFP_RETRY_MAYFAIL;
+	const gfp_t gfp = GFP_KERNEL | __GFP_NOWARN | __GFP_RETRY_MAYFAIL |
+			  (g->nid == NUMA_NO_NODE ? 0 : __GFP_THISNODE);
+	const int nid = g->nid == NUMA_NO_NODE ? numa_mem_id() : g->nid;
 	struct page *page = NULL;
 	struct folio *folio;
 	struct device *dev;
@@ -547,9 +565,9 @@ static int khoh_alloc_block(struct khoh_group *g, struct khoh_block *b)
 	switch (g->kind) {
 	case KHOH_FOLIO:
 		if (g->order <= MAX_PAGE_ORDER)
-			folio = folio_alloc(gfp, g->order);
+			folio = __folio_alloc_node(gfp, g->order, nid);
 		else
-			folio = khoh_alloc_gigantic(g->order, gfp);
+			folio = khoh_alloc_gigantic(g->order, gfp, g->nid);
 		if (folio)
 			page = &folio->page;
 		break;
@@ -559,18 +577,18 @@ static int khoh_alloc_block(struct khoh_group *g, struct khoh_block *b)
 			return -EINVAL;
 		}
 		/* What dma-direct's __dma_direct_alloc_pages() does: no __GFP_COMP. */
-		page = alloc_pages(gfp, g->order);
+		page = alloc_pages_node(nid, gfp, g->order);
 		break;
 	case KHOH_SPLIT:
 		if (g->order <= MAX_PAGE_ORDER) {
-			page = alloc_pages(gfp, g->order);
+			page = alloc_pages_node(nid, gfp, g->order);
 			if (page)
 				split_page(page, g->order);
 		} else {
 #ifdef CONFIG_CONTIG_ALLOC
 			/* Every page comes back with refcount 1. */
-			page = alloc_contig_pages(1UL << g->order, gfp,
-						  numa_mem_id(), NULL);
+			page = alloc_contig_pages(1UL << g->order, gfp, nid,
+						  NULL);
 #endif
 		}
 		break;
@@ -602,7 +620,43 @@ static int khoh_alloc_block(struct khoh_group *g, struct khoh_block *b)
 		return -ENOMEM;
 	b->page = page;
 	b->phys = page_to_phys(page);
+	b->nid = page_to_nid(page);
 	return 0;
+}
+
+/*
+ * One block, at or above g->min_phys when that is set: blocks below it are
+ * set aside (so the allocator hands out others) and freed once one is found.
+ */
+static int khoh_alloc_block(struct khoh_group *g, struct khoh_block *b)
+{
+	struct khoh_block *rejects;
+	unsigned int n = 0;
+	int err;
+
+	if (!g->min_phys)
+		return khoh_alloc_one(g, b);
+	rejects = kvmalloc_array(KHOH_MAX_REJECTS, sizeof(*rejects), GFP_KERNEL);
+	if (!rejects)
+		return -ENOMEM;
+	for (;;) {
+		err = khoh_alloc_one(g, b);
+		if (err || b->phys >= g->min_phys)
+			break;
+		if (n == KHOH_MAX_REJECTS) {
+			khoh_release_block(g, b);
+			g->reason = "no block at or above min_phys within the tries";
+			err = -ENOSPC;
+			break;
+		}
+		rejects[n++] = *b;
+		cond_resched();
+	}
+	g->rejected += n;
+	while (n)
+		khoh_release_block(g, &rejects[--n]);
+	kvfree(rejects);
+	return err;
 }
 
 static void khoh_release_group(struct khoh_group *g)
@@ -671,8 +725,9 @@ static int khoh_cmd_preserve(char *args)
 	enum khoh_kind kind = KHOH_NR_KINDS;
 	enum khoh_free free = KHOH_FREE_DEFAULT;
 	unsigned int order = UINT_MAX, count = 1;
+	int nid = NUMA_NO_NODE;
 	struct khoh_group *g;
-	u64 seed = 0;
+	u64 seed = 0, min_phys = 0;
 	char *tok;
 	int err = 0;
 
@@ -694,6 +749,13 @@ static int khoh_cmd_preserve(char *args)
 			err = kstrtouint(val, 0, &count);
 		} else if (!strcmp(tok, "seed")) {
 			err = kstrtou64(val, 0, &seed);
+		} else if (!strcmp(tok, "node")) {
+			err = kstrtoint(val, 0, &nid);
+			if (!err && (nid < 0 || nid >= MAX_NUMNODES ||
+				     !node_online(nid)))
+				err = -EINVAL;
+		} else if (!strcmp(tok, "min_phys")) {
+			err = kstrtou64(val, 0, &min_phys);
 		} else if (!strcmp(tok, "free")) {
 			err = kstrtobool(val, &b);
 			if (!err)
@@ -715,6 +777,10 @@ static int khoh_cmd_preserve(char *args)
 			(unsigned int)MAX_FOLIO_ORDER, KHOH_MAX_COUNT);
 		return -EINVAL;
 	}
+	if (kind == KHOH_DMA_DEV && (nid != NUMA_NO_NODE || min_phys)) {
+		pr_warn("preserve: dma-dev blocks come from the DMA API: no node= or min_phys=\n");
+		return -EINVAL;
+	}
 	if (khoh_nr_entries + count > KHOH_MAX_ENTRIES) {
 		pr_warn("preserve: more than %u entries\n", KHOH_MAX_ENTRIES);
 		return -ENOSPC;
@@ -728,6 +794,8 @@ static int khoh_cmd_preserve(char *args)
 	g->order = order;
 	g->seed = seed;
 	g->free = free;
+	g->nid = nid;
+	g->min_phys = min_phys;
 	g->id = list_count_nodes(&khoh_groups);
 	khoh_preserve_group(g);
 	list_add_tail(&g->node, &khoh_groups);
@@ -767,6 +835,7 @@ static int khoh_fdt_entry(void *fdt, unsigned int n,
 	err |= fdt_property(fdt, "pre-tail-refs", pairs,
 			    2 * b->pre.nr * sizeof(u64));
 	err |= khoh_fdt_u64(fdt, "pre-tail-other", b->pre.other);
+	err |= khoh_fdt_u64(fdt, "pre-nid", (u64)(s64)b->nid);
 	if (g->kind == KHOH_DMA_DEV)
 		err |= khoh_fdt_u64(fdt, "dma-addr", b->dma);
 	err |= fdt_end_node(fdt);
@@ -933,6 +1002,9 @@ static int khoh_parse_entry(const void *fdt, int node, struct khoh_result *r)
 	unsigned int k;
 
 	r->first_bad = -1;
+	r->pre_nid = -1;
+	r->nid = -1;
+	r->zone = "none";
 	kind = fdt_getprop(fdt, node, "kind", &len);
 	if (!kind || len < 1 || kind[len - 1] || khoh_parse_kind(kind, &r->kind))
 		return -EINVAL;
@@ -951,6 +1023,8 @@ static int khoh_parse_entry(const void *fdt, int node, struct khoh_result *r)
 	r->phys = phys;
 	r->free = free;
 	khoh_get_u64(fdt, node, "dma-addr", &r->dma);
+	if (!khoh_get_u64(fdt, node, "pre-nid", &head))
+		r->pre_nid = (int)(s64)head;
 
 	if (khoh_get_u64(fdt, node, "pre-head-ref", &head) ||
 	    khoh_get_u64(fdt, node, "pre-compound", &compound))
@@ -1011,6 +1085,8 @@ static void khoh_restore_entry(struct khoh_result *r)
 	r->page = head;
 
 	khoh_measure(head, r->order, &r->post);
+	r->nid = page_to_nid(head);
+	r->zone = page_zone(head)->name;
 	r->is_head = PageHead(head);
 	r->folio_order = folio_order(page_folio(head));
 	r->head_private = head->private;

@@ -9,6 +9,10 @@ export const KmodEntrySchema = z.object({
   restored: z.boolean().optional(),
   order: z.number(),
   phys: z.string().optional(),
+  /** The node in the previous kernel (-1: a module without it), and after the restore. */
+  nid_before: z.number().optional(),
+  nid: z.number().optional(),
+  zone: z.string().optional(),
   error: z.string().optional(),
   step: z.string().optional(),
   pattern_ok: z.boolean().optional(),
@@ -29,6 +33,18 @@ export type KmodReport = z.infer<typeof KmodReportSchema>;
 /** debugfs `status`. */
 export const KmodStatusSchema = z.object({
   committed: z.boolean().optional(),
-  entries: z.array(z.object({ seed: z.number(), error: z.string().optional(), step: z.string().optional() })),
+  entries: z.array(
+    z.object({
+      seed: z.number(),
+      error: z.string().optional(),
+      step: z.string().optional(),
+      /** node= (-1: the allocator's choice), and the node each block came from. */
+      node: z.number().optional(),
+      phys: z.array(z.string()).optional(),
+      nids: z.array(z.number()).optional(),
+      /** Blocks below min_phys set aside before one above it came. */
+      rejected: z.number().optional(),
+    }),
+  ),
 });
 export type KmodStatus = z.infer<typeof KmodStatusSchema>;

@@ -261,9 +261,11 @@ type Unit =
  */
 const MERGED_MEMORY_MIB = 6144;
 
-function shareKey(boot: GuestBoot): { kho: boolean; memoryMiB?: number } {
+function shareKey(boot: GuestBoot): { kho: boolean; memoryMiB?: number; numaNodes?: number } {
   const big = boot.memoryMiB !== undefined && boot.memoryMiB > MERGED_MEMORY_MIB;
-  return big ? { kho: boot.kho, memoryMiB: boot.memoryMiB } : { kho: boot.kho };
+  // A NUMA guest is its own topology: only scenarios asking for the same node count share it.
+  const numa = boot.numaNodes && boot.numaNodes > 1 ? { numaNodes: boot.numaNodes } : {};
+  return big ? { kho: boot.kho, memoryMiB: boot.memoryMiB, ...numa } : { kho: boot.kho, ...numa };
 }
 
 /**

@@ -268,7 +268,12 @@ export function sharedBoot(members: readonly Scenario[]): GuestBoot {
   if (!first) throw new Error("a shared guest needs members");
   const memory = Math.max(...members.map((m) => m.boot.memoryMiB ?? DEFAULT_MEMORY_MIB));
   const params = [...new Set(members.flatMap((m) => m.boot.append?.split(/\s+/).filter(Boolean) ?? []))];
-  return { kho: first.boot.kho, memoryMiB: memory, ...(params.length ? { append: params.join(" ") } : {}) };
+  return {
+    kho: first.boot.kho,
+    memoryMiB: memory,
+    ...(first.boot.numaNodes ? { numaNodes: first.boot.numaNodes } : {}),
+    ...(params.length ? { append: params.join(" ") } : {}),
+  };
 }
 
 /**

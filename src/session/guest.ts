@@ -84,6 +84,7 @@ export class Guest implements GuestSession {
       accel: opts.accel,
       memoryMiB: opts.boot.memoryMiB ?? DEFAULT_MEMORY_MIB,
       smp: 2,
+      ...(opts.boot.numaNodes ? { numaNodes: opts.boot.numaNodes } : {}),
       ssh: true,
       logDir: opts.logDir,
       boot: {

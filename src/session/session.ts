@@ -14,6 +14,8 @@ export interface GuestBoot {
   /** Extra kernel parameters. */
   readonly append?: string;
   readonly memoryMiB?: number;
+  /** NUMA nodes (QEMU -numa; RAM split evenly, node 0 lowest); default one. */
+  readonly numaNodes?: number;
 }
 
 /** The console as a scenario uses it: positions, waits, the last lines for evidence. */

@@ -11,6 +11,8 @@ export interface RamWindow {
   readonly start: bigint;
   readonly end: bigint;
   readonly hva: bigint;
+  /** QEMU's RAM block: `pc.ram`, `mach-virt.ram`, or `ram-nodeN` on a NUMA guest (qemu.ts). */
+  readonly block: string;
 }
 
 /** Block name -> host address of its first byte, from HMP `info ramblock`. */
@@ -39,9 +41,35 @@ export function ramWindows(mtree: string, blocks: ReadonlyMap<string, bigint>): 
     const base = blocks.get(m[3] ?? "");
     if (base === undefined) continue;
     const start = BigInt(`0x${m[1]}`);
-    windows.push({ start, end: BigInt(`0x${m[2]}`) + 1n, hva: base + BigInt(`0x${m[4] ?? "0"}`) });
+    windows.push({
+      start,
+      end: BigInt(`0x${m[2]}`) + 1n,
+      hva: base + BigInt(`0x${m[4] ?? "0"}`),
+      block: m[3] ?? "",
+    });
   }
   return windows;
+}
+
+/** The guest-physical RAM ranges of a running QEMU, from QEMU itself (QMP, no guest involved). */
+export async function qemuRamWindows(qmp: QmpClient): Promise<RamWindow[]> {
+  const blocks = parseRamblocks(await qmp.humanMonitorCommand("info ramblock"));
+  return ramWindows(await qmp.humanMonitorCommand("info mtree -f"), blocks);
+}
+
+/**
+ * The NUMA node QEMU backs a RAM window with: N for block `ram-nodeN` (qemu.ts names each node's
+ * backend so), 0 for the machine's single RAM block.
+ */
+export function windowNode(w: RamWindow): number {
+  const m = /^ram-node(\d+)$/.exec(w.block);
+  return m ? Number(m[1]) : 0;
+}
+
+/** The node of guest-physical address `paddr`, or undefined outside RAM. */
+export function nodeOfAddress(windows: readonly RamWindow[], paddr: bigint): number | undefined {
+  const w = windows.find((x) => paddr >= x.start && paddr < x.end);
+  return w ? windowNode(w) : undefined;
 }
 
 export class ProcMemReader {
@@ -57,8 +85,7 @@ export class ProcMemReader {
    */
   static async open(pid: number, qmp: QmpClient): Promise<ProcMemReader | undefined> {
     try {
-      const blocks = parseRamblocks(await qmp.humanMonitorCommand("info ramblock"));
-      const windows = ramWindows(await qmp.humanMonitorCommand("info mtree -f"), blocks);
+      const windows = await qemuRamWindows(qmp);
       if (windows.length === 0) return undefined;
       // Opened per read, so nothing is left open for a caller to close.
       closeSync(openSync(`/proc/${pid}/mem`, "r"));

@@ -40,6 +40,11 @@ export interface LaunchOptions {
   readonly accel?: Accel;
   readonly memoryMiB?: number;
   readonly smp?: number;
+  /**
+   * NUMA nodes (default: none, one node). RAM is split evenly in node order (node 0 lowest),
+   * each node's share a memory backend of its own, and the CPUs are dealt out in turn.
+   */
+  readonly numaNodes?: number;
   /** Forward a loopback port to the guest's sshd (port 22 at 10.0.2.15, slirp's DHCP address). */
   readonly ssh?: boolean;
   /** Shown in `ps` and in errors. */
@@ -104,6 +109,7 @@ export function qemuArgs(opts: LaunchOptions, paths: { qmpSocket: string; consol
       opts.accel === "kvm" ? "kvm" : spec.tcgAccel,
     ],
     ...["-m", String(opts.memoryMiB ?? DEFAULT_MEMORY_MIB), "-smp", String(opts.smp ?? 2)],
+    ...numaArgs(opts.memoryMiB ?? DEFAULT_MEMORY_MIB, opts.smp ?? 2, opts.numaNodes ?? 1),
     ...["-nographic", "-nodefaults", "-no-reboot", "-name", optValue(opts.name ?? "kho-guest")],
     // The serial console goes to QEMU's stdout (a pipe we read live) and, raw, to console.log,
     // which QEMU itself writes so it is complete even if the harness dies.
@@ -137,6 +143,28 @@ export function qemuArgs(opts: LaunchOptions, paths: { qmpSocket: string; consol
   if (opts.paused) args.push("-S");
   args.push(...(opts.extraArgs ?? []));
   return args;
+}
+
+/** Each node's share of `memoryMiB`: 2 MiB multiples, the last node taking what is left. */
+export function numaNodeSizesMiB(memoryMiB: number, nodes: number): number[] {
+  const each = Math.floor(memoryMiB / nodes / 2) * 2;
+  return Array.from({ length: nodes }, (_, i) => (i === nodes - 1 ? memoryMiB - each * (nodes - 1) : each));
+}
+
+/** -object/-numa options for `nodes` nodes (none for one: the machine's own RAM, as before). */
+function numaArgs(memoryMiB: number, smp: number, nodes: number): string[] {
+  if (nodes <= 1) return [];
+  if (!Number.isInteger(nodes) || nodes > 8 || memoryMiB / nodes < 128)
+    throw new HarnessError(`${nodes} NUMA nodes in ${memoryMiB} MiB: give 2..8 nodes of 128 MiB or more each`);
+  return numaNodeSizesMiB(memoryMiB, nodes).flatMap((size, node) => {
+    const cpus = Array.from({ length: smp }, (_, c) => c).filter((c) => c % nodes === node);
+    return [
+      "-object",
+      `memory-backend-ram,id=ram-node${node},size=${size}M`,
+      "-numa",
+      `node,nodeid=${node},memdev=ram-node${node}${cpus.map((c) => `,cpus=${c}`).join("")}`,
+    ];
+  });
 }
 
 /** The host port slirp forwards to the guest's `guestPort`, from HMP `info usernet`. */

@@ -9,6 +9,7 @@ import {
   kernelCmdline,
   kvmErrors,
   launchVm,
+  numaNodeSizesMiB,
   parseHostfwdPort,
   probeKvm,
   programCounters,
@@ -52,6 +53,27 @@ describe("qemuArgs", () => {
       "console=ttyAMA0 panic=-1",
     );
     expect(args).not.toContain("-netdev");
+  });
+
+  it("gives each NUMA node a memory backend of its share and deals the CPUs out in turn", () => {
+    const boot = { kind: "kernel", kernel: "/k/Image" } as const;
+    const args = qemuArgs({ arch: "arm64", boot, memoryMiB: 3000, smp: 4, numaNodes: 2 }, paths);
+    const values = (flag: string) => args.flatMap((a, i) => (a === flag ? [args[i + 1]] : []));
+    expect(values("-object")).toEqual([
+      "memory-backend-ram,id=ram-node0,size=1500M",
+      "memory-backend-ram,id=ram-node1,size=1500M",
+    ]);
+    expect(values("-numa")).toEqual([
+      "node,nodeid=0,memdev=ram-node0,cpus=0,cpus=2",
+      "node,nodeid=1,memdev=ram-node1,cpus=1,cpus=3",
+    ]);
+    // the sizes add up to -m even when it does not divide evenly
+    expect(numaNodeSizesMiB(1025, 3)).toEqual([340, 340, 345]);
+    // one node is the machine's own RAM, as before
+    expect(qemuArgs({ arch: "arm64", boot, numaNodes: 1 }, paths)).not.toContain("-numa");
+    expect(() => qemuArgs({ arch: "arm64", boot, memoryMiB: 200, numaNodes: 2 }, paths)).toThrow(
+      /128 MiB or more/,
+    );
   });
 
   it("escapes commas in option values", () => {
