@@ -19,8 +19,10 @@ export interface KernelUnderTest {
   readonly image: string;
   readonly release: string;
   readonly config: ConfigMap;
-  /** The kernel that the guest kexecs into (the same image unless --next-kernel). */
+  /** The kernel that the guest kexecs into (the same image unless --next-kernel or a variant). */
   readonly nextImage: string;
+  /** The next kernel's config, when it is not the booted kernel's (a --next-kernel, a variant). */
+  readonly nextConfig?: ConfigMap;
   /** The harness's build of it (source tree, headers), when the harness built it. */
   readonly built: CachedKernel | undefined;
   /** What its source tree has (empty for a prebuilt --kernel: nothing is known). */

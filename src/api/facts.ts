@@ -46,7 +46,34 @@ export type Fact =
       readonly tails: Readonly<Record<string, number>>;
       readonly compound: boolean;
       readonly pattern: boolean;
-    };
+    }
+  /** The guest's NUMA nodes as a boot's kernel saw them (/sys/devices/system/node). */
+  | {
+      readonly kind: "numa-topology";
+      readonly boot: number;
+      readonly nodes: readonly { readonly node: number; readonly cpus: string; readonly memKiB: number }[];
+    }
+  /** The test module's blocks on a NUMA guest: where each was asked for, found, and restored. */
+  | {
+      readonly kind: "numa-blocks";
+      readonly blocks: readonly NumaBlock[];
+    }
+  /** The largest buddy order (MAX_PAGE_ORDER) of the kernel before and after the kexec. */
+  | { readonly kind: "max-order"; readonly before: number; readonly after: number };
+
+export interface NumaBlock {
+  readonly kind: string;
+  readonly order: number;
+  readonly phys: string;
+  /** The node= the block was allocated with. */
+  readonly asked: number;
+  /** page_to_nid() in the old kernel, and after the restore in the new one. */
+  readonly before: number;
+  readonly after: number | null;
+  /** The node whose QEMU memory backend holds the frame (the machine's own answer). */
+  readonly host: number | null;
+  readonly zone: string | null;
+}
 
 export type FactKind = Fact["kind"];
 

@@ -3,6 +3,7 @@
 // expected to get wrong, which not-done checks it accepts, and its steps. The machinery that
 // runs it (src/orchestrate) depends on this file; this file depends on nothing of it.
 import type { KernelFeature } from "../kernel/features.js";
+import type { KernelVariantName } from "../kernel/variants.js";
 import type { GuestBoot } from "../session/session.js";
 import type { ScenarioContext, ScenarioParams } from "./context.js";
 
@@ -57,6 +58,12 @@ export interface Scenario {
   readonly acceptNotDone?: readonly NotDoneReason[];
   /** Parameters with their defaults (the chain's length...): `ctx.params`; `withParams` sets them. */
   readonly params?: ScenarioParams;
+  /**
+   * The kernel the guest kexecs into, when it is not the booted one: a variant of the harness's
+   * own recipe (src/kernel/variants.ts), built from the same source. Such a scenario gets a guest
+   * of its own.
+   */
+  readonly nextKernel?: KernelVariantName;
   run(ctx: ScenarioContext): Promise<void>;
 }
 

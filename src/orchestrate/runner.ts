@@ -16,14 +16,22 @@ import {
 import { buildKernel, type KernelBase } from "../kernel/build.js";
 import type { CachedKernel } from "../kernel/cache.js";
 import { assertBootableKernel } from "../kernel/inspect.js";
-import { debianKernelSource } from "../kernel/source.js";
+import { debianKernelSource, patchedSource } from "../kernel/source.js";
+import { KERNEL_VARIANTS, variantFiles, type KernelVariantName } from "../kernel/variants.js";
 import { chooseAccel } from "../host/kvm.js";
 import { kernelFeatures, type KernelFeature } from "../kernel/features.js";
 import type { GuestBoot, Scenario } from "../api/scenario.js";
 import { formatDuration, type Logger } from "../util/log.js";
 import { runPool } from "../util/pool.js";
 import { generateKeys } from "../vm/keys.js";
-import { canShare, runOne, runShared, type ArchSetup, type PreparedArch } from "./scenario-run.js";
+import {
+  canShare,
+  runOne,
+  runShared,
+  type ArchSetup,
+  type NextVariant,
+  type PreparedArch,
+} from "./scenario-run.js";
 import { loadUnitDurations, longestFirst, saveUnitDurations, unitKey } from "./unit-durations.js";
 import type { RunReport, ScenarioResult, SetupFailure } from "../report/verdict.js";
 
@@ -204,6 +212,19 @@ async function prepareArch(
     await writeBootInitrd(base.path, keysOverlay(keys), bootInitrd);
     return cachedNextKernelDisk(nextImage, diskFormat, base.userspace);
   });
+  const variants = new Map<string, NextVariant | HarnessError>();
+  for (const name of new Set(opts.scenarios.flatMap((s) => (s.nextKernel ? [s.nextKernel] : [])))) {
+    variants.set(
+      name,
+      await timed(`kernel ${name}`, () =>
+        prepareVariant(arch, name, opts, built, (config) => cachedNextKernelDisk(config, diskFormat, base.userspace)),
+      ).catch((e: unknown) => {
+        // Only the scenarios that kexec into it are stopped, with this as their evidence.
+        if (e instanceof HarnessError) return e;
+        throw e;
+      }),
+    );
+  }
   const { accel, why } = await chooseAccel(arch, opts.log);
   const features = built ? await kernelFeatures(built.manifest.sourceTree) : new Set<KernelFeature>();
   opts.log(
@@ -227,8 +248,39 @@ async function prepareArch(
     report,
     bootInitrd,
     nextDisk,
+    variants,
     keys,
     features,
+  };
+}
+
+/** Builds (or finds) a kernel variant from the same source and base as the harness's kernel. */
+async function prepareVariant(
+  arch: ArchName,
+  name: KernelVariantName,
+  opts: RunOptions,
+  built: CachedKernel | undefined,
+  disk: (image: string) => Promise<string>,
+): Promise<NextVariant> {
+  if (!built)
+    throw new HarnessError(
+      `the ${name} variant is built from the harness's own kernel recipe, and this run boots a prebuilt --kernel`,
+    );
+  const files = variantFiles(KERNEL_VARIANTS[name]);
+  const source = await patchedSource(await debianKernelSource(opts.series, opts.log), files.patches, opts.log);
+  const { kernel } = await buildKernel({
+    arch,
+    source,
+    userFragments: files.fragments,
+    base: opts.base,
+    log: opts.log,
+  });
+  const report = await assertBootableKernel(kernel.imagePath, arch);
+  return {
+    image: kernel.imagePath,
+    release: report.release ?? kernel.manifest.kernelRelease,
+    config: report.config ?? new Map<string, string>(),
+    disk: await disk(kernel.imagePath),
   };
 }
 

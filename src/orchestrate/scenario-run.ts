@@ -31,11 +31,22 @@ import type { ArchSetup, ScenarioResult } from "../report/verdict.js";
 
 export type { ArchSetup } from "../report/verdict.js";
 
+/** A kernel variant some scenario kexecs into (Scenario.nextKernel), ready to boot. */
+export interface NextVariant {
+  readonly image: string;
+  readonly release: string;
+  readonly config: ReadonlyMap<string, string>;
+  /** The next-kernel disk the guest loads it from. */
+  readonly disk: string;
+}
+
 export interface PreparedArch {
   readonly summary: ArchSetup;
   readonly report: KernelReport;
   readonly bootInitrd: string;
   readonly nextDisk: string;
+  /** Each variant the selected scenarios kexec into, or why it could not be had. */
+  readonly variants: ReadonlyMap<string, NextVariant | HarnessError>;
   readonly keys: ReturnType<typeof generateKeys>;
   /** Capabilities of the kernel's source that decide expected failures. */
   readonly features: ReadonlySet<KernelFeature>;
@@ -72,13 +83,14 @@ function startGuest(
   name: string,
   attempt: number | undefined,
   opts: RunWhere,
+  variant?: NextVariant,
 ): Promise<Guest> {
   const { arch, kernel, accel } = prepared.summary;
   return Guest.start({
     arch,
     kernel: kernel.image,
     initrd: prepared.bootInitrd,
-    nextDisk: prepared.nextDisk,
+    nextDisk: variant?.disk ?? prepared.nextDisk,
     boot,
     accel,
     keys: prepared.keys,
@@ -86,7 +98,9 @@ function startGuest(
     name: `kho-${name}-${arch}${attempt ? `-${attempt}` : ""}`,
     log: opts.log,
     // Only when every boot runs the built kernel: a --next-kernel has other addresses.
-    ...(kernel.built && kernel.nextImage === kernel.image ? { symbols: symbolsOf(kernel.built) } : {}),
+    ...(kernel.built && kernel.nextImage === kernel.image && !variant
+      ? { symbols: symbolsOf(kernel.built) }
+      : {}),
   });
 }
 
@@ -125,6 +139,17 @@ export async function runOne(
       totalMs: 0,
     };
   }
+  const variant = scenario.nextKernel ? prepared.variants.get(scenario.nextKernel) : undefined;
+  if (variant instanceof HarnessError) {
+    return {
+      ...base,
+      verdict: "error",
+      reason: `the ${scenario.nextKernel ?? "?"} kernel it kexecs into is not available: ${variant.message}`,
+      evidence: variant.evidence,
+      phaseMs: {},
+      totalMs: 0,
+    };
+  }
   const artifactsDir = runDir(opts, arch, scenario.id, attempt);
   await mkdir(artifactsDir, { recursive: true });
   announce(opts, scenario, arch, attempt);
@@ -134,14 +159,14 @@ export async function runOne(
   const phaseMs: Record<string, number> = {};
   try {
     const bootStart = performance.now();
-    guest = await startGuest(prepared, scenario.boot, artifactsDir, scenario.id, attempt, opts);
+    guest = await startGuest(prepared, scenario.boot, artifactsDir, scenario.id, attempt, opts, variant);
     phaseMs.boot = Math.round(performance.now() - bootStart);
     if (expectation) guest.vm.console.allow(expectation.consoleLines);
     ctx = new RunContext(
       scenario,
       arch,
       guest,
-      kernel,
+      variant ? { ...kernel, nextImage: variant.image, nextConfig: new Map(variant.config) } : kernel,
       artifactsDir,
       opts.log,
       scenario.boot.memoryMiB ?? DEFAULT_MEMORY_MIB,
@@ -254,6 +279,7 @@ function finish(
 export function canShare(scenario: Scenario, prepared: PreparedArch): boolean {
   return (
     scenario.shareable === true &&
+    scenario.nextKernel === undefined &&
     missingCapabilities(scenario, prepared.summary.kernel).length === 0 &&
     activeExpectation(scenario, prepared.features) === undefined
   );

@@ -286,6 +286,27 @@ export const FactSchema = z.discriminatedUnion("kind", [
     compound: z.boolean(),
     pattern: z.boolean(),
   }),
+  z.object({
+    kind: z.literal("numa-topology"),
+    boot: count,
+    nodes: z.array(z.object({ node: count, cpus: z.string(), memKiB: count })),
+  }),
+  z.object({
+    kind: z.literal("numa-blocks"),
+    blocks: z.array(
+      z.object({
+        kind: z.string(),
+        order: count,
+        phys: z.string(),
+        asked: count,
+        before: z.number().int(),
+        after: z.number().int().nullable(),
+        host: count.nullable(),
+        zone: z.string().nullable(),
+      }),
+    ),
+  }),
+  z.object({ kind: z.literal("max-order"), before: count, after: count }),
 ]);
 
 export const NotDoneReasonSchema = z.enum([

@@ -4,6 +4,7 @@ import { HarnessError } from "../errors.js";
 import { chainMemfd } from "./chain.js";
 import { memfdBasic } from "./memfd-basic.js";
 import { noKho } from "./no-kho.js";
+import { NUMA_SCENARIOS } from "./numa.js";
 import { PAGE_SCENARIOS } from "./pages.js";
 import { testKho } from "./test-kho.js";
 import type { Scenario } from "../api/scenario.js";
@@ -15,6 +16,7 @@ export const SCENARIOS: readonly Scenario[] = [
   ...VARIANT_SCENARIOS,
   noKho,
   ...PAGE_SCENARIOS,
+  ...NUMA_SCENARIOS,
   chainMemfd,
 ];
 

@@ -13,11 +13,11 @@ import { HarnessError } from "../errors.js";
 import { kexecWithAgent } from "./kexec-step.js";
 
 const REMOTE = "/root/kho_harness.ko";
-const DEBUGFS = "/sys/kernel/debug/kho_harness";
+export const DEBUGFS = "/sys/kernel/debug/kho_harness";
 const PAGE_SHIFT = 12n;
 
 /** Loads the module unless another scenario sharing the guest already did (its state is common). */
-async function loadModule(ctx: ScenarioContext): Promise<void> {
+export async function loadModule(ctx: ScenarioContext): Promise<void> {
   const kernel = ctx.kernel.built;
   if (!kernel)
     ctx.skip("the test module is built against the kernel's own build: boot a kernel the harness built");
@@ -27,7 +27,7 @@ async function loadModule(ctx: ScenarioContext): Promise<void> {
 }
 
 /** A debugfs file of the module, checked against its schema (a mismatch fails the scenario). */
-async function readJson<S extends z.ZodType>(
+export async function readJson<S extends z.ZodType>(
   ctx: ScenarioContext,
   file: string,
   schema: S,
@@ -51,7 +51,7 @@ async function readJson<S extends z.ZodType>(
   return r.value;
 }
 
-function describeEntry(e: KmodEntry): string {
+export function describeEntry(e: KmodEntry): string {
   const tails = JSON.stringify(e.tail_ref_histogram ?? {});
   return `${e.kind} order ${e.order}: head_ref ${e.head_ref}, tails ${tails}, compound ${e.compound}, pattern ${e.pattern_ok ? "ok" : "BAD"}, expected ${JSON.stringify(e.expected)}`;
 }

@@ -42,7 +42,7 @@ export interface LaunchOptions {
   readonly smp?: number;
   /**
    * NUMA nodes (default: none, one node). RAM is split evenly in node order (node 0 lowest),
-   * each node's share a memory backend of its own, and the CPUs are dealt out in turn.
+   * each node's share a memory backend of its own; each node is a socket of smp/nodes CPUs.
    */
   readonly numaNodes?: number;
   /** Forward a loopback port to the guest's sshd (port 22 at 10.0.2.15, slirp's DHCP address). */
@@ -108,7 +108,7 @@ export function qemuArgs(opts: LaunchOptions, paths: { qmpSocket: string; consol
       "-accel",
       opts.accel === "kvm" ? "kvm" : spec.tcgAccel,
     ],
-    ...["-m", String(opts.memoryMiB ?? DEFAULT_MEMORY_MIB), "-smp", String(opts.smp ?? 2)],
+    ...["-m", String(opts.memoryMiB ?? DEFAULT_MEMORY_MIB)],
     ...numaArgs(opts.memoryMiB ?? DEFAULT_MEMORY_MIB, opts.smp ?? 2, opts.numaNodes ?? 1),
     ...["-nographic", "-nodefaults", "-no-reboot", "-name", optValue(opts.name ?? "kho-guest")],
     // The serial console goes to QEMU's stdout (a pipe we read live) and, raw, to console.log,
@@ -151,20 +151,27 @@ export function numaNodeSizesMiB(memoryMiB: number, nodes: number): number[] {
   return Array.from({ length: nodes }, (_, i) => (i === nodes - 1 ? memoryMiB - each * (nodes - 1) : each));
 }
 
-/** -object/-numa options for `nodes` nodes (none for one: the machine's own RAM, as before). */
+/**
+ * -smp, and -object/-numa for `nodes` nodes (none for one: the machine's own RAM, as before).
+ * Each node is a socket of its own: CPUs of one socket share a last-level cache, and a kernel
+ * that finds cache siblings on two nodes warns (x86's topology_sane()).
+ */
 function numaArgs(memoryMiB: number, smp: number, nodes: number): string[] {
-  if (nodes <= 1) return [];
-  if (!Number.isInteger(nodes) || nodes > 8 || memoryMiB / nodes < 128)
-    throw new HarnessError(`${nodes} NUMA nodes in ${memoryMiB} MiB: give 2..8 nodes of 128 MiB or more each`);
-  return numaNodeSizesMiB(memoryMiB, nodes).flatMap((size, node) => {
-    const cpus = Array.from({ length: smp }, (_, c) => c).filter((c) => c % nodes === node);
-    return [
+  if (nodes <= 1) return ["-smp", String(smp)];
+  if (!Number.isInteger(nodes) || nodes > 8 || memoryMiB / nodes < 128 || smp % nodes !== 0)
+    throw new HarnessError(
+      `${nodes} NUMA nodes with ${memoryMiB} MiB and ${smp} CPUs: give 2..8 nodes of 128 MiB or more each and a CPU count they divide`,
+    );
+  const perNode = smp / nodes;
+  return [
+    ...["-smp", `${smp},sockets=${nodes},cores=${perNode},threads=1`],
+    ...numaNodeSizesMiB(memoryMiB, nodes).flatMap((size, node) => [
       "-object",
       `memory-backend-ram,id=ram-node${node},size=${size}M`,
       "-numa",
-      `node,nodeid=${node},memdev=ram-node${node}${cpus.map((c) => `,cpus=${c}`).join("")}`,
-    ];
-  });
+      `node,nodeid=${node},memdev=ram-node${node},cpus=${node * perNode}-${(node + 1) * perNode - 1}`,
+    ]),
+  ];
 }
 
 /** The host port slirp forwards to the guest's `guestPort`, from HMP `info usernet`. */

@@ -55,7 +55,7 @@ describe("qemuArgs", () => {
     expect(args).not.toContain("-netdev");
   });
 
-  it("gives each NUMA node a memory backend of its share and deals the CPUs out in turn", () => {
+  it("gives each NUMA node a memory backend of its share and a socket of its own", () => {
     const boot = { kind: "kernel", kernel: "/k/Image" } as const;
     const args = qemuArgs({ arch: "arm64", boot, memoryMiB: 3000, smp: 4, numaNodes: 2 }, paths);
     const values = (flag: string) => args.flatMap((a, i) => (a === flag ? [args[i + 1]] : []));
@@ -64,9 +64,10 @@ describe("qemuArgs", () => {
       "memory-backend-ram,id=ram-node1,size=1500M",
     ]);
     expect(values("-numa")).toEqual([
-      "node,nodeid=0,memdev=ram-node0,cpus=0,cpus=2",
-      "node,nodeid=1,memdev=ram-node1,cpus=1,cpus=3",
+      "node,nodeid=0,memdev=ram-node0,cpus=0-1",
+      "node,nodeid=1,memdev=ram-node1,cpus=2-3",
     ]);
+    expect(values("-smp")).toEqual(["4,sockets=2,cores=2,threads=1"]);
     // the sizes add up to -m even when it does not divide evenly
     expect(numaNodeSizesMiB(1025, 3)).toEqual([340, 340, 345]);
     // one node is the machine's own RAM, as before
@@ -74,6 +75,7 @@ describe("qemuArgs", () => {
     expect(() => qemuArgs({ arch: "arm64", boot, memoryMiB: 200, numaNodes: 2 }, paths)).toThrow(
       /128 MiB or more/,
     );
+    expect(() => qemuArgs({ arch: "arm64", boot, smp: 3, numaNodes: 2 }, paths)).toThrow(/CPU count/);
   });
 
   it("escapes commas in option values", () => {

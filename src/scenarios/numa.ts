@@ -1,0 +1,305 @@
+// Preserved memory on a two-node guest (seed 003: deferred struct page init and NUMA). The test
+// module allocates on a chosen node (node=), optionally high in it (min_phys=); after the kexec
+// every block must come back whole, shaped as before, on the node it was allocated on, and the
+// host's decoding of the handover must find every frame, on the node whose QEMU memory backend
+// holds it.
+import { randomInt } from "node:crypto";
+import { KmodReportSchema, KmodStatusSchema, type KmodEntry } from "../agent/kmod-protocol.js";
+import type { ScenarioContext } from "../api/context.js";
+import type { NumaBlock } from "../api/facts.js";
+import type { Scenario } from "../api/scenario.js";
+import { readMemoryBeforeKexec } from "../memory/handover.js";
+import { nodeOfAddress, qemuRamWindows, windowNode, type RamWindow } from "../vm/guest-ram.js";
+import { checkDecodedHandover } from "./handover-step.js";
+import { kexecWithAgent } from "./kexec-step.js";
+import { badPagesOf, DEBUGFS, describeEntry, loadModule, readJson } from "./pages.js";
+
+const NODES = 2;
+const MEMORY_MIB = 2048;
+const NUMA_BOOT = { kho: true, memoryMiB: MEMORY_MIB, numaNodes: NODES } as const;
+const PAGE_SHIFT = 12n;
+const MIB = 1n << 20n;
+
+/** One preserve command of the module: kind, order, count, and whether its owner frees it. */
+export interface BlockSpec {
+  readonly kind: "folio" | "dma" | "split";
+  readonly order: number;
+  readonly count: number;
+  /**
+   * false keeps the block after the check (dma: how a DMA buffer's owner keeps it; their
+   * refcount shape is pages-dma-order9's to check, an expected failure on 7.2).
+   */
+  readonly free: boolean;
+}
+
+interface Topology {
+  readonly node: number;
+  readonly cpus: string;
+  readonly memKiB: number;
+}
+
+/** `N CPULIST MEMKIB` lines of the script below. */
+export function parseTopology(text: string): Topology[] {
+  return text
+    .split("\n")
+    .map((l) => /^(\d+) (\S*) (\d+)$/.exec(l.trim()))
+    .flatMap((m) => (m ? [{ node: Number(m[1]), cpus: m[2] ?? "", memKiB: Number(m[3]) }] : []));
+}
+
+const TOPOLOGY = `for d in /sys/devices/system/node/node[0-9]*; do echo "\${d##*node} $(cat $d/cpulist) $(awk '/MemTotal/ {print $4}' $d/meminfo)"; done`;
+
+/** The guest's nodes as its kernel sees them, recorded; fails unless there are `NODES`. */
+export async function recordTopology(ctx: ScenarioContext): Promise<Topology[]> {
+  const nodes = parseTopology(await ctx.guest.run(TOPOLOGY));
+  ctx.fact({ kind: "numa-topology", boot: ctx.guest.boot, nodes });
+  ctx.check(
+    nodes.length === NODES && nodes.every((n) => n.memKiB > 0),
+    `boot ${ctx.guest.boot} sees ${nodes.length} NUMA node(s) with memory, the guest has ${NODES}`,
+    nodes.map((n) => `node ${n.node}: cpus ${n.cpus || "none"}, ${n.memKiB} KiB`),
+  );
+  return nodes;
+}
+
+/** MAX_PAGE_ORDER of the running kernel: /proc/buddyinfo has one column per order. */
+export function maxOrderOf(buddyinfo: string): number | undefined {
+  const first = buddyinfo.split("\n").find((l) => /zone/.test(l));
+  const counts = first
+    ?.replace(/^.*zone\s+\S+/, "")
+    .trim()
+    .split(/\s+/)
+    .filter(Boolean);
+  return counts?.length ? counts.length - 1 : undefined;
+}
+
+/** Each node's guest-physical span, from QEMU's RAM windows. */
+export function nodeSpans(windows: readonly RamWindow[]): Map<number, { start: bigint; end: bigint }> {
+  const spans = new Map<number, { start: bigint; end: bigint }>();
+  for (const w of windows) {
+    const n = windowNode(w);
+    const s = spans.get(n);
+    spans.set(
+      n,
+      s ? { start: s.start < w.start ? s.start : w.start, end: s.end > w.end ? s.end : w.end } : w,
+    );
+  }
+  return spans;
+}
+
+interface Planned extends BlockSpec {
+  readonly node: number;
+  readonly seed: number;
+  readonly minPhys?: bigint;
+}
+
+/**
+ * Preserves every planned group, kexecs, and checks each block after the restore: pattern, shape
+ * (for the kinds freed here), node before = node asked = node after = the host's node, no Bad
+ * page state, and every frame in the host's decoding of the handover.
+ */
+async function preserveKexecCheck(
+  ctx: ScenarioContext,
+  plan: readonly Planned[],
+  afterKexec?: () => Promise<void>,
+): Promise<{ entries: KmodEntry[]; blocks: NumaBlock[] }> {
+  await loadModule(ctx);
+  const command = plan
+    .map(
+      (p) =>
+        `echo "preserve kind=${p.kind} order=${p.order} count=${p.count} seed=${p.seed} node=${p.node} free=${p.free ? 1 : 0}${p.minPhys ? ` min_phys=0x${p.minPhys.toString(16)}` : ""}" > ${DEBUGFS}/ctl`,
+    )
+    .join(" && ");
+  await ctx.phase("preserve", () => ctx.guest.run(`${command} && echo commit > ${DEBUGFS}/ctl`));
+  const status = await readJson(ctx, "status", KmodStatusSchema, "kmod-status.json");
+  const windows = await qemuRamWindows(ctx.guest.machine.qmp);
+  const asked = new Map<string, Planned>();
+  for (const p of plan) {
+    const g = status.entries.find((e) => e.seed === p.seed);
+    ctx.check(g !== undefined, `the module's status has no group with seed ${p.seed}`, [
+      JSON.stringify(status),
+    ]);
+    if (g?.step === "alloc")
+      ctx.skip(`the guest could not allocate ${p.kind} order ${p.order} on node ${p.node}: ${g.error ?? ""}`);
+    ctx.check(
+      !g?.error,
+      `preserving ${p.kind} order ${p.order} on node ${p.node} failed: ${g?.error ?? ""}`,
+      [JSON.stringify(g)],
+    );
+    (g?.phys ?? []).forEach((phys, i) => {
+      const nid = g?.nids?.[i];
+      const host = nodeOfAddress(windows, BigInt(phys));
+      ctx.check(
+        nid === p.node && host === p.node,
+        `${p.kind} order ${p.order} asked on node ${p.node} was allocated at ${phys}: node ${nid ?? "?"} for the guest, node ${host ?? "none"} for QEMU`,
+      );
+      if (p.minPhys !== undefined)
+        ctx.check(
+          BigInt(phys) >= p.minPhys,
+          `${p.kind} order ${p.order} at ${phys} is below min_phys 0x${p.minPhys.toString(16)}`,
+        );
+      asked.set(phys, p);
+    });
+  }
+  ctx.check(status.committed === true, "the module did not commit its KHO subtree", [JSON.stringify(status)]);
+
+  const { memory, note } = await ctx.phase("dump", () => readMemoryBeforeKexec(ctx));
+  ctx.note(note);
+  await kexecWithAgent(ctx);
+  await recordTopology(ctx);
+  await afterKexec?.();
+  await loadModule(ctx);
+  const report = await ctx.phase("checks", () =>
+    readJson(ctx, "report", KmodReportSchema, "kmod-report.json"),
+  );
+  const seeds = new Set(plan.map((p) => p.seed));
+  const mine = report.entries.filter((e) => e.seed !== undefined && seeds.has(e.seed));
+  const badPages = badPagesOf(
+    await ctx.guest.run("dmesg | grep -A4 'Bad page state' || true"),
+    mine,
+    report.entries,
+  );
+  const planned = plan.reduce((n, p) => n + p.count, 0);
+  ctx.check(mine.length === planned, `the next kernel handed back ${mine.length} of ${planned} blocks`, [
+    JSON.stringify(report.entries.find((e) => e.error) ?? {}),
+  ]);
+  const blocks: NumaBlock[] = [];
+  for (const e of mine) {
+    const p = asked.get(e.phys ?? "");
+    const host = e.phys ? (nodeOfAddress(windows, BigInt(e.phys)) ?? null) : null;
+    blocks.push({
+      kind: e.kind,
+      order: e.order,
+      phys: e.phys ?? "?",
+      asked: p?.node ?? -1,
+      before: e.nid_before ?? -1,
+      after: e.restored ? (e.nid ?? null) : null,
+      host,
+      zone: e.zone ?? null,
+    });
+    ctx.check(
+      e.restored === true,
+      `a ${e.kind} block of order ${e.order} was not restored: ${e.error ?? ""}`,
+      [describeEntry(e)],
+    );
+    ctx.check(e.pattern_ok === true, `a restored ${e.kind} block lost its contents`, [describeEntry(e)]);
+    ctx.check(
+      p !== undefined && e.nid_before === p.node && e.nid === p.node && host === p.node,
+      `${e.kind} order ${e.order} at ${e.phys ?? "?"} was allocated on node ${p?.node ?? "?"}: node ${e.nid_before ?? "?"} before the kexec, ${e.nid ?? "?"} after it (${e.zone ?? "?"}), QEMU's node ${host ?? "none"}`,
+    );
+    if (p?.free)
+      ctx.check(e.as_expected === true, `restored ${e.kind} pages have the wrong refcounts or shape`, [
+        describeEntry(e),
+        ...badPages.slice(0, 8),
+      ]);
+  }
+  ctx.fact({ kind: "numa-blocks", blocks });
+  ctx.check(
+    badPages.length === 0,
+    "freeing the restored blocks printed Bad page state",
+    badPages.slice(0, 12),
+  );
+
+  const claims = mine.flatMap((e) => {
+    if (!e.phys) return [];
+    const start = BigInt(e.phys);
+    return [
+      {
+        owner: `kho_harness ${e.kind} order ${e.order}`,
+        start,
+        end: start + (1n << (BigInt(e.order) + PAGE_SHIFT)),
+      },
+    ];
+  });
+  await checkDecodedHandover(ctx, memory, claims);
+  return { entries: mine, blocks };
+}
+
+function describeBlocks(blocks: readonly NumaBlock[]): string {
+  const byNode = new Map<number, number>();
+  for (const b of blocks) byNode.set(b.asked, (byNode.get(b.asked) ?? 0) + 1);
+  return `${blocks.length} blocks restored on the node they were allocated on (${[...byNode].map(([n, k]) => `node ${n}: ${k}`).join(", ")}; zones ${[...new Set(blocks.map((b) => b.zone))].join(", ")})`;
+}
+
+/** Folios of order 0, 9 and the kernel's largest, split and DMA-style blocks, on every node. */
+export const numaPages: Scenario = {
+  id: "numa-pages",
+  description: `on a ${NODES}-node guest, folios of order 0, 9 and MAX_PAGE_ORDER, split and DMA-style blocks allocated on each node: after kexec each is restored whole, shaped as before, on its node (page_to_nid before and after, QEMU's backend), and in the decoded map`,
+  needs: ["kho", "kho-debugfs"],
+  boot: NUMA_BOOT,
+  shareable: true,
+  async run(ctx) {
+    await recordTopology(ctx);
+    const max = maxOrderOf(await ctx.guest.run("cat /proc/buddyinfo"));
+    ctx.check(
+      max !== undefined && max >= 9,
+      `/proc/buddyinfo gives no usable MAX_PAGE_ORDER (${max ?? "none"})`,
+    );
+    const orders = [...new Set([9, max ?? 9])];
+    const plan: Planned[] = [];
+    for (let node = 0; node < NODES; node++) {
+      const specs: BlockSpec[] = [
+        { kind: "folio", order: 0, count: 4, free: true },
+        ...orders.map((order): BlockSpec => ({ kind: "folio", order, count: 1, free: true })),
+        { kind: "split", order: 9, count: 1, free: true },
+        ...orders.map((order): BlockSpec => ({ kind: "dma", order, count: 1, free: false })),
+      ];
+      for (const s of specs) plan.push({ ...s, node, seed: randomInt(1, 2 ** 47) });
+    }
+    const { blocks } = await preserveKexecCheck(ctx, plan);
+    ctx.note(describeBlocks(blocks));
+  },
+};
+
+/**
+ * mm_init.c's defer_init() (7.2) initialises one section (128 MiB with 4 KiB pages) of the
+ * highest zone of each node at boot and defers the rest from the next section boundary on, so
+ * with its zone starting at most 16 MiB into the node (x86's DMA zone), everything from 16 MiB +
+ * 2 sections into a node is deferred. The blocks go into the upper half of each 1 GiB node.
+ */
+const DEFERRED_FROM = 16n * MIB + 256n * MIB;
+const DEFERRED_LINE = (node: number) => new RegExp(`node ${node} deferred pages initialised in \\d+ms`);
+
+/** Blocks high in each node, where both kernels initialise the struct pages late. */
+export const numaDeferred: Scenario = {
+  id: "numa-deferred",
+  description: `on a ${NODES}-node guest with DEFERRED_STRUCT_PAGE_INIT, folios and split blocks of order 9 allocated in the upper half of each node (struct pages initialised late, in both kernels): KHO's early marking must survive the next kernel's deferred init, and every block comes back whole on its node`,
+  needs: ["kho", "kho-debugfs"],
+  boot: NUMA_BOOT,
+  shareable: true,
+  async run(ctx) {
+    if ((ctx.kernel.config.get("DEFERRED_STRUCT_PAGE_INIT") ?? "n") === "n")
+      ctx.skip("the kernel has no CONFIG_DEFERRED_STRUCT_PAGE_INIT: nothing is deferred");
+    await recordTopology(ctx);
+    const deferredIn = async (boot: number) => {
+      const dmesg = await ctx.guest.run("dmesg");
+      for (let node = 0; node < NODES; node++)
+        ctx.check(
+          DEFERRED_LINE(node).test(dmesg),
+          `boot ${boot} deferred no struct page initialisation on node ${node} (no "node ${node} deferred pages initialised" line): the blocks would not be in a deferred range`,
+          dmesg
+            .split("\n")
+            .filter((l) => /deferred|Initmem setup/.test(l))
+            .slice(0, 8),
+        );
+    };
+    await deferredIn(1);
+    const spans = nodeSpans(await qemuRamWindows(ctx.guest.machine.qmp));
+    const plan: Planned[] = [];
+    for (let node = 0; node < NODES; node++) {
+      const span = spans.get(node);
+      ctx.check(span !== undefined, `QEMU has no RAM for node ${node}`);
+      if (!span) continue;
+      const half = span.start + (span.end - span.start) / 2n;
+      const minPhys = half > span.start + DEFERRED_FROM ? half : span.start + DEFERRED_FROM;
+      for (const s of [
+        { kind: "folio", order: 9, count: 2, free: true },
+        { kind: "split", order: 9, count: 1, free: true },
+        { kind: "dma", order: 9, count: 1, free: false },
+      ] as const)
+        plan.push({ ...s, node, seed: randomInt(1, 2 ** 47), minPhys });
+    }
+    const { blocks } = await preserveKexecCheck(ctx, plan, () => deferredIn(2));
+    ctx.note(`${describeBlocks(blocks)}, all in the deferred part of their node`);
+  },
+};
+
+export const NUMA_SCENARIOS: readonly Scenario[] = [numaPages, numaDeferred];
