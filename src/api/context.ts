@@ -23,6 +23,8 @@ export interface KernelUnderTest {
   readonly nextImage: string;
   /** The next kernel's config, when it is not the booted kernel's (a --next-kernel, a variant). */
   readonly nextConfig?: ConfigMap;
+  /** The harness's build of the next kernel, when it is a variant (modules for it build here). */
+  readonly nextBuilt?: CachedKernel;
   /** The harness's build of it (source tree, headers), when the harness built it. */
   readonly built: CachedKernel | undefined;
   /** What its source tree has (empty for a prebuilt --kernel: nothing is known). */

@@ -281,6 +281,7 @@ async function prepareVariant(
     release: report.release ?? kernel.manifest.kernelRelease,
     config: report.config ?? new Map<string, string>(),
     disk: await disk(kernel.imagePath),
+    built: kernel,
   };
 }
 

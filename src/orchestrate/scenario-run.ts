@@ -38,6 +38,7 @@ export interface NextVariant {
   readonly config: ReadonlyMap<string, string>;
   /** The next-kernel disk the guest loads it from. */
   readonly disk: string;
+  readonly built: CachedKernel;
 }
 
 export interface PreparedArch {
@@ -166,7 +167,9 @@ export async function runOne(
       scenario,
       arch,
       guest,
-      variant ? { ...kernel, nextImage: variant.image, nextConfig: new Map(variant.config) } : kernel,
+      variant
+        ? { ...kernel, nextImage: variant.image, nextConfig: new Map(variant.config), nextBuilt: variant.built }
+        : kernel,
       artifactsDir,
       opts.log,
       scenario.boot.memoryMiB ?? DEFAULT_MEMORY_MIB,

@@ -2,6 +2,7 @@
 import picomatch from "picomatch";
 import { HarnessError } from "../errors.js";
 import { chainMemfd } from "./chain.js";
+import { pagesNextMaxOrder } from "./max-order.js";
 import { memfdBasic } from "./memfd-basic.js";
 import { noKho } from "./no-kho.js";
 import { NUMA_SCENARIOS } from "./numa.js";
@@ -17,6 +18,7 @@ export const SCENARIOS: readonly Scenario[] = [
   noKho,
   ...PAGE_SCENARIOS,
   ...NUMA_SCENARIOS,
+  pagesNextMaxOrder,
   chainMemfd,
 ];
 

@@ -3,8 +3,6 @@
 // every block must come back whole, shaped as before, on the node it was allocated on, and the
 // host's decoding of the handover must find every frame, on the node whose QEMU memory backend
 // holds it.
-import { randomInt } from "node:crypto";
-import { KmodReportSchema, KmodStatusSchema, type KmodEntry } from "../agent/kmod-protocol.js";
 import type { ScenarioContext } from "../api/context.js";
 import type { NumaBlock } from "../api/facts.js";
 import type { Scenario } from "../api/scenario.js";
@@ -12,25 +10,21 @@ import { readMemoryBeforeKexec } from "../memory/handover.js";
 import { nodeOfAddress, qemuRamWindows, windowNode, type RamWindow } from "../vm/guest-ram.js";
 import { checkDecodedHandover } from "./handover-step.js";
 import { kexecWithAgent } from "./kexec-step.js";
-import { badPagesOf, DEBUGFS, describeEntry, loadModule, readJson } from "./pages.js";
+import {
+  blockClaims,
+  describeEntry,
+  maxOrderOf,
+  planGroup,
+  preserveGroups,
+  restoredEntries,
+  type BlockSpec,
+  type PlannedGroup,
+} from "./kmod-blocks.js";
 
 const NODES = 2;
 const MEMORY_MIB = 2048;
 const NUMA_BOOT = { kho: true, memoryMiB: MEMORY_MIB, numaNodes: NODES } as const;
-const PAGE_SHIFT = 12n;
 const MIB = 1n << 20n;
-
-/** One preserve command of the module: kind, order, count, and whether its owner frees it. */
-export interface BlockSpec {
-  readonly kind: "folio" | "dma" | "split";
-  readonly order: number;
-  readonly count: number;
-  /**
-   * false keeps the block after the check (dma: how a DMA buffer's owner keeps it; their
-   * refcount shape is pages-dma-order9's to check, an expected failure on 7.2).
-   */
-  readonly free: boolean;
-}
 
 interface Topology {
   readonly node: number;
@@ -60,17 +54,6 @@ export async function recordTopology(ctx: ScenarioContext): Promise<Topology[]> 
   return nodes;
 }
 
-/** MAX_PAGE_ORDER of the running kernel: /proc/buddyinfo has one column per order. */
-export function maxOrderOf(buddyinfo: string): number | undefined {
-  const first = buddyinfo.split("\n").find((l) => /zone/.test(l));
-  const counts = first
-    ?.replace(/^.*zone\s+\S+/, "")
-    .trim()
-    .split(/\s+/)
-    .filter(Boolean);
-  return counts?.length ? counts.length - 1 : undefined;
-}
-
 /** Each node's guest-physical span, from QEMU's RAM windows. */
 export function nodeSpans(windows: readonly RamWindow[]): Map<number, { start: bigint; end: bigint }> {
   const spans = new Map<number, { start: bigint; end: bigint }>();
@@ -85,91 +68,48 @@ export function nodeSpans(windows: readonly RamWindow[]): Map<number, { start: b
   return spans;
 }
 
-interface Planned extends BlockSpec {
+interface NumaGroup extends PlannedGroup {
   readonly node: number;
-  readonly seed: number;
-  readonly minPhys?: bigint;
 }
 
 /**
- * Preserves every planned group, kexecs, and checks each block after the restore: pattern, shape
- * (for the kinds freed here), node before = node asked = node after = the host's node, no Bad
- * page state, and every frame in the host's decoding of the handover.
+ * Preserves every group, kexecs, and checks each block after the restore: pattern, shape (for
+ * the kinds freed here), node asked = node before = node after = QEMU's node, no Bad page state,
+ * and every frame in the host's decoding of the handover.
  */
 async function preserveKexecCheck(
   ctx: ScenarioContext,
-  plan: readonly Planned[],
+  groups: readonly NumaGroup[],
   afterKexec?: () => Promise<void>,
-): Promise<{ entries: KmodEntry[]; blocks: NumaBlock[] }> {
-  await loadModule(ctx);
-  const command = plan
-    .map(
-      (p) =>
-        `echo "preserve kind=${p.kind} order=${p.order} count=${p.count} seed=${p.seed} node=${p.node} free=${p.free ? 1 : 0}${p.minPhys ? ` min_phys=0x${p.minPhys.toString(16)}` : ""}" > ${DEBUGFS}/ctl`,
-    )
-    .join(" && ");
-  await ctx.phase("preserve", () => ctx.guest.run(`${command} && echo commit > ${DEBUGFS}/ctl`));
-  const status = await readJson(ctx, "status", KmodStatusSchema, "kmod-status.json");
+): Promise<NumaBlock[]> {
+  const preserved = await preserveGroups(ctx, groups);
   const windows = await qemuRamWindows(ctx.guest.machine.qmp);
-  const asked = new Map<string, Planned>();
-  for (const p of plan) {
-    const g = status.entries.find((e) => e.seed === p.seed);
-    ctx.check(g !== undefined, `the module's status has no group with seed ${p.seed}`, [
-      JSON.stringify(status),
-    ]);
-    if (g?.step === "alloc")
-      ctx.skip(`the guest could not allocate ${p.kind} order ${p.order} on node ${p.node}: ${g.error ?? ""}`);
+  const asked = new Map<string, NumaGroup>();
+  for (const b of preserved) {
+    const node = b.group.node ?? -1;
+    const host = nodeOfAddress(windows, BigInt(b.phys));
     ctx.check(
-      !g?.error,
-      `preserving ${p.kind} order ${p.order} on node ${p.node} failed: ${g?.error ?? ""}`,
-      [JSON.stringify(g)],
+      b.nid === node && host === node,
+      `${b.group.kind} order ${b.group.order} asked on node ${node} was allocated at ${b.phys}: node ${b.nid ?? "?"} for the guest, node ${host ?? "none"} for QEMU`,
     );
-    (g?.phys ?? []).forEach((phys, i) => {
-      const nid = g?.nids?.[i];
-      const host = nodeOfAddress(windows, BigInt(phys));
-      ctx.check(
-        nid === p.node && host === p.node,
-        `${p.kind} order ${p.order} asked on node ${p.node} was allocated at ${phys}: node ${nid ?? "?"} for the guest, node ${host ?? "none"} for QEMU`,
-      );
-      if (p.minPhys !== undefined)
-        ctx.check(
-          BigInt(phys) >= p.minPhys,
-          `${p.kind} order ${p.order} at ${phys} is below min_phys 0x${p.minPhys.toString(16)}`,
-        );
-      asked.set(phys, p);
-    });
+    asked.set(b.phys, { ...b.group, node });
   }
-  ctx.check(status.committed === true, "the module did not commit its KHO subtree", [JSON.stringify(status)]);
 
   const { memory, note } = await ctx.phase("dump", () => readMemoryBeforeKexec(ctx));
   ctx.note(note);
   await kexecWithAgent(ctx);
   await recordTopology(ctx);
   await afterKexec?.();
-  await loadModule(ctx);
-  const report = await ctx.phase("checks", () =>
-    readJson(ctx, "report", KmodReportSchema, "kmod-report.json"),
-  );
-  const seeds = new Set(plan.map((p) => p.seed));
-  const mine = report.entries.filter((e) => e.seed !== undefined && seeds.has(e.seed));
-  const badPages = badPagesOf(
-    await ctx.guest.run("dmesg | grep -A4 'Bad page state' || true"),
-    mine,
-    report.entries,
-  );
-  const planned = plan.reduce((n, p) => n + p.count, 0);
-  ctx.check(mine.length === planned, `the next kernel handed back ${mine.length} of ${planned} blocks`, [
-    JSON.stringify(report.entries.find((e) => e.error) ?? {}),
-  ]);
+  const { entries, badPages } = await restoredEntries(ctx, groups);
   const blocks: NumaBlock[] = [];
-  for (const e of mine) {
-    const p = asked.get(e.phys ?? "");
+  for (const e of entries) {
+    const g = asked.get(e.phys ?? "");
     const host = e.phys ? (nodeOfAddress(windows, BigInt(e.phys)) ?? null) : null;
     blocks.push({
       kind: e.kind,
       order: e.order,
       phys: e.phys ?? "?",
-      asked: p?.node ?? -1,
+      asked: g?.node ?? -1,
       before: e.nid_before ?? -1,
       after: e.restored ? (e.nid ?? null) : null,
       host,
@@ -182,10 +122,10 @@ async function preserveKexecCheck(
     );
     ctx.check(e.pattern_ok === true, `a restored ${e.kind} block lost its contents`, [describeEntry(e)]);
     ctx.check(
-      p !== undefined && e.nid_before === p.node && e.nid === p.node && host === p.node,
-      `${e.kind} order ${e.order} at ${e.phys ?? "?"} was allocated on node ${p?.node ?? "?"}: node ${e.nid_before ?? "?"} before the kexec, ${e.nid ?? "?"} after it (${e.zone ?? "?"}), QEMU's node ${host ?? "none"}`,
+      g !== undefined && e.nid_before === g.node && e.nid === g.node && host === g.node,
+      `${e.kind} order ${e.order} at ${e.phys ?? "?"} was allocated on node ${g?.node ?? "?"}: node ${e.nid_before ?? "?"} before the kexec, ${e.nid ?? "?"} after it (${e.zone ?? "?"}), QEMU's node ${host ?? "none"}`,
     );
-    if (p?.free)
+    if (g?.free)
       ctx.check(e.as_expected === true, `restored ${e.kind} pages have the wrong refcounts or shape`, [
         describeEntry(e),
         ...badPages.slice(0, 8),
@@ -197,20 +137,8 @@ async function preserveKexecCheck(
     "freeing the restored blocks printed Bad page state",
     badPages.slice(0, 12),
   );
-
-  const claims = mine.flatMap((e) => {
-    if (!e.phys) return [];
-    const start = BigInt(e.phys);
-    return [
-      {
-        owner: `kho_harness ${e.kind} order ${e.order}`,
-        start,
-        end: start + (1n << (BigInt(e.order) + PAGE_SHIFT)),
-      },
-    ];
-  });
-  await checkDecodedHandover(ctx, memory, claims);
-  return { entries: mine, blocks };
+  await checkDecodedHandover(ctx, memory, blockClaims(entries));
+  return blocks;
 }
 
 function describeBlocks(blocks: readonly NumaBlock[]): string {
@@ -234,7 +162,7 @@ export const numaPages: Scenario = {
       `/proc/buddyinfo gives no usable MAX_PAGE_ORDER (${max ?? "none"})`,
     );
     const orders = [...new Set([9, max ?? 9])];
-    const plan: Planned[] = [];
+    const plan: NumaGroup[] = [];
     for (let node = 0; node < NODES; node++) {
       const specs: BlockSpec[] = [
         { kind: "folio", order: 0, count: 4, free: true },
@@ -242,9 +170,9 @@ export const numaPages: Scenario = {
         { kind: "split", order: 9, count: 1, free: true },
         ...orders.map((order): BlockSpec => ({ kind: "dma", order, count: 1, free: false })),
       ];
-      for (const s of specs) plan.push({ ...s, node, seed: randomInt(1, 2 ** 47) });
+      for (const s of specs) plan.push({ ...planGroup(s), node });
     }
-    const { blocks } = await preserveKexecCheck(ctx, plan);
+    const blocks = await preserveKexecCheck(ctx, plan);
     ctx.note(describeBlocks(blocks));
   },
 };
@@ -283,7 +211,7 @@ export const numaDeferred: Scenario = {
     };
     await deferredIn(1);
     const spans = nodeSpans(await qemuRamWindows(ctx.guest.machine.qmp));
-    const plan: Planned[] = [];
+    const plan: NumaGroup[] = [];
     for (let node = 0; node < NODES; node++) {
       const span = spans.get(node);
       ctx.check(span !== undefined, `QEMU has no RAM for node ${node}`);
@@ -295,9 +223,9 @@ export const numaDeferred: Scenario = {
         { kind: "split", order: 9, count: 1, free: true },
         { kind: "dma", order: 9, count: 1, free: false },
       ] as const)
-        plan.push({ ...s, node, seed: randomInt(1, 2 ** 47), minPhys });
+        plan.push({ ...planGroup(s, { minPhys }), node });
     }
-    const { blocks } = await preserveKexecCheck(ctx, plan, () => deferredIn(2));
+    const blocks = await preserveKexecCheck(ctx, plan, () => deferredIn(2));
     ctx.note(`${describeBlocks(blocks)}, all in the deferred part of their node`);
   },
 };

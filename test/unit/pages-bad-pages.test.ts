@@ -1,7 +1,7 @@
 // On a guest shared by several pages-* scenarios, each one's "Bad page state" evidence is its
 // own: the pfn of every DEBUG_VM report is matched against the blocks each scenario preserved.
 import { describe, expect, it } from "vitest";
-import { badPagesOf } from "../../src/scenarios/pages.js";
+import { badPagesOf } from "../../src/scenarios/kmod-blocks.js";
 
 /** `dmesg | grep -A4 'Bad page state'` as a 7.2.13 x86_64 guest printed it (pages-dma-order9). */
 const DMESG = `[    3.500370] BUG: Bad page state in process insmod  pfn:03401
