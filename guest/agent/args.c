@@ -123,6 +123,8 @@ static void parse_memfd_opt(struct memfd_spec *m, char *opt)
 		m->nohash = true;
 	else if (!strcmp(opt, "noread") && !val)
 		m->noread = m->nohash = true;
+	else if (!strcmp(opt, "node") && val)
+		m->node = (int)need_u64("node", val), m->has_node = true;
 	else if (!strcmp(opt, "try") && !val)
 		m->try_ioctl = true;
 	else

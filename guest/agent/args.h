@@ -30,6 +30,8 @@ struct memfd_spec {
 	bool try_ioctl; /* a failed PRESERVE_FD / RETRIEVE_FD is reported, not fatal */
 	bool nohash; /* no SHA-256 of the contents ("sha256":null): the model check alone */
 	bool noread; /* contents not read at all ("sha256":null, no "expected"): the host reads the frames */
+	bool has_node;
+	int node; /* node=N: filled under MPOL_BIND to node N; "nodes" reports where the pages are */
 	int fd; /* runtime */
 	int ioctl_err; /* runtime: errno of a failed PRESERVE_FD / RETRIEVE_FD under try */
 };

@@ -9,7 +9,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+#include <linux/mempolicy.h>
 
 #include "agent.h"
 #include "error.h"
@@ -115,6 +117,17 @@ static void fill_by_mmap(const struct memfd_spec *m, uint64_t end)
 	munmap(map, end);
 }
 
+/* The task's memory policy: MPOL_BIND to `node`, or back to the default (node < 0). */
+static void bind_to_node(int node)
+{
+	unsigned long mask = node >= 0 ? 1UL << node : 0;
+	if (node >= (int)(8 * sizeof(mask)))
+		fail("set_mempolicy", EINVAL, "node %d", node);
+	if (syscall(SYS_set_mempolicy, node >= 0 ? MPOL_BIND : MPOL_DEFAULT, node >= 0 ? &mask : NULL,
+		    node >= 0 ? 8 * sizeof(mask) : 0))
+		fail("set_mempolicy", errno, "set_mempolicy(%s node %d)", node >= 0 ? "MPOL_BIND" : "MPOL_DEFAULT", node);
+}
+
 /* Creates and fills the memfd the spec describes; sealing comes last. */
 void create_memfd(struct memfd_spec *m)
 {
@@ -126,12 +139,17 @@ void create_memfd(struct memfd_spec *m)
 	uint64_t end = fill_end(m);
 	if (ftruncate(m->fd, (off_t)end))
 		fail("ftruncate", errno, "ftruncate to %" PRIu64, end);
+	/* shmem takes new pages under the task's policy (the inode has no shared policy) */
+	if (m->has_node)
+		bind_to_node(m->node);
 	if (m->fallocate && end && fallocate(m->fd, 0, 0, (off_t)end))
 		fail("fallocate", errno, "fallocate of %" PRIu64 " bytes", end);
 	if (m->mmap_fill)
 		fill_by_mmap(m, end);
 	else
 		fill_by_write(m, end);
+	if (m->has_node)
+		bind_to_node(-1);
 	if (m->has_truncate) {
 		if (ftruncate(m->fd, (off_t)data_end(m)) || ftruncate(m->fd, (off_t)m->size))
 			fail("truncate", errno, "ftruncate %" PRIu64 " -> %" PRIu64, end, m->size);
@@ -378,6 +396,32 @@ static void jw_kpageflags(struct jw *w, const uint64_t *pfn, const bool *present
 	free(folio_hist);
 }
 
+/* "nodes": pages per NUMA node, as move_pages(2) without a target gives them (the guest's view). */
+static void report_nodes(struct jw *w, const uint8_t *map, uint64_t pages)
+{
+	void **addr = xcalloc(pages, sizeof(void *));
+	int *status = xcalloc(pages, sizeof(int));
+	for (uint64_t i = 0; i < pages; i++)
+		addr[i] = (void *)(map + i * g_page_size);
+	if (syscall(SYS_move_pages, 0, (unsigned long)pages, addr, NULL, status, 0))
+		fail("move_pages", errno, "move_pages of %" PRIu64 " pages", pages);
+	jw_key(w, "nodes");
+	jw_open(w, '{');
+	for (int node = -64; node < 64; node++) {
+		uint64_t n = 0;
+		for (uint64_t i = 0; i < pages; i++)
+			n += status[i] == node;
+		if (!n)
+			continue;
+		char key[16];
+		snprintf(key, sizeof(key), "%d", node); /* negative: an errno (-ENOENT: not present) */
+		jw_ku64(w, key, n);
+	}
+	jw_close(w, '}');
+	free(addr);
+	free(status);
+}
+
 /* Maps the memfd, faults every page in, and reports its frames from /proc/self/pagemap. */
 void report_pages(struct jw *w, const struct memfd_spec *m, uint64_t size)
 {
@@ -412,6 +456,8 @@ void report_pages(struct jw *w, const struct memfd_spec *m, uint64_t size)
 		i += (uint64_t)r / sizeof(uint64_t);
 	}
 	close(pm);
+	if (m->has_node)
+		report_nodes(w, map, pages);
 	munmap(map, size);
 	for (uint64_t i = 0; i < pages; i++) {
 		present[i] = pfn[i] & PAGEMAP_PRESENT;

@@ -32,6 +32,8 @@ export interface MemfdSpec {
   readonly seals?: string;
   readonly thp?: boolean;
   readonly hugetlb?: boolean;
+  /** Filled under MPOL_BIND to this NUMA node; the agent reports its pages per node. */
+  readonly node?: number;
   /** A failed PRESERVE_FD / RETRIEVE_FD is reported by the agent instead of ending it. */
   readonly try?: boolean;
   /** The agent's probe-freeze: size changes and writes, each reported as "ok" or an errname. */
@@ -77,6 +79,7 @@ export function memfdArg(m: MemfdSpec, check: ContentsCheck = "hash"): string {
     m.seals ? `seal=${m.seals}` : "",
     m.thp ? "thp" : "",
     m.hugetlb ? "hugetlb" : "",
+    m.node !== undefined ? `node=${m.node}` : "",
     m.try ? "try" : "",
     m.probeFreeze ? "probe-freeze" : "",
     check === "model" ? "nohash" : check === "host-reads" ? "noread" : "",

@@ -47,6 +47,8 @@ export const AgentMemfdSchema = z.object({
     })
     .nullable()
     .optional(),
+  /** Pages per NUMA node (move_pages), with the `node` option; a negative key is an errno. */
+  nodes: z.record(z.string(), z.number()).optional(),
   /** Outcomes of the `probe-freeze` option. */
   freeze_probe: OutcomesSchema.optional(),
   /** preserve: false when PRESERVE_FD failed under the `try` option (see preserve_error). */

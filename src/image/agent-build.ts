@@ -27,7 +27,13 @@ export interface AgentBuildOptions {
 }
 
 /** The uapi headers the agent includes: their bytes decide whether a cached binary still fits. */
-const UAPI_FILES = ["linux/liveupdate.h", "linux/kexec.h", "linux/reboot.h", "linux/version.h"];
+const UAPI_FILES = [
+  "linux/liveupdate.h",
+  "linux/kexec.h",
+  "linux/reboot.h",
+  "linux/version.h",
+  "linux/mempolicy.h",
+];
 
 /** Compiles the agent with the arch's (cross) gcc; returns the binary's path. Reuses a cached build. */
 export async function buildAgent(arch: ArchName, opts: AgentBuildOptions): Promise<string> {

@@ -300,7 +300,11 @@ export interface MemfdCase {
   /** Extra boot-1 checks on what the agent preserved, before the kexec. */
   readonly afterPreserve?: (ctx: ScenarioContext, before: AgentPreserveResult) => void;
   /** Extra checks on the agent's reports, after the common ones. */
-  readonly verify?: (ctx: ScenarioContext, before: AgentPreserveResult, after: AgentPreserveResult) => void;
+  readonly verify?: (
+    ctx: ScenarioContext,
+    before: AgentPreserveResult,
+    after: AgentPreserveResult,
+  ) => void | Promise<void>;
 }
 
 export function memfdScenario(c: MemfdCase): Scenario {
@@ -332,7 +336,7 @@ export function memfdScenario(c: MemfdCase): Scenario {
       );
       await ctx.phase("checks", async () => {
         const { memfds, bytes, frames } = checkRestored(ctx, sessions, before, after);
-        c.verify?.(ctx, before, after);
+        await c.verify?.(ctx, before, after);
         ctx.note(
           `${memfds} memfd(s) in ${sessions.length} session(s), ${formatBytes(bytes)}: contents as computed by the host, ${frames} frames identical before and after`,
           { kind: "memfds-restored", memfds, sessions: sessions.length, bytes, frames },

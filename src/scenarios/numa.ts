@@ -8,7 +8,11 @@ import type { NumaBlock } from "../api/facts.js";
 import type { Scenario } from "../api/scenario.js";
 import { readMemoryBeforeKexec } from "../memory/handover.js";
 import { nodeOfAddress, qemuRamWindows, windowNode, type RamWindow } from "../vm/guest-ram.js";
+import { MiB } from "../agent/memfd-args.js";
+import { pfnAddresses } from "../agent/protocol.js";
+import { findMemfd } from "../checks/memfd.js";
 import { checkDecodedHandover } from "./handover-step.js";
+import { memfdScenario } from "./memfd-common.js";
 import { kexecWithAgent } from "./kexec-step.js";
 import {
   blockClaims,
@@ -230,4 +234,43 @@ export const numaDeferred: Scenario = {
   },
 };
 
-export const NUMA_SCENARIOS: readonly Scenario[] = [numaPages, numaDeferred];
+const MEMFD_NODE = 1;
+const MEMFD_SESSION = "kho-numa-memfd";
+
+/** A memfd filled under MPOL_BIND to node 1, preserved through LUO. */
+export const numaMemfd: Scenario = memfdScenario({
+  id: "numa-memfd",
+  description: `on a ${NODES}-node guest, an 8 MiB memfd filled under MPOL_BIND to node ${MEMFD_NODE} and preserved through LUO: the same bytes on the same frames after kexec, every page on node ${MEMFD_NODE} before and after (move_pages in the guest, QEMU's backend of each frame)`,
+  sessions: [{ name: MEMFD_SESSION, memfds: [{ token: 1, size: 8 * MiB, node: MEMFD_NODE }] }],
+  boot: NUMA_BOOT,
+  decodeMap: true,
+  async prepare(ctx) {
+    await recordTopology(ctx);
+  },
+  async verify(ctx, before, after) {
+    const windows = await qemuRamWindows(ctx.guest.machine.qmp);
+    for (const [when, result] of [
+      ["before the kexec", before],
+      ["after it", after],
+    ] as const) {
+      const m = findMemfd(result, MEMFD_SESSION, 1);
+      const pages = m?.pages ?? 0;
+      ctx.check(
+        pages > 0 && JSON.stringify(m?.nodes) === JSON.stringify({ [MEMFD_NODE]: pages }),
+        `${when}, the memfd's ${pages} pages are on nodes ${JSON.stringify(m?.nodes ?? null)} (move_pages), all were to be on node ${MEMFD_NODE}`,
+      );
+      const frames = m?.pfns ? pfnAddresses(m.pfns, m.page_size) : [];
+      const elsewhere = frames.filter((a) => nodeOfAddress(windows, a) !== MEMFD_NODE);
+      ctx.check(
+        frames.length === pages && elsewhere.length === 0,
+        `${when}, ${elsewhere.length} of the memfd's ${frames.length} frames are outside node ${MEMFD_NODE}'s memory (QEMU's backend)`,
+        elsewhere
+          .slice(0, 4)
+          .map((a) => `0x${a.toString(16)} on node ${nodeOfAddress(windows, a) ?? "none"}`),
+      );
+    }
+    ctx.note(`every page of the memfd on node ${MEMFD_NODE}, in both kernels and for QEMU`);
+  },
+});
+
+export const NUMA_SCENARIOS: readonly Scenario[] = [numaPages, numaDeferred, numaMemfd];
