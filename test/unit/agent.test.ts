@@ -199,6 +199,24 @@ describe.skipIf(skipReason !== "")("kho-agent", () => {
     if (process.getuid?.() === 0) expect(m?.pfns?.reduce((n, [, count]) => n + count, 0)).toBe(4);
   });
 
+  it("node=N: fills under MPOL_BIND to the node and reports the pages per node (move_pages)", async () => {
+    // node 0 exists on every host; the 2-node case runs in numa-memfd
+    const { exitCode, result } = await runAgent(bin, [
+      "preserve",
+      "--no-luo",
+      "--session",
+      "s",
+      "--memfd",
+      "4:32K:node=0",
+    ]);
+    expect(exitCode).toBe(0);
+    expect(result.sessions[0]?.memfds[0]).toMatchObject({ token: "4", pages: 8, nodes: { "0": 8 } });
+    const off = await runAgent(bin, ["preserve", "--no-luo", "--session", "s", "--memfd", "4:32K:node=63"]);
+    // a node the host does not have: set_mempolicy refuses, the agent says so
+    expect(off.exitCode).toBe(1);
+    expect(JSON.stringify(off.result)).toMatch(/set_mempolicy/);
+  });
+
   it("answers errors with one JSON object and exit code 1", async () => {
     const usage = await runAgent(bin, ["preserve", "--no-luo", "--session", "s", "--memfd", "1:4K:frob"]);
     expect(usage.exitCode).toBe(1);
