@@ -7,7 +7,15 @@ import type { ScenarioContext } from "../api/context.js";
 import type { NumaBlock } from "../api/facts.js";
 import type { Scenario } from "../api/scenario.js";
 import { readMemoryBeforeKexec } from "../memory/handover.js";
-import { nodeOfAddress, qemuRamWindows, windowNode, type RamWindow } from "../vm/guest-ram.js";
+import { chunkAt, chunkNodes, chunksAcrossNodes } from "../memory/numa-map.js";
+import type { PreservedChunk } from "../kho/radix.js";
+import {
+  nodeOfAddress,
+  qemuRamWindows,
+  ramWindowsJson,
+  windowNode,
+  type RamWindow,
+} from "../vm/guest-ram.js";
 import { MiB } from "../agent/memfd-args.js";
 import { pfnAddresses } from "../agent/protocol.js";
 import { findMemfd } from "../checks/memfd.js";
@@ -88,6 +96,7 @@ async function preserveKexecCheck(
 ): Promise<NumaBlock[]> {
   const preserved = await preserveGroups(ctx, groups);
   const windows = await qemuRamWindows(ctx.guest.machine.qmp);
+  await ctx.artifact("qemu-ram-windows.json", ramWindowsJson(windows));
   const asked = new Map<string, NumaGroup>();
   for (const b of preserved) {
     const node = b.group.node ?? -1;
@@ -141,8 +150,46 @@ async function preserveKexecCheck(
     "freeing the restored blocks printed Bad page state",
     badPages.slice(0, 12),
   );
-  await checkDecodedHandover(ctx, memory, blockClaims(entries));
+  const report = await checkDecodedHandover(ctx, memory, blockClaims(entries));
+  checkMapNodes(
+    ctx,
+    report.chunks,
+    windows,
+    [...asked].map(([phys, g]) => [BigInt(phys), g.node] as const),
+  );
   return blocks;
+}
+
+/**
+ * The decoded map on the machine's nodes: no chunk lies on two nodes (KHO's own rule), and the
+ * chunk holding each block is on the node it was allocated on.
+ */
+function checkMapNodes(
+  ctx: ScenarioContext,
+  chunks: readonly PreservedChunk[],
+  windows: readonly RamWindow[],
+  blocks: readonly (readonly [bigint, number])[],
+): void {
+  const nodes = chunkNodes(chunks, windows);
+  const across = chunksAcrossNodes(nodes);
+  const hex = (v: bigint) => `0x${v.toString(16)}`;
+  ctx.check(
+    across.length === 0,
+    `${across.length} preserved chunk(s) of the decoded map lie on two nodes or outside RAM`,
+    across
+      .slice(0, 6)
+      .map(
+        (n) =>
+          `${hex(n.chunk.phys)} order ${n.chunk.order}: node ${n.first ?? "none"} to ${n.last ?? "none"}`,
+      ),
+  );
+  for (const [phys, node] of blocks) {
+    const c = chunkAt(nodes, phys);
+    ctx.check(
+      c?.first === node,
+      `the decoded map holds the block at ${hex(phys)} (node ${node}) ${c ? `in a chunk on node ${c.first ?? "none"}` : "in no chunk"}`,
+    );
+  }
 }
 
 function describeBlocks(blocks: readonly NumaBlock[]): string {

@@ -72,6 +72,13 @@ export function nodeOfAddress(windows: readonly RamWindow[], paddr: bigint): num
   return w ? windowNode(w) : undefined;
 }
 
+/** The windows as JSON (addresses in hex): an artifact, and a fixture's format. */
+export function ramWindowsJson(windows: readonly RamWindow[]): string {
+  const hex = (v: bigint) => `0x${v.toString(16)}`;
+  const rows = windows.map((w) => ({ start: hex(w.start), end: hex(w.end), block: w.block }));
+  return JSON.stringify(rows, null, 1) + "\n";
+}
+
 export class ProcMemReader {
   private constructor(
     private readonly memPath: string,
