@@ -56,7 +56,9 @@ for (const arch of ARCH_NAMES) {
       "%s: builds static executables for the arch, then reuses them",
       { timeout: 60_000 },
       async (tree, kernel) => {
-        const built = await buildLiveupdateSelftests(kernel, { outDir });
+        // One folder per tree: two trees with the same selftests (a patched copy) share a key.
+        const treeOut = join(outDir, `${arch}-${tree}`);
+        const built = await buildLiveupdateSelftests(kernel, { outDir: treeOut });
         console.log(
           `selftests-build: ${arch} ${tree} built in ${Math.round(built.ms)} ms with ${built.compiler}`,
         );
@@ -76,7 +78,7 @@ for (const arch of ARCH_NAMES) {
         }
         await access(built.doKexec);
 
-        const again = await buildLiveupdateSelftests(kernel, { outDir });
+        const again = await buildLiveupdateSelftests(kernel, { outDir: treeOut });
         expect(again).toMatchObject({ cached: true, dir: built.dir, key: built.key });
       },
     );
