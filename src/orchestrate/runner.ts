@@ -123,7 +123,10 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
             );
       }
     }
-    const units = longestFirst(planUnits(work, opts.isolate === true), await loadUnitDurations());
+    // Scenarios that kexec into a kernel variant last: their first run builds it.
+    const units = longestFirst(planUnits(work, opts.isolate === true), await loadUnitDurations()).sort(
+      (a, b) => Number(needsVariant(a)) - Number(needsVariant(b)),
+    );
     await runPool(units, opts.jobs ?? 1, async (u) => {
       const attempt = repeat > 1 ? u.attempt + 1 : undefined;
       const started = performance.now();
@@ -212,19 +215,23 @@ async function prepareArch(
     await writeBootInitrd(base.path, keysOverlay(keys), bootInitrd);
     return cachedNextKernelDisk(nextImage, diskFormat, base.userspace);
   });
-  const variants = new Map<string, NextVariant | HarnessError>();
-  for (const name of new Set(opts.scenarios.flatMap((s) => (s.nextKernel ? [s.nextKernel] : [])))) {
-    variants.set(
-      name,
-      await timed(`kernel ${name}`, () =>
-        prepareVariant(arch, name, opts, built, (config) => cachedNextKernelDisk(config, diskFormat, base.userspace)),
+  // Built on first use, when the first scenario that kexecs into it gets its turn (those run
+  // last): the other scenarios' verdicts do not wait for another kernel build.
+  const variants = new Map<string, Promise<NextVariant | HarnessError>>();
+  const variant = (name: KernelVariantName) => {
+    let ready = variants.get(name);
+    if (!ready) {
+      ready = prepareVariant(arch, name, opts, built, (image) =>
+        cachedNextKernelDisk(image, diskFormat, base.userspace),
       ).catch((e: unknown) => {
         // Only the scenarios that kexec into it are stopped, with this as their evidence.
         if (e instanceof HarnessError) return e;
         throw e;
-      }),
-    );
-  }
+      });
+      variants.set(name, ready);
+    }
+    return ready;
+  };
   const { accel, why } = await chooseAccel(arch, opts.log);
   const features = built ? await kernelFeatures(built.manifest.sourceTree) : new Set<KernelFeature>();
   opts.log(
@@ -248,10 +255,14 @@ async function prepareArch(
     report,
     bootInitrd,
     nextDisk,
-    variants,
+    variant,
     keys,
     features,
   };
+}
+
+function needsVariant(u: Unit): boolean {
+  return u.kind === "one" && u.scenario.nextKernel !== undefined;
 }
 
 /** Builds (or finds) a kernel variant from the same source and base as the harness's kernel. */
@@ -267,7 +278,11 @@ async function prepareVariant(
       `the ${name} variant is built from the harness's own kernel recipe, and this run boots a prebuilt --kernel`,
     );
   const files = variantFiles(KERNEL_VARIANTS[name]);
-  const source = await patchedSource(await debianKernelSource(opts.series, opts.log), files.patches, opts.log);
+  const source = await patchedSource(
+    await debianKernelSource(opts.series, opts.log),
+    files.patches,
+    opts.log,
+  );
   const { kernel } = await buildKernel({
     arch,
     source,
