@@ -178,7 +178,7 @@ async function treeIdentity(tree: string): Promise<string> {
 
 /**
  * `source` with `patches` applied (`patch -p1`, in order), for a kernel the harness needs in a
- * shape upstream Kconfig does not offer (images/patches/). The patched tree is a hard-linked
+ * shape upstream Kconfig does not offer (images/patches/), exactly (no fuzz). The patched tree is a hard-linked
  * copy of the source next to it (GNU patch writes a changed file anew, so the links of the
  * original stay untouched), made once per set of patches; its identity names the patches.
  */
@@ -205,11 +205,15 @@ export async function patchedSource<S extends KernelSource>(
     log(`# ${basename(source.tree)}: applying ${patches.map((p) => basename(p)).join(", ")}`);
     await execa("cp", ["-al", source.tree, partial]);
     for (const [i, p] of patches.entries()) {
-      const r = await execa("patch", ["-p1", "--forward", "--no-backup-if-mismatch", "-d", partial], {
-        input: texts[i],
-        reject: false,
-        all: true,
-      });
+      const r = await execa(
+        "patch",
+        ["-p1", "--forward", "--fuzz=0", "--no-backup-if-mismatch", "-d", partial],
+        {
+          input: texts[i],
+          reject: false,
+          all: true,
+        },
+      );
       if (r.exitCode !== 0) {
         await rm(partial, { recursive: true, force: true });
         throw new HarnessError(
