@@ -123,10 +123,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
             );
       }
     }
-    // Scenarios that kexec into a kernel variant last: their first run builds it.
-    const units = longestFirst(planUnits(work, opts.isolate === true), await loadUnitDurations()).sort(
-      (a, b) => Number(needsVariant(a)) - Number(needsVariant(b)),
-    );
+    const units = scheduleUnits(work, opts.isolate === true, await loadUnitDurations());
     await runPool(units, opts.jobs ?? 1, async (u) => {
       const attempt = repeat > 1 ? u.attempt + 1 : undefined;
       const started = performance.now();
@@ -261,8 +258,19 @@ async function prepareArch(
   };
 }
 
-function needsVariant(u: Unit): boolean {
-  return u.kind === "one" && u.scenario.nextKernel !== undefined;
+/**
+ * The order guests start in: longest first (longestFirst), except the scenarios that kexec into a
+ * kernel variant, which go last: their first run builds it, and no other verdict should wait.
+ */
+export function scheduleUnits(
+  work: readonly Work[],
+  isolate: boolean,
+  durations: Parameters<typeof longestFirst>[1],
+): Unit[] {
+  const needsVariant = (u: Unit) => u.kind === "one" && u.scenario.nextKernel !== undefined;
+  return longestFirst(planUnits(work, isolate), durations).sort(
+    (a, b) => Number(needsVariant(a)) - Number(needsVariant(b)),
+  );
 }
 
 /** Builds (or finds) a kernel variant from the same source and base as the harness's kernel. */

@@ -5,7 +5,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { describe, expect, it } from "vitest";
 import type { BootTiming } from "../../src/session/boot-timeline.js";
 import type { Guest } from "../../src/session/guest.js";
-import { planUnits } from "../../src/orchestrate/runner.js";
+import { planUnits, scheduleUnits } from "../../src/orchestrate/runner.js";
 import { sharedBoot, type PreparedArch } from "../../src/orchestrate/scenario-run.js";
 import { takeTurns } from "../../src/session/shared.js";
 import {
@@ -211,6 +211,29 @@ describe("which scenarios share a guest", () => {
       memoryMiB: DEFAULT_MEMORY_MIB,
       append: "hugepages=16 reserve_mem=2M:4096:rm trace_instance=rm@rm",
     });
+  });
+
+  it("NUMA guests are shared only at one node count; a scenario with a kernel variant runs alone, last", () => {
+    const numa = (id: string, numaNodes: number): Scenario => ({
+      ...scenario(id, true),
+      boot: { kho: true, numaNodes },
+    });
+    const variant: Scenario = { ...scenario("v", true), nextKernel: "max-order-9" };
+    const more = [numa("n1", 2), numa("n2", 2), numa("n4", 4), variant, scenario("z", false)].map((s, i) => ({
+      scenario: s,
+      prepared: x86,
+      attempt: 0,
+      order: 20 + i,
+      key: unitKey("x86_64", [s.id]),
+    }));
+    const units = scheduleUnits([...work, ...more], false, new Map());
+    expect(units.map(describeUnit)).toContain("shared-guest-2.x86_64: n1,n2");
+    expect(units.map(describeUnit)).toContain("n4.x86_64");
+    expect(units.map(describeUnit).at(-1)).toBe("v.x86_64");
+    expect(units.filter((u) => u.kind === "shared").flatMap((u) => u.members.map((m) => m.id))).not.toContain(
+      "v",
+    );
+    expect(sharedBoot([numa("n1", 2), numa("n2", 2)])).toMatchObject({ numaNodes: 2 });
   });
 
   it("--isolate: one guest each", () => {
