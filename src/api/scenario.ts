@@ -38,6 +38,9 @@ export interface Expectation {
   readonly consoleLines: readonly RegExp[];
 }
 
+/** A scenario's whole deadline unless it declares one: ten times what the longest takes here. */
+export const SCENARIO_DEADLINE_MS = 10 * 60_000;
+
 export interface Scenario {
   readonly id: string;
   readonly description: string;
@@ -64,6 +67,11 @@ export interface Scenario {
    * of its own.
    */
   readonly nextKernel?: KernelVariantName;
+  /**
+   * The whole run's deadline (steps, kexecs, checks; the boot has its own), before the timeout
+   * factor; default SCENARIO_DEADLINE_MS. A backstop: every wait inside has a deadline of its own.
+   */
+  readonly deadlineMs?: number;
   run(ctx: ScenarioContext): Promise<void>;
 }
 

@@ -17,6 +17,7 @@ import { trackProcess } from "../vm/reaper.js";
 import { withEntryLock, type HeldLock } from "../util/entry-lock.js";
 import { cacheKey, rememberedForFile, sha256, sha256File } from "../util/hash.js";
 import { formatDuration, heartbeat, type Logger } from "../util/log.js";
+import { scaled } from "../util/deadline.js";
 import {
   commitManifest,
   entryDir,
@@ -307,16 +308,24 @@ export function parseTimes(text: string): number {
   return parts.reduce((sum, m) => sum + Number(m[1]) * 60 + Number(m[2]), 0);
 }
 
+/**
+ * A make that prints nothing for this long (before the timeout factor) is stuck: a vmlinux link,
+ * the slowest silent step, takes about a minute here.
+ */
+export const BUILD_STALL_MS = 10 * 60_000;
+
 /** Runs make with the full output in the log file, a heartbeat line on the terminal, and the
  *  log's last lines as evidence when it fails. Each make runs under bash, whose `times` gives
- *  the CPU seconds of make and all its children. */
-function makeRunner(
+ *  the CPU seconds of make and all its children. A make silent for `stallMs` is killed (its
+ *  whole process group) and fails the build. */
+export function makeRunner(
   tree: string,
   buildDir: string,
   spec: ArchSpec,
   logPath: string,
   log: Logger,
   onGroup: (pid: number) => Promise<void>,
+  stallMs = scaled(BUILD_STALL_MS),
 ) {
   let objects = 0;
   let cpu = 0;
@@ -352,8 +361,23 @@ function makeRunner(
         // The group (negative pid) goes when this process exits, as QEMU does (vm/reaper.ts).
         const untrack = child.pid !== undefined ? trackProcess(-child.pid, "make") : () => false;
         if (child.pid !== undefined) await onGroup(child.pid);
+        let lastLine = performance.now();
+        let stalled = false;
+        const stallCheck = setInterval(
+          () => {
+            if (performance.now() - lastLine < stallMs || child.pid === undefined) return;
+            stalled = true;
+            try {
+              process.kill(-child.pid, "SIGKILL");
+            } catch {
+              // already gone
+            }
+          },
+          Math.min(10_000, stallMs / 4),
+        );
         const lines = createInterface({ input: child.all });
         lines.on("line", (line) => {
+          lastLine = performance.now();
           logFile.write(line + "\n");
           const m = OBJECT_LINE.exec(line);
           if (m) {
@@ -361,8 +385,18 @@ function makeRunner(
             last = m[2] ?? "";
           }
         });
-        const result = await child.finally(untrack);
+        const result = await child.finally(() => {
+          clearInterval(stallCheck);
+          untrack();
+        });
         await new Promise((resolve) => logFile.end(resolve));
+        if (stalled) {
+          const text = await readFile(logPath, "utf8");
+          throw new HarnessError(
+            `make ${label} for ${spec.name} printed nothing for ${formatDuration(stallMs)} and was stopped (a stuck build; scale the limit with --timeout-factor); full log: ${logPath}`,
+            text.trimEnd().split("\n").slice(-15),
+          );
+        }
         cpu += parseTimes(await readFile(timesFile, "utf8"));
         if (result.exitCode !== 0) {
           const text = await readFile(logPath, "utf8");

@@ -13,12 +13,14 @@ import type { KernelVariantName } from "../kernel/variants.js";
 import {
   activeExpectation,
   CAPABILITIES,
+  SCENARIO_DEADLINE_MS,
   type Expectation,
   type GuestBoot,
   type Scenario,
 } from "../api/scenario.js";
 import { KERNEL_NOT_DONE, type CheckRecord } from "../api/findings.js";
 import type { Logger } from "../util/log.js";
+import { scaled, TIMEOUT_FACTOR_ENV } from "../util/deadline.js";
 import { GuestFault } from "../vm/fault.js";
 import { DEFAULT_MEMORY_MIB } from "../vm/qemu.js";
 import type { generateKeys } from "../vm/keys.js";
@@ -183,7 +185,12 @@ export async function runOne(
       opts.log,
       scenario.boot.memoryMiB ?? DEFAULT_MEMORY_MIB,
     );
-    await scenario.run(ctx);
+    await within(
+      scenario.run(ctx),
+      scaled(scenario.deadlineMs ?? SCENARIO_DEADLINE_MS),
+      `${scenario.id} on ${arch}`,
+      guest,
+    );
     // Ends the scenario under the watchdog: a fault printed after the last step fails it too.
     await ctx.artifact(`dmesg-boot${guest.boot}.txt`, await guest.run("dmesg"));
     return finish(
@@ -243,6 +250,39 @@ function expect(expectation: Expectation | undefined, [verdict, reason, evidence
     ];
   }
   return [verdict, reason, evidence];
+}
+
+/** The backstop deadline of a whole scenario run (or turn on a shared guest) ran out. */
+export class ScenarioDeadline extends HarnessError {}
+
+/**
+ * `work`, unless `ms` (already scaled) passes first: then the guest is stopped (every wait inside
+ * ends) and the run is a ScenarioDeadline naming the deadline, with the console's last lines.
+ */
+export async function within<T>(work: Promise<T>, ms: number, what: string, guest: Guest): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      const evidence = guest.vm.console.lastLines(15);
+      void guest
+        .stop()
+        .finally(() =>
+          reject(
+            new ScenarioDeadline(
+              `${what} did not finish within ${Math.round(ms / 1000)}s, its whole deadline (scaled by --timeout-factor / ${TIMEOUT_FACTOR_ENV}); the guest was stopped`,
+              evidence,
+            ),
+          ),
+        );
+    }, ms);
+  });
+  // once the deadline has won, the work's own failure (the stopped guest) is no one's to report
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([work, expired]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 function classify(err: unknown, guest: Guest | undefined): Outcome {
@@ -356,6 +396,7 @@ export async function runShared(
   }
   const bootMs = Math.round(performance.now() - bootStart);
   const shared = guest;
+  const sharedDeadline = scaled(members.reduce((sum, m) => sum + (m.deadlineMs ?? SCENARIO_DEADLINE_MS), 0));
   const load = async () => void (await shared.run(`kho-agent ${LOAD_NEXT_KERNEL}`));
   try {
     return await takeTurns(shared, members.length, load, async (index, member): Promise<ScenarioResult> => {
@@ -375,7 +416,8 @@ export async function runShared(
       );
       let outcome: Outcome;
       try {
-        await m.run(ctx);
+        // a member's turn waits on the others: the backstop is all of theirs together
+        await within(m.run(ctx), sharedDeadline, `${m.id} on ${arch} (shared guest)`, shared);
         await ctx.artifact(`dmesg-boot${shared.boot}.txt`, await shared.run("dmesg"));
         outcome = ["pass", undefined, []];
       } catch (err) {

@@ -25,6 +25,8 @@ export const chainMemfd: Scenario = {
   id: "chain-memfd",
   description: `a 2 MiB memfd carried through N kexecs in a row (default ${DEFAULT_CHAIN_HOPS}, re-preserved at every hop): same bytes, same frames, exec count +1 per hop`,
   params: { hops: DEFAULT_CHAIN_HOPS },
+  // a kexec takes 3-6 s under TCG here: room for --chain 100
+  deadlineMs: 30 * 60_000,
   needs: ["kho", "luo", "luo-memfd"],
   boot: { kho: true },
   // Its first kexec is the shared guest's; the later hops follow once the others are done

@@ -22,7 +22,7 @@ import {
 import type { ScenarioContext } from "../api/context.js";
 import { expectThat } from "../api/findings.js";
 import { CheckFailed } from "../api/outcome.js";
-import type { Capability, GuestBoot, Scenario } from "../api/scenario.js";
+import { SCENARIO_DEADLINE_MS, type Capability, type GuestBoot, type Scenario } from "../api/scenario.js";
 import { luoFindings } from "../checks/handover.js";
 import {
   findMemfd,
@@ -314,6 +314,8 @@ export function memfdScenario(c: MemfdCase): Scenario {
     needs: c.needs ?? ["kho", "luo", "luo-memfd", ...(c.decodeMap ? (["kho-debugfs"] as const) : [])],
     boot: c.boot ?? { kho: true },
     shareable: true,
+    // two agent calls of the case's own deadline, and the rest
+    ...(c.deadlineMs ? { deadlineMs: SCENARIO_DEADLINE_MS + 2 * c.deadlineMs } : {}),
     async run(ctx) {
       const sessions = seeded(c.sessions);
       await c.prepare?.(ctx);

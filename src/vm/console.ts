@@ -5,6 +5,7 @@ import { appendFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import { classifyLine, GuestFault, type GuestFaultKind, type LineFaultKind } from "./fault.js";
+import { scaled } from "../util/deadline.js";
 
 export interface ConsoleLine {
   /** Position in the whole console stream, from 0; `mark()` returns the next one. */
@@ -301,7 +302,13 @@ export class GuestConsole {
     for (const w of pf.waiters.splice(0)) w(pf.excerpt);
   }
 
-  private open(opts: StepOptions, reject: (fault: GuestFault) => void): Step {
+  private open(given: StepOptions, reject: (fault: GuestFault) => void): Step {
+    // the deadlines as the timeout factor scales them (src/util/deadline.ts)
+    const opts: StepOptions = {
+      ...given,
+      ...(given.silenceMs !== undefined ? { silenceMs: scaled(given.silenceMs) } : {}),
+      ...(given.deadlineMs !== undefined ? { deadlineMs: scaled(given.deadlineMs) } : {}),
+    };
     let silence: NodeJS.Timeout | undefined;
     let deadline: NodeJS.Timeout | undefined;
     const step: Step = {

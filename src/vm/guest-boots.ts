@@ -2,6 +2,7 @@
 // harness knows which kernel answered, and a reconnect ignores the old kernel's sshd.
 import { setTimeout as sleep } from "node:timers/promises";
 import { connectSsh, SshFailure, type SshLink, type SshLogin, type SshTarget } from "./ssh.js";
+import { scaled } from "../util/deadline.js";
 
 export interface BootConnection {
   readonly link: SshLink;
@@ -27,7 +28,16 @@ export class GuestBoots {
    * Connects to whichever boot answers. `knownBootId` is the boot id the guest already told
    * (its console's ready line): it spares an SSH command, ~0.1-0.2 s under TCG.
    */
+  /** `deadlineMs` is scaled by the timeout factor (src/util/deadline.ts). */
   async connect(deadlineMs: number, knownBootId?: string, signal?: AbortSignal): Promise<BootConnection> {
+    return this.connectScaled(scaled(deadlineMs), knownBootId, signal);
+  }
+
+  private async connectScaled(
+    deadlineMs: number,
+    knownBootId?: string,
+    signal?: AbortSignal,
+  ): Promise<BootConnection> {
     const link = await connectSsh({ ...this.opts, deadlineMs, ...(signal ? { signal } : {}) });
     return this.record(link, knownBootId ?? (await link.bootId()));
   }
@@ -37,11 +47,12 @@ export class GuestBoots {
    * (the new boot's ready line was seen, so the old kernel is gone) the first link is the one,
    * unless the id is not new: then no kexec happened.
    */
-  async reconnect(deadlineMs: number, knownBootId?: string, signal?: AbortSignal): Promise<BootConnection> {
+  async reconnect(given: number, knownBootId?: string, signal?: AbortSignal): Promise<BootConnection> {
+    const deadlineMs = scaled(given);
     const end = Date.now() + deadlineMs;
     const previous = this.ids.at(-1);
     if (knownBootId !== undefined && knownBootId !== previous)
-      return this.connect(deadlineMs, knownBootId, signal);
+      return this.connectScaled(deadlineMs, knownBootId, signal);
     for (;;) {
       const remaining = end - Date.now();
       const link = await connectSsh({

@@ -3,6 +3,7 @@
 import { EventEmitter } from "node:events";
 import { connect, type Socket } from "node:net";
 import { setTimeout as sleep } from "node:timers/promises";
+import { scaled } from "../util/deadline.js";
 
 /** A command QEMU refused; `qmpClass` is QMP's error class (GenericError, CommandNotFound...). */
 export class QmpError extends Error {
@@ -81,7 +82,7 @@ export class QmpClient {
    * reads the greeting and enters command mode. `signal` stops the retries (e.g. QEMU exited).
    */
   static async connect(path: string, opts: { deadlineMs: number; signal?: AbortSignal }): Promise<QmpClient> {
-    const end = Date.now() + opts.deadlineMs;
+    const end = Date.now() + scaled(opts.deadlineMs);
     let socket: Socket;
     for (;;) {
       opts.signal?.throwIfAborted();
@@ -128,7 +129,8 @@ export class QmpClient {
   }
 
   /** The next event named `name` within `deadlineMs` (subscribe before causing it). */
-  waitEvent(name: string, deadlineMs: number): Promise<QmpEvent> {
+  waitEvent(name: string, given: number): Promise<QmpEvent> {
+    const deadlineMs = scaled(given);
     return new Promise<QmpEvent>((resolve, reject) => {
       const done = (fn: () => void) => {
         clearTimeout(timer);

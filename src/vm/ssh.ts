@@ -17,6 +17,7 @@ import ssh2 from "ssh2";
 import type { ClientChannel } from "ssh2";
 import { HarnessError } from "../errors.js";
 import { publicKeyBlob } from "./keys.js";
+import { scaled } from "../util/deadline.js";
 
 const { Client } = ssh2; // CommonJS module
 type Client = InstanceType<typeof Client>;
@@ -130,7 +131,8 @@ export class SshLink {
     return this.lostReason;
   }
 
-  exec(command: string, opts: ExecOptions): Promise<ExecResult> {
+  exec(command: string, given: ExecOptions): Promise<ExecResult> {
+    const opts = { ...given, deadlineMs: scaled(given.deadlineMs) };
     if (opts.signal?.aborted) return Promise.reject(new Error(`aborted before start: ${command}`));
     return new Promise<ExecResult>((resolve, reject) => {
       this.openChannel(command, reject, (ch, finish) => {
@@ -325,7 +327,8 @@ class LineStream implements ExecStream {
     this.ch.close();
   }
 
-  readLine(deadlineMs: number): Promise<string> {
+  readLine(given: number): Promise<string> {
+    const deadlineMs = scaled(given);
     return new Promise<string>((resolve, reject) => {
       const finish = (fn: () => void) => {
         clearTimeout(timer);

@@ -360,6 +360,50 @@ describe("a guest that hangs (x86_64)", () => {
   );
 });
 
+describe("a scenario past its whole deadline (x86_64)", () => {
+  it(
+    "is stopped at the deadline the timeout factor scales, as an error naming it, its guest gone",
+    { timeout: HOUR },
+    async () => {
+      const saved = process.env.KHO_TIMEOUT_FACTOR;
+      process.env.KHO_TIMEOUT_FACTOR = "0.5";
+      const seen: { pid?: number; stepMs?: number } = {};
+      const scenario: Scenario = {
+        id: "fault-deadline",
+        description: "a step that takes longer than the scenario may",
+        needs: [],
+        boot: { kho: true },
+        deadlineMs: 60_000,
+        async run(ctx) {
+          seen.pid = (ctx.guest as Guest).vm.pid;
+          const started = performance.now();
+          // the command's own deadline is far away: only the scenario's can end it
+          await ctx.guest.exec("echo working; sleep 600", 1_200_000).finally(() => {
+            seen.stepMs = performance.now() - started;
+          });
+        },
+      };
+      try {
+        const { result } = await runFault("x86_64", scenario);
+        show(result, 5);
+        expect(result.verdict).toBe("error");
+        expect(result.reason).toMatch(
+          /^fault-deadline on x86_64 did not finish within 30s, its whole deadline \(scaled by --timeout-factor \/ KHO_TIMEOUT_FACTOR\); the guest was stopped$/,
+        );
+        expect(result.evidence?.some((l) => l.includes("KHO-GUEST: ready"))).toBe(true);
+        // 60 s declared, 0.5 applied: 30 s after the boot (which has its own deadline)
+        expect(result.totalMs).toBeGreaterThanOrEqual(30_000);
+        expect(result.totalMs).toBeLessThan(45_000);
+        await until("QEMU gone", 5_000, () => (alive(seen.pid ?? -1) ? undefined : true));
+        note("scenario deadline (x86_64, 60 s x 0.5): run to error", result.totalMs);
+      } finally {
+        if (saved === undefined) delete process.env.KHO_TIMEOUT_FACTOR;
+        else process.env.KHO_TIMEOUT_FACTOR = saved;
+      }
+    },
+  );
+});
+
 describe("SSH that never comes up (x86_64)", () => {
   it("one sentence naming SSH, with the console tail", { timeout: HOUR }, async () => {
     const started = performance.now();
