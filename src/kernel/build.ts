@@ -10,6 +10,7 @@ import { execa } from "execa";
 import { archSpec, type ArchName, type ArchSpec } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import { requireTools } from "../host/tools.js";
+import { requireFreeSpace } from "../host/disk-space.js";
 import { findInPath } from "../util/find-in-path.js";
 import { cachePaths } from "../paths.js";
 import { writeFileAtomic } from "../util/build-slot.js";
@@ -170,6 +171,11 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
       `building the ${spec.name} kernel`,
     );
 
+    // a lean build directory is about 400 MiB, a defconfig one 2-3 GiB; the entry 20-60 MiB
+    await requireFreeSpace(
+      [{ path: cachePaths.builds(), mib: 3072, what: "the kernel build directory (O=) and its cache entry" }],
+      `building the ${spec.name} kernel`,
+    );
     const out = entryDir(key);
     await rm(out, { recursive: true, force: true });
     await mkdir(out, { recursive: true });

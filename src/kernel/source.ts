@@ -6,6 +6,7 @@ import { execa } from "execa";
 import { DEBIAN_UNSTABLE, PrivateApt } from "../debian/apt.js";
 import { HarnessError } from "../errors.js";
 import { requireTools } from "../host/tools.js";
+import { requireFreeSpace } from "../host/disk-space.js";
 import { cachePaths } from "../paths.js";
 import { sha256 } from "../util/hash.js";
 import { buildOnce } from "../util/entry-lock.js";
@@ -84,6 +85,11 @@ export async function debianKernelSource(
   const tree = join(cachePaths.sources(), `linux-source-${series}_${version}`);
   const unpacked = async () => ((await exists(join(tree, ".kho-unpacked"))) ? true : undefined);
   await buildOnce(`${tree}.lock`, `unpacking linux-source-${series}`, { log }, unpacked, async () => {
+    // the .deb is about 150 MiB, the unpacked tree 1.5 GiB
+    await requireFreeSpace(
+      [{ path: cachePaths.sources(), mib: 2048, what: "the kernel source" }],
+      `unpacking linux-source-${series}`,
+    );
     const [deb] = await apt.download([`linux-source-${series}`], join(apt.dir, "debs"));
     await unpackDebianSource(deb as string, series, tree, log);
     return true;

@@ -19,6 +19,8 @@ import { assertBootableKernel } from "../kernel/inspect.js";
 import { debianKernelSource, patchedSource } from "../kernel/source.js";
 import { KERNEL_VARIANTS, variantFiles, type KernelVariantName } from "../kernel/variants.js";
 import { chooseAccel } from "../host/kvm.js";
+import { requireFreeSpace } from "../host/disk-space.js";
+import { cacheRoot } from "../paths.js";
 import { kernelFeatures, type KernelFeature } from "../kernel/features.js";
 import type { GuestBoot, Scenario } from "../api/scenario.js";
 import { formatDuration, type Logger } from "../util/log.js";
@@ -83,6 +85,14 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
   const keys = generateKeys();
   const scratchDirs: string[] = [];
   const repeat = opts.repeat ?? 1;
+  await requireFreeSpace(
+    [
+      { path: cacheRoot(), mib: 512, what: "the cache (guest images, next-kernel disks, the test module)" },
+      { path: opts.outDir, mib: 256, what: "the run's folder (artifacts, console logs)" },
+      { path: tmpdir(), mib: 128, what: "the scratch folder (boot initrds)" },
+    ],
+    "a run",
+  );
   // Every (arch, scenario, attempt), attempt-major so a flake hunt sweeps the whole suite each time.
   const work: Work[] = [];
   const order = (arch: ArchName, scenario: Scenario, attempt: number) =>
@@ -124,13 +134,26 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
       }
     }
     const units = scheduleUnits(work, opts.isolate === true, await loadUnitDurations());
+    // Once a write failed for want of space, no more guests start: their artifacts would not fit.
+    let diskFull: string | undefined;
     await runPool(units, opts.jobs ?? 1, async (u) => {
       const attempt = repeat > 1 ? u.attempt + 1 : undefined;
       const started = performance.now();
-      const rs =
-        u.kind === "one"
+      const members = u.kind === "one" ? [u.scenario] : u.members;
+      const rs = diskFull
+        ? members.map((s): ScenarioResult => ({
+            id: s.id,
+            arch: u.prepared.summary.arch,
+            ...(attempt ? { attempt } : {}),
+            verdict: "notrun",
+            reason: `not run: the disk filled up earlier in this run (${diskFull ?? ""})`,
+            phaseMs: {},
+            totalMs: 0,
+          }))
+        : u.kind === "one"
           ? [await runOne(u.scenario, u.prepared, opts, attempt)]
           : await runShared(u.members, u.label, u.prepared, opts, attempt);
+      diskFull ??= rs.find((r) => r.diskFull)?.reason;
       rs.forEach((r, i) => record(r, u.kind === "one" ? u.order : (u.orders[i] ?? u.order)));
       // A unit that failed may have waited out a deadline: no measure of its next run.
       if (rs.every((r) => r.verdict !== "fail" && r.verdict !== "error"))

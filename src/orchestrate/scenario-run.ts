@@ -21,6 +21,7 @@ import {
 import { KERNEL_NOT_DONE, type CheckRecord } from "../api/findings.js";
 import type { Logger } from "../util/log.js";
 import { scaled, TIMEOUT_FACTOR_ENV } from "../util/deadline.js";
+import { diskFullMessage, isDiskFull } from "../host/disk-space.js";
 import { GuestFault } from "../vm/fault.js";
 import { DEFAULT_MEMORY_MIB } from "../vm/qemu.js";
 import type { generateKeys } from "../vm/keys.js";
@@ -191,6 +192,7 @@ export async function runOne(
       `${scenario.id} on ${arch}`,
       guest,
     );
+    if (guest.vm.console.logError) throw guest.vm.console.logError;
     // Ends the scenario under the watchdog: a fault printed after the last step fails it too.
     await ctx.artifact(`dmesg-boot${guest.boot}.txt`, await guest.run("dmesg"));
     return finish(
@@ -203,6 +205,8 @@ export async function runOne(
       artifactsDir,
     );
   } catch (err) {
+    if (isDiskFull(err))
+      return diskFullResult(base, await diskFullMessage(err), phaseMs, started, artifactsDir);
     return finish(
       base,
       ...expect(expectation, classify(err, guest)),
@@ -250,6 +254,26 @@ function expect(expectation: Expectation | undefined, [verdict, reason, evidence
     ];
   }
   return [verdict, reason, evidence];
+}
+
+/** A scenario whose artifacts could not be written: the run stops starting guests (runner.ts). */
+function diskFullResult(
+  base: { id: string; arch: ArchName; attempt?: number },
+  message: string,
+  phaseMs: Record<string, number>,
+  started: number,
+  artifactsDir: string,
+): ScenarioResult {
+  return {
+    ...base,
+    verdict: "error",
+    reason: message,
+    evidence: [],
+    phaseMs,
+    totalMs: Math.round(performance.now() - started),
+    diskFull: true,
+    artifactsDir,
+  };
 }
 
 /** The backstop deadline of a whole scenario run (or turn on a shared guest) ran out. */
@@ -421,6 +445,8 @@ export async function runShared(
         await ctx.artifact(`dmesg-boot${shared.boot}.txt`, await shared.run("dmesg"));
         outcome = ["pass", undefined, []];
       } catch (err) {
+        if (isDiskFull(err))
+          return diskFullResult(baseOf(m), await diskFullMessage(err), { boot: bootMs }, started, dir);
         outcome = classify(err, shared);
       }
       ctx.note(`on a guest shared with ${members.length - 1} other scenarios (console: ${consoleDir})`);

@@ -346,6 +346,7 @@ export const ScenarioResultSchema = z.object({
   facts: z.array(FactSchema).optional(),
   checks: z.array(CheckRecordSchema).optional(),
   artifactsDir: z.string().optional(),
+  diskFull: z.boolean().optional(),
   notRunBecause: z.object({ setupArch: z.string(), stage: z.string() }).optional(),
 });
 

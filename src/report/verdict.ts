@@ -43,6 +43,8 @@ export interface ScenarioResult {
   readonly checks?: readonly CheckRecord[];
   /** Where this scenario's artifacts are. */
   readonly artifactsDir?: string;
+  /** A write of this scenario's failed for want of space: the run stopped starting guests. */
+  readonly diskFull?: boolean;
   /** For `notrun`: the arch whose setup failure stopped it (RunReport.setupFailures). */
   readonly notRunBecause?: { readonly setupArch: string; readonly stage: string };
 }

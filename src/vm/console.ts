@@ -358,9 +358,20 @@ export class GuestConsole {
     this.stepTimers.delete(step);
   }
 
+  /**
+   * The first failed write of the per-boot logs (a full disk): they stop there, and whoever runs
+   * the guest reports it (QEMU writes console.log itself). Thrown from QEMU's output handler it
+   * would have been an uncaught exception.
+   */
+  logError: Error | undefined;
+
   private writeLogs(writes: Map<number, string>): void {
-    if (!this.opts.logDir) return;
-    for (const [boot, text] of writes) appendFileSync(join(this.opts.logDir, `boot-${boot}.log`), text);
+    if (!this.opts.logDir || this.logError) return;
+    try {
+      for (const [boot, text] of writes) appendFileSync(join(this.opts.logDir, `boot-${boot}.log`), text);
+    } catch (e) {
+      this.logError = e instanceof Error ? e : new Error(String(e));
+    }
   }
 }
 

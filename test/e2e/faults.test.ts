@@ -404,6 +404,109 @@ describe("a scenario past its whole deadline (x86_64)", () => {
   );
 });
 
+/** A tmpfs of `mib` MiB mounted on a fresh folder (root only), or why it cannot be had here. */
+async function smallDisk(mib: number): Promise<{ dir: string; unmount: () => Promise<void> } | string> {
+  const dir = await tempDir("kho-e2e-small-disk-");
+  const r = await execa("mount", ["-t", "tmpfs", "-o", `size=${mib}m`, "tmpfs", dir], {
+    reject: false,
+    all: true,
+  });
+  if (r.exitCode !== 0) return `cannot mount a tmpfs here: ${r.all ?? ""}`;
+  return { dir, unmount: async () => void (await execa("umount", ["-l", dir], { reject: false })) };
+}
+
+/** Why a tmpfs cannot be mounted here (not root, no mount in the container), or undefined. */
+const tmpfsProblem = await (async () => {
+  const disk = await smallDisk(1);
+  if (typeof disk === "string") return disk;
+  await disk.unmount();
+  return undefined;
+})();
+if (tmpfsProblem) console.log(`[faults] skipping the full-disk tests: ${tmpfsProblem}`);
+
+describe.skipIf(tmpfsProblem !== undefined)("a full disk", () => {
+  it("before the run: refused in one sentence naming the path and what is free, exit 2, nothing booted", async () => {
+    const disk = await smallDisk(16);
+    if (typeof disk === "string") throw new Error(disk);
+    try {
+      const r = await kho([
+        "run",
+        "--arch",
+        "x86_64",
+        "--scenario",
+        "memfd-basic",
+        "--out",
+        join(disk.dir, "out"),
+      ]);
+      expect(r.exitCode).toBe(2);
+      expect(r.all).toMatch(
+        new RegExp(
+          `^kho: only 1[0-6] MiB free for the run's folder \\(artifacts, console logs\\) at ${disk.dir}/out, a run needs 256 MiB there: free some space or point it elsewhere$`,
+          "m",
+        ),
+      );
+      expect(r.all).not.toMatch(STACK);
+      expect(r.all).not.toMatch(/Linux version|# memfd-basic/);
+    } finally {
+      await disk.unmount();
+    }
+  });
+
+  it(
+    "during the run: the scenario whose write failed is an error naming the path, no more guests start, QEMU gone",
+    { timeout: HOUR },
+    async () => {
+      const disk = await smallDisk(300);
+      if (typeof disk === "string") throw new Error(disk);
+      const seen: { pid?: number } = {};
+      const filler: Scenario = {
+        id: "fault-disk-full",
+        description: "fills the run's disk, then writes an artifact",
+        needs: [],
+        boot: { kho: true },
+        async run(ctx) {
+          seen.pid = (ctx.guest as Guest).vm.pid;
+          // what is left of the tmpfs, taken by another writer
+          await execa("sh", ["-c", `dd if=/dev/zero of=${disk.dir}/ballast bs=1M 2>/dev/null || true`]);
+          await ctx.artifact("after-the-disk-filled.txt", "x".repeat(1 << 20));
+        },
+      };
+      const next: Scenario = {
+        ...filler,
+        id: "fault-disk-next",
+        description: "never starts",
+        run: () => Promise.resolve(),
+      };
+      try {
+        await defaultKernel("x86_64");
+        const { results } = await runScenarios({
+          arches: ["x86_64"],
+          scenarios: [filler, next],
+          outDir: join(disk.dir, "out"),
+          log: stderrLogger,
+          onResult: () => undefined,
+        });
+        const [full, after] = results;
+        show(full as ScenarioResult, 3);
+        expect(full?.verdict).toBe("error");
+        expect(full?.diskFull).toBe(true);
+        expect(full?.reason).toMatch(
+          new RegExp(
+            `^no space left on the device writing ${disk.dir}/out/x86_64/fault-disk-full/after-the-disk-filled\\.txt \\(0 MiB free there now\\) \\(ENOSPC\\)$`,
+          ),
+        );
+        expect(after?.verdict).toBe("notrun");
+        expect(after?.reason).toMatch(
+          /^not run: the disk filled up earlier in this run \(no space left on the device writing /,
+        );
+        expect(alive(seen.pid ?? -1)).toBe(false);
+      } finally {
+        await disk.unmount();
+      }
+    },
+  );
+});
+
 describe("SSH that never comes up (x86_64)", () => {
   it("one sentence naming SSH, with the console tail", { timeout: HOUR }, async () => {
     const started = performance.now();
