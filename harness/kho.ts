@@ -20,7 +20,7 @@ const program = new Command("kho")
   )
   .hook("preAction", (root) => {
     try {
-      const given = (root.opts() as { timeoutFactor?: string }).timeoutFactor;
+      const given = root.opts<{ timeoutFactor?: string }>().timeoutFactor;
       // In the environment, so the harness's own children scale the same way.
       if (given !== undefined)
         process.env[TIMEOUT_FACTOR_ENV] = String(parseTimeoutFactor(given, "--timeout-factor"));

@@ -10,7 +10,7 @@ import {
   userKernelSource,
   type KernelSource,
 } from "../../src/kernel/source.js";
-import { isKernelVariant, KERNEL_VARIANTS, variantFiles } from "../../src/kernel/variants.js";
+import { kernelVariant, VARIANT_HELP, variantFiles } from "../../src/kernel/variants.js";
 import { formatDuration, stderrLogger } from "../../src/util/log.js";
 import { action, archOption, BASE_HELP, collect, intOption } from "../cli-support.js";
 import { registerInspect } from "./kernel-inspect.js";
@@ -43,16 +43,12 @@ export function registerKernel(program: Command): void {
     .option("--series <x.y>", `Debian linux-source series (default ${DEFAULT_SERIES})`)
     .option("--fragment <file>", "extra config fragment merged on top (repeatable)", collect, [])
     .option("--patch <file>", "a patch applied to the source first (-p1, repeatable)", collect, [])
-    .option("--variant <name>", `a named kernel variant: ${Object.keys(KERNEL_VARIANTS).join(", ")}`)
+    .option("--variant <name>", VARIANT_HELP)
     .option("--base <base>", BASE_HELP)
     .option("--jobs <n>", `parallel make jobs (default ${defaultJobs()})`, intOption)
     .action(
       action(async (opts: BuildOptions) => {
-        if (opts.variant !== undefined && !isKernelVariant(opts.variant))
-          throw new HarnessError(
-            `no kernel variant "${opts.variant}" (there are: ${Object.keys(KERNEL_VARIANTS).join(", ")})`,
-          );
-        const variant = opts.variant ? variantFiles(KERNEL_VARIANTS[opts.variant]) : undefined;
+        const variant = opts.variant ? variantFiles(kernelVariant(opts.variant)) : undefined;
         const source = await patchedSource(
           await resolveSource(opts),
           [...(variant?.patches ?? []), ...opts.patch],

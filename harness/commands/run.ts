@@ -14,6 +14,8 @@ import type { Scenario } from "../../src/api/scenario.js";
 import { stderrLogger } from "../../src/util/log.js";
 import { action, archOption, BASE_HELP, collect, intOption } from "../cli-support.js";
 import { parseBase } from "../../src/kernel/build.js";
+import { kernelVariant, VARIANT_HELP } from "../../src/kernel/variants.js";
+import { timeoutFactor, TIMEOUT_FACTOR_ENV } from "../../src/util/deadline.js";
 
 interface BootOptions {
   arch: ArchName[];
@@ -24,6 +26,7 @@ interface BootOptions {
   out?: string;
   isolate?: boolean;
   base?: string;
+  variant?: string;
 }
 
 const JOBS_HELP = `guests running at once (default ${defaultGuestJobs()} here: one per core, 7 GiB of RAM each)`;
@@ -34,6 +37,7 @@ function bootOptions(cmd: Command): Command {
     .option("--kernel <file>", "boot this prebuilt image instead of building (one arch)")
     .option("--next-kernel <file>", "kexec into this image instead of the booted one")
     .option("--base <base>", BASE_HELP)
+    .option("--variant <name>", VARIANT_HELP)
     .option("--out <dir>", "artifacts folder (default out/runs/<time>)")
     .option("--jobs <n>", JOBS_HELP, intOption)
     .option("--repeat <n>", "run every scenario n times and count flakes (default 1)", intOption)
@@ -47,6 +51,16 @@ function bootOptions(cmd: Command): Command {
 function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promise<number> {
   if (opts.kernel && opts.arch.length !== 1) {
     throw new HarnessError("--kernel names one image: give its arch with --arch x86_64 or --arch arm64");
+  }
+  const variant = opts.variant === undefined ? undefined : kernelVariant(opts.variant);
+  if (variant && opts.kernel)
+    throw new HarnessError("--variant builds the harness's kernel: it excludes --kernel");
+  // A slower kernel's deadlines, on top of the user's factor (in the environment, for children too).
+  if (variant?.timeoutFactor) {
+    process.env[TIMEOUT_FACTOR_ENV] = String(timeoutFactor() * variant.timeoutFactor);
+    stderrLogger(
+      `# the ${variant.name} kernel runs slower: deadlines x${variant.timeoutFactor} (x${timeoutFactor()} in all)`,
+    );
   }
   return reportRun(
     scenarios.length * opts.arch.length * (opts.repeat ?? 1),
@@ -64,6 +78,7 @@ function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promis
         ...(opts.isolate ? { isolate: true } : {}),
         ...(opts.kernel ? { kernel: resolve(opts.kernel) } : {}),
         ...(opts.base ? { base: parseBase(opts.base) } : {}),
+        ...(variant ? { variant: variant.name } : {}),
         ...(opts.nextKernel ? { nextKernel: resolve(opts.nextKernel) } : {}),
       }),
   );

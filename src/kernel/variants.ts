@@ -3,6 +3,7 @@
 // can ask for one as the kernel it kexecs into (Scenario.nextKernel); `kho kernel build
 // --variant NAME` builds one by hand. Each is cached like any kernel (the patches are part of
 // the source identity, the fragments part of the key).
+import { HarnessError } from "../errors.js";
 import { imagesDir } from "../paths.js";
 
 export interface KernelVariant {
@@ -12,6 +13,8 @@ export interface KernelVariant {
   readonly patches: readonly string[];
   /** Under images/config/, merged over the default fragments and checked the same way. */
   readonly fragments: readonly string[];
+  /** How much slower a guest of it is under TCG here: its deadlines are scaled by this too. */
+  readonly timeoutFactor?: number;
 }
 
 export const KERNEL_VARIANTS = {
@@ -26,6 +29,14 @@ export const KERNEL_VARIANTS = {
     patches: ["max-order-prompt.patch"],
     fragments: ["max-order-9.config"],
   },
+  /** The kernel's bug detectors: KASAN, KFENCE, lockdep, DEBUG_LIST, UBSAN, DEBUG_OBJECTS. */
+  debug: {
+    name: "debug",
+    description: "KASAN, KFENCE, lockdep, DEBUG_LIST, UBSAN and DEBUG_OBJECTS on top of the default recipe",
+    patches: [],
+    fragments: ["debug.config"],
+    timeoutFactor: 3,
+  },
 } as const satisfies Record<string, KernelVariant>;
 
 export type KernelVariantName = keyof typeof KERNEL_VARIANTS;
@@ -33,6 +44,17 @@ export type KernelVariantName = keyof typeof KERNEL_VARIANTS;
 export function isKernelVariant(name: string): name is KernelVariantName {
   return Object.hasOwn(KERNEL_VARIANTS, name);
 }
+
+/** `--variant NAME`, or one sentence naming the variants there are. */
+export function kernelVariant(name: string): KernelVariant & { readonly name: KernelVariantName } {
+  if (!isKernelVariant(name))
+    throw new HarnessError(
+      `no kernel variant "${name}" (there are: ${Object.keys(KERNEL_VARIANTS).join(", ")})`,
+    );
+  return KERNEL_VARIANTS[name];
+}
+
+export const VARIANT_HELP = `build and boot a named variant of the harness's kernel: ${Object.keys(KERNEL_VARIANTS).join(", ")}`;
 
 /** The variant's files as paths. */
 export function variantFiles(v: KernelVariant): { patches: string[]; fragments: string[] } {

@@ -59,6 +59,8 @@ export interface RunOptions {
   readonly series?: string;
   /** What the harness's kernel is configured from (default: lean, Kconfig's defaults). */
   readonly base?: KernelBase;
+  /** Boot a variant of the harness's kernel (both boots), e.g. the debug one. */
+  readonly variant?: KernelVariantName;
   /** What the guest kexecs into (default: the kernel it booted). */
   readonly nextKernel?: string;
   /** Artifacts root of this run. */
@@ -218,9 +220,21 @@ async function prepareArch(
   const built: CachedKernel | undefined = opts.kernel
     ? undefined
     : await timed("kernel", async () => {
-        const source = await debianKernelSource(opts.series, opts.log);
-        return (await buildKernel({ arch, source, userFragments: [], base: opts.base, log: opts.log }))
-          .kernel;
+        const files = opts.variant ? variantFiles(KERNEL_VARIANTS[opts.variant]) : undefined;
+        const source = await patchedSource(
+          await debianKernelSource(opts.series, opts.log),
+          files?.patches ?? [],
+          opts.log,
+        );
+        return (
+          await buildKernel({
+            arch,
+            source,
+            userFragments: files?.fragments ?? [],
+            base: opts.base,
+            log: opts.log,
+          })
+        ).kernel;
       });
   const image = opts.kernel ?? built?.imagePath;
   if (!image) throw new HarnessError(`no kernel for ${arch}`);

@@ -4,7 +4,16 @@ import { HarnessError } from "../errors.js";
 
 /** Faults recognised in a console line. */
 export type LineFaultKind =
-  "panic" | "oops" | "bug" | "warning" | "bad-page" | "kho-failure" | "hung-task" | "stall";
+  | "panic"
+  | "oops"
+  | "bug"
+  | "warning"
+  | "bad-page"
+  | "kho-failure"
+  | "hung-task"
+  | "stall"
+  /** A report of the debug kernel's detectors: KASAN, KFENCE, lockdep, UBSAN, ODEBUG, DEBUG_LIST. */
+  | "debug-report";
 
 export type GuestFaultKind =
   | LineFaultKind
@@ -31,8 +40,12 @@ export const FAULT_PATTERNS: readonly { readonly kind: LineFaultKind; readonly r
     kind: "stall",
     re: /\brcu: INFO: \S+ (?:self-)?detected (?:expedited )?stalls?\b|\bsoft lockup - CPU#|\bhard LOCKUP\b/,
   },
+  {
+    kind: "debug-report",
+    re: /\bBUG: KASAN: |\bBUG: KFENCE: |\bUBSAN: |\bODEBUG: |WARNING: possible (?:circular locking dependency|recursive locking) detected|WARNING: inconsistent lock state|WARNING: suspicious RCU usage|BUG: sleeping function called from invalid context|\blist_(?:add|del) corruption/,
+  },
   { kind: "oops", re: /\bOops\b/ },
-  { kind: "bug", re: /\bBUG:|kernel BUG at|\bUBSAN: / },
+  { kind: "bug", re: /\bBUG:|kernel BUG at/ },
   { kind: "warning", re: /\bWARNING:/ },
   // KHO and LUO report failures in free text ("KHO: failed to ...", "test_kho: KHO restore failed").
   { kind: "kho-failure", re: /(?:kho|luo|liveupdate).*fail/i },
@@ -55,6 +68,7 @@ const SENTENCES: Record<GuestFaultKind, string> = {
   "kho-failure": "KHO/LUO reported a failure",
   "hung-task": "the guest kernel reported a hung task",
   stall: "the guest kernel reported a stalled CPU",
+  "debug-report": "the guest kernel's bug detectors reported a bug",
   silent: "the guest looks hung: its console went silent",
   hung: "the guest hung: SSH stopped answering",
   timeout: "the guest did not get there in time",

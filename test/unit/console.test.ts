@@ -46,6 +46,25 @@ const FAULT_LINES: [GuestFaultKind, string][] = [
   ["stall", "[   25.931322] rcu: INFO: rcu_preempt detected expedited stalls on CPUs/tasks: {"],
   ["stall", "[   48.000000] watchdog: BUG: soft lockup - CPU#0 stuck for 22s! [ksoftirqd/0:14]"],
   ["stall", "[   48.000000] Watchdog detected hard LOCKUP on cpu 1"],
+  // the debug variant's detectors, as their report headers read (mm/kasan/report.c, mm/kfence,
+  // lib/ubsan.c, kernel/locking/lockdep.c, lib/debugobjects.c, lib/list_debug.c)
+  ["debug-report", "[   7.1] BUG: KASAN: slab-use-after-free in luo_file_finish+0x64/0x1a0"],
+  ["debug-report", "[   7.1] BUG: KFENCE: use-after-free read in luo_session_release+0x30/0x90"],
+  ["debug-report", "[   7.1] UBSAN: array-index-out-of-bounds in kernel/liveupdate/luo_session.c:210:14"],
+  ["debug-report", "[   7.1] WARNING: possible circular locking dependency detected"],
+  ["debug-report", "[   7.1] WARNING: possible recursive locking detected"],
+  ["debug-report", "[   7.1] WARNING: inconsistent lock state"],
+  ["debug-report", "[   7.1] WARNING: suspicious RCU usage"],
+  ["debug-report", "[   7.1] BUG: sleeping function called from invalid context at mm/slub.c:4000"],
+  [
+    "debug-report",
+    "[   7.1] ODEBUG: free active (active state 0) object: 00000000a1b2c3d4 object type: timer_list",
+  ],
+  [
+    "debug-report",
+    "[   7.1] list_add corruption. prev->next should be next (ffff888003a1b2c8), but was 0000000000000000.",
+  ],
+  ["debug-report", "[   7.1] list_del corruption, ffff888003a1b2c8->next is LIST_POISON1 (dead000000000100)"],
 ];
 
 function feedLines(c: GuestConsole, lines: readonly string[]): void {
