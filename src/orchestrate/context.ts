@@ -95,7 +95,10 @@ export class RunContext implements ScenarioContext {
   async artifact(name: string, data: string | Uint8Array): Promise<string> {
     await mkdir(this.artifactsDir, { recursive: true });
     const path = join(this.artifactsDir, name);
-    await writeFile(path, data);
+    // a failed write names no path of its own: the disk-full sentence needs it
+    await writeFile(path, data).catch((e: unknown) => {
+      throw Object.assign(e instanceof Error ? e : new Error(String(e)), { path });
+    });
     return path;
   }
 

@@ -287,17 +287,14 @@ export async function within<T>(work: Promise<T>, ms: number, what: string, gues
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      const evidence = guest.vm.console.lastLines(15);
-      void guest
-        .stop()
-        .finally(() =>
-          reject(
-            new ScenarioDeadline(
-              `${what} did not finish within ${Math.round(ms / 1000)}s, its whole deadline (scaled by --timeout-factor / ${TIMEOUT_FACTOR_ENV}); the guest was stopped`,
-              evidence,
-            ),
-          ),
-        );
+      // Rejected first, so the work's failure when the guest goes cannot win the race.
+      reject(
+        new ScenarioDeadline(
+          `${what} did not finish within ${Math.round(ms / 1000)}s, its whole deadline (scaled by --timeout-factor / ${TIMEOUT_FACTOR_ENV}); the guest was stopped`,
+          guest.vm.console.lastLines(15),
+        ),
+      );
+      void guest.stop();
     }, ms);
   });
   // once the deadline has won, the work's own failure (the stopped guest) is no one's to report

@@ -425,7 +425,7 @@ const tmpfsProblem = await (async () => {
 if (tmpfsProblem) console.log(`[faults] skipping the full-disk tests: ${tmpfsProblem}`);
 
 describe.skipIf(tmpfsProblem !== undefined)("a full disk", () => {
-  it("before the run: refused in one sentence naming the path and what is free, exit 2, nothing booted", async () => {
+  it("before the run: refused in one sentence naming the path and what is free, exit 1, nothing booted", async () => {
     const disk = await smallDisk(16);
     if (typeof disk === "string") throw new Error(disk);
     try {
@@ -438,7 +438,7 @@ describe.skipIf(tmpfsProblem !== undefined)("a full disk", () => {
         "--out",
         join(disk.dir, "out"),
       ]);
-      expect(r.exitCode).toBe(2);
+      expect(r.exitCode).toBe(1);
       expect(r.all).toMatch(
         new RegExp(
           `^kho: only 1[0-6] MiB free for the run's folder \\(artifacts, console logs\\) at ${disk.dir}/out, a run needs 256 MiB there: free some space or point it elsewhere$`,
