@@ -39,6 +39,8 @@
 #include <linux/mutex.h>
 #include <linux/overflow.h>
 #include <linux/platform_device.h>
+#include <linux/reboot.h>
+#include <linux/delay.h>
 #include <linux/scatterlist.h>
 #include <linux/sched.h>
 #include <linux/seq_buf.h>
@@ -933,12 +935,59 @@ static void khoh_cmd_reset(void)
 	khoh_nr_entries = 0;
 }
 
+/*
+ * "fault-at-kexec panic|hang": a fault of the old kernel's own at the kexec, for the harness's
+ * fault tests. A reboot notifier runs in kernel_kexec() (kernel_restart_prepare()), after
+ * userspace asked for the reboot and before the new kernel starts: "panic" panics there, "hang"
+ * sleeps forever without a word (the reboot path never ends, the console goes silent).
+ */
+static enum { KHOH_FAULT_NONE, KHOH_FAULT_PANIC, KHOH_FAULT_HANG } khoh_fault;
+
+static int khoh_reboot_notify(struct notifier_block *nb, unsigned long action,
+			      void *data)
+{
+	if (khoh_fault == KHOH_FAULT_PANIC)
+		panic("kho_harness: fault-at-kexec panic, as asked");
+	if (khoh_fault == KHOH_FAULT_HANG) {
+		pr_info("fault-at-kexec hang, as asked: the reboot stops here\n");
+		for (;;)
+			msleep(1000);
+	}
+	return NOTIFY_DONE;
+}
+
+static struct notifier_block khoh_reboot_nb = {
+	.notifier_call = khoh_reboot_notify,
+};
+static bool khoh_reboot_registered;
+
+static int khoh_cmd_fault(char *what)
+{
+	what = strim(what);
+	if (!strcmp(what, "panic"))
+		khoh_fault = KHOH_FAULT_PANIC;
+	else if (!strcmp(what, "hang"))
+		khoh_fault = KHOH_FAULT_HANG;
+	else
+		return -EINVAL;
+	if (!khoh_reboot_registered) {
+		int err = register_reboot_notifier(&khoh_reboot_nb);
+
+		if (err)
+			return err;
+		khoh_reboot_registered = true;
+	}
+	return 0;
+}
+
 static int khoh_exec(char *line)
 {
 	char *verb = strsep(&line, " \t");
 
 	if (!strcmp(verb, "preserve"))
 		return khoh_cmd_preserve(line ? line : "");
+	if (!strcmp(verb, "fault-at-kexec"))
+		return khoh_cmd_fault(line ? line : "");
 	if (line && *skip_spaces(line))
 		return -EINVAL;
 	if (!strcmp(verb, "commit"))
@@ -1374,6 +1423,8 @@ static int __init khoh_init(void)
 
 static void __exit khoh_exit(void)
 {
+	if (khoh_reboot_registered)
+		unregister_reboot_notifier(&khoh_reboot_nb);
 	debugfs_remove(khoh_dir);
 	mutex_lock(&khoh_lock);
 	khoh_cmd_reset();

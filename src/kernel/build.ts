@@ -143,9 +143,14 @@ export async function buildKernel(req: BuildRequest): Promise<BuildResult> {
       `no cached ${spec.name} kernel for ${req.source.identity} (${found.state === "corrupt" ? `entry ${key} is corrupt` : `key ${key}`}): build it with kho kernel build --arch ${spec.name}${req.source.kind === "debian" ? ` --series ${req.source.series}` : ` --src ${req.source.tree}`}${base.kind === "lean" ? "" : ` --base ${baseWord(base)}`}`,
     );
   }
-  // The O= directory is per tree and arch, so one lock per build directory: two processes
-  // building different recipes of one tree would also clash in it.
-  const buildDir = join(cachePaths.builds(), `${spec.name}-${sha256(req.source.tree).slice(0, 12)}`);
+  // The O= directory is per tree, arch and recipe (base, fragments, compiler): a new version of
+  // the tree rebuilds incrementally, and another recipe of it (a variant, a user's fragment)
+  // never reconfigures the directory a cached kernel's test module is built against
+  // (kmod-build.ts checks that it still holds that kernel's build). One lock per directory.
+  const buildDir = join(
+    cachePaths.builds(),
+    `${spec.name}-${sha256(req.source.tree).slice(0, 12)}-${cacheKey(recipe).slice(0, 8)}`,
+  );
   return withEntryLock(`${buildDir}.lock`, `building the ${spec.name} kernel`, { log }, async (lock) => {
     // Another process may have built it while this one waited for the lock.
     const now = await lookupKernel(key);
