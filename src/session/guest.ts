@@ -10,7 +10,7 @@ import type { Logger } from "../util/log.js";
 import { GuestFault } from "../vm/fault.js";
 import type { ConsoleLine, ConsoleMatch } from "../vm/console.js";
 import type { SshKeys } from "../vm/keys.js";
-import { DEFAULT_MEMORY_MIB, kvmErrors, launchVm, type Accel, type Vm } from "../vm/qemu.js";
+import { DEFAULT_MEMORY_MIB, describeExit, kvmErrors, launchVm, type Accel, type Vm } from "../vm/qemu.js";
 import { GuestBoots } from "../vm/guest-boots.js";
 import {
   KEEPALIVE_SILENCE_MS,
@@ -224,11 +224,29 @@ export class Guest implements GuestSession {
       ? droppedAt - KEEPALIVE_SILENCE_MS
       : started;
     const printed = this.vm.console.entriesSince(mark).filter((l) => l.at >= silentSince);
-    if (this.vm.exit || printed.length > 0) return err;
+    const exit = this.vm.exit;
+    // QEMU killed from outside (by a signal, not the guest's own reboot): that is what happened.
+    if (exit?.signal)
+      return new GuestFault({
+        kind: "qemu-exited",
+        step,
+        boot: this.vm.console.boot,
+        detail: describeExit(exit),
+        excerpt: [...err.evidence, ...this.vm.console.lastLines()],
+      });
+    if (exit || printed.length > 0) return err;
     const status = await this.vm.qmp.queryStatus().catch(() => undefined);
     const seconds = ((performance.now() - started) / 1000).toFixed(0);
     const command = /while running: (.*)$/s.exec(err.message)?.[1] ?? step;
     const why = this.current.closedReason ?? "connection lost";
+    // The guest's side closed the link (no unanswered keepalives) and the guest still runs: its
+    // sshd went away, not the guest.
+    if (!why.includes(KEEPALIVE_TIMEOUT) && status?.status === "running")
+      return new SshFailure(
+        "lost",
+        `${err.message} (the guest closed the connection ${seconds}s in: ${why}; QEMU alive, guest state running, the console silent)`,
+        [...err.evidence, ...this.vm.console.lastLines()],
+      );
     return new GuestFault({
       kind: "hung",
       step,

@@ -27,6 +27,8 @@ import { stderrLogger } from "../../src/util/log.js";
 import { GuestFault } from "../../src/vm/fault.js";
 import { launchVm } from "../../src/vm/qemu.js";
 import { defaultKernel, HOUR } from "./helpers.js";
+import { DEBUGFS, loadModule } from "../../src/scenarios/kmod-blocks.js";
+import { kexecWithAgent } from "../../src/scenarios/kexec-step.js";
 
 const ROOT = new URL("../..", import.meta.url).pathname;
 const FDT = join(ROOT, "test/fixtures/kho/arm64-memfd-basic-in.dtb");
@@ -269,6 +271,107 @@ describe.each(ARCH_NAMES)("a guest that panics (%s)", (arch) => {
       );
       expect(result.evidence?.length).toBeGreaterThan(5);
       note(`panic (${arch}): sysrq to reported fault`, seen.faultMs ?? NaN);
+    },
+  );
+});
+
+describe("faults of the old kernel at the kexec, and of the link and QEMU mid-scenario (x86_64)", () => {
+  /** A scenario that asks the test module to fault in the reboot path, then kexecs. */
+  const atKexec = (fault: "panic" | "hang"): Scenario => ({
+    id: `fault-kexec-${fault}`,
+    description: `the old kernel ${fault}s in a reboot notifier, inside the kexec`,
+    needs: ["kho"],
+    boot: { kho: true },
+    async run(ctx) {
+      await loadModule(ctx);
+      await ctx.guest.run(`echo fault-at-kexec ${fault} > ${DEBUGFS}/ctl`);
+      await kexecWithAgent(ctx);
+    },
+  });
+
+  it(
+    "a panic during the kexec: a fail naming the panic and the kexec step, with the console",
+    { timeout: HOUR },
+    async () => {
+      const { result } = await runFault("x86_64", atKexec("panic"));
+      show(result, 4);
+      expect(result.verdict, explain(result)).toBe("fail");
+      expect(result.reason).toMatch(
+        /^the guest kernel panicked \(during kexec, boot 1\): Kernel panic - not syncing: kho_harness: fault-at-kexec panic, as asked/,
+      );
+      expect(result.evidence?.length).toBeGreaterThan(3);
+    },
+  );
+
+  it(
+    "a silent hang during the kexec: the kexec step's silence limit (scaled) names it, with the last lines",
+    { timeout: HOUR },
+    async () => {
+      const saved = process.env.KHO_TIMEOUT_FACTOR;
+      process.env.KHO_TIMEOUT_FACTOR = "0.2";
+      try {
+        const { result } = await runFault("x86_64", atKexec("hang"));
+        show(result, 4);
+        expect(result.verdict, explain(result)).toBe("fail");
+        // 90 s x 0.2
+        expect(result.reason).toMatch(
+          /^the guest looks hung: its console went silent \(during kexec, boot 1\): no console output for 18s/,
+        );
+        expect(result.evidence?.some((l) => l.includes("fault-at-kexec hang, as asked"))).toBe(true);
+        expect(result.phaseMs.kexec).toBeLessThan(40_000);
+      } finally {
+        if (saved === undefined) delete process.env.KHO_TIMEOUT_FACTOR;
+        else process.env.KHO_TIMEOUT_FACTOR = saved;
+      }
+    },
+  );
+
+  it(
+    "the guest's sshd killed while a command runs: a fail naming the command, at once",
+    { timeout: HOUR },
+    async () => {
+      const scenario: Scenario = {
+        id: "fault-ssh-reset",
+        description: "dropbear is killed while a command runs over it",
+        needs: [],
+        boot: { kho: true },
+        async run(ctx) {
+          await ctx.guest.run("(sleep 1; kill -9 $(pidof dropbear)) >/dev/null 2>&1 &");
+          await ctx.guest.exec("sleep 30");
+        },
+      };
+      const { result } = await runFault("x86_64", scenario);
+      show(result, 4);
+      expect(result.verdict, explain(result)).toBe("fail");
+      expect(result.reason).toMatch(
+        /^SSH connection lost while running: sleep 30 \(the guest closed the connection \ds in: [^;]+; QEMU alive, guest state running, the console silent\)$/,
+      );
+      expect(result.totalMs).toBeLessThan(30_000);
+    },
+  );
+
+  it(
+    "QEMU killed with SIGKILL mid-scenario: a fail saying QEMU ended, at once",
+    { timeout: HOUR },
+    async () => {
+      const seen: { pid?: number } = {};
+      const scenario: Scenario = {
+        id: "fault-qemu-killed",
+        description: "QEMU is SIGKILLed while a command runs",
+        needs: [],
+        boot: { kho: true },
+        async run(ctx) {
+          seen.pid = (ctx.guest as Guest).vm.pid;
+          setTimeout(() => process.kill(seen.pid ?? -1, "SIGKILL"), 1_000);
+          await ctx.guest.exec("sleep 30");
+        },
+      };
+      const { result } = await runFault("x86_64", scenario);
+      show(result, 4);
+      expect(result.verdict, explain(result)).toBe("fail");
+      expect(result.reason).toMatch(/^QEMU exited \(during sleep, boot 1\): QEMU was killed by SIGKILL/);
+      expect(result.totalMs).toBeLessThan(30_000);
+      expect(alive(seen.pid ?? -1)).toBe(false);
     },
   );
 });
