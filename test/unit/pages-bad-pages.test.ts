@@ -2,6 +2,7 @@
 // own: the pfn of every DEBUG_VM report is matched against the blocks each scenario preserved.
 import { describe, expect, it } from "vitest";
 import { badPagesOf } from "../../src/scenarios/kmod-blocks.js";
+import { kernelLinesSinceModule } from "../../src/scenarios/max-order.js";
 
 /** `dmesg | grep -A4 'Bad page state'` as a 7.2.13 x86_64 guest printed it (pages-dma-order9). */
 const DMESG = `[    3.500370] BUG: Bad page state in process insmod  pfn:03401
@@ -36,5 +37,19 @@ describe("Bad page state reports by owner", () => {
 
   it("finds nothing in a clean dmesg", () => {
     expect(badPagesOf("", [dma], [dma])).toEqual([]);
+  });
+});
+
+describe("the next kernel's words about a block it refused (pages-next-max-order)", () => {
+  it("are KHO's lines after the module began restoring, not the boot's", () => {
+    const dmesg = [
+      "[    0.000000] Dentry cache hash table entries: 131072 (order: 8, 1048576 bytes, linear)",
+      "[    0.000000] KHO: found kexec handover data.",
+      "[    2.900000] kho_harness: loading out-of-tree module taints kernel.",
+      "[    2.910000] KHO: page at 0x41000000: order 10 exceeds MAX_PAGE_ORDER 9, not restored",
+      "[    2.920000] TCP: hash table entries: 512 (order: 1)",
+    ].join("\n");
+    expect(kernelLinesSinceModule(dmesg)).toEqual(dmesg.split("\n").slice(3));
+    expect(kernelLinesSinceModule(dmesg.split("\n").slice(0, 2).join("\n"))).toEqual([]);
   });
 });
