@@ -290,6 +290,9 @@ async function prepareArch(
     bootInitrd,
     nextDisk,
     variant,
+    ...(opts.variant && KERNEL_VARIANTS[opts.variant].append
+      ? { bootAppend: KERNEL_VARIANTS[opts.variant].append }
+      : {}),
     keys,
     features,
   };

@@ -55,6 +55,8 @@ export interface PreparedArch {
   readonly keys: ReturnType<typeof generateKeys>;
   /** Capabilities of the kernel's source that decide expected failures. */
   readonly features: ReadonlySet<KernelFeature>;
+  /** Kernel parameters every guest of this arch gets first (a variant's, e.g. kho_scratch=). */
+  readonly bootAppend?: string;
 }
 
 export interface RunWhere {
@@ -96,7 +98,9 @@ function startGuest(
     kernel: kernel.image,
     initrd: prepared.bootInitrd,
     nextDisk: variant?.disk ?? prepared.nextDisk,
-    boot,
+    boot: prepared.bootAppend
+      ? { ...boot, append: [prepared.bootAppend, boot.append ?? ""].join(" ").trim() }
+      : boot,
     accel,
     keys: prepared.keys,
     logDir,
