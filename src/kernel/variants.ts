@@ -15,8 +15,8 @@ export interface KernelVariant {
   readonly fragments: readonly string[];
   /** How much slower a guest of it is under TCG here: its deadlines are scaled by this too. */
   readonly timeoutFactor?: number;
-  /** Kernel parameters every guest booting it needs. */
-  readonly append?: string;
+  /** Kernel parameters every guest booting it needs, for its memory size. */
+  readonly append?: (memoryMiB: number) => string;
 }
 
 export type KernelVariantName = "max-order-9" | "debug";
@@ -42,9 +42,11 @@ export const KERNEL_VARIANTS: Readonly<Record<KernelVariantName, KernelVariant>>
     timeoutFactor: 3,
     // KHO sizes its scratch areas at 200% of the kernel's early reservations, which KASAN
     // makes too large for the guest: "KHO: Failed to reserve nid 0 scratch buffer" and KHO
-    // disabled on a 1 GiB (and a 6 GiB) guest. Fixed sizes instead: lowmem, global, per node;
-    // the next kernel's early allocations (its KASAN shadow among them) come from these.
-    append: "kho_scratch=32M,384M,32M",
+    // disabled on a 1 GiB (and a 6 GiB) guest. Sizes of the harness's instead (lowmem, global,
+    // per node): the next kernel's early allocations come from the scratch alone, its KASAN
+    // shadow (1/8 of RAM) and memmap (1/64) among them, so the global area grows with the guest
+    // (with 384 MiB a 6 GiB guest's next kernel died before its first console line).
+    append: (memoryMiB) => `kho_scratch=32M,${Math.ceil(memoryMiB / 8 + memoryMiB / 64 + 128)}M,32M`,
   },
 };
 

@@ -55,8 +55,8 @@ export interface PreparedArch {
   readonly keys: ReturnType<typeof generateKeys>;
   /** Capabilities of the kernel's source that decide expected failures. */
   readonly features: ReadonlySet<KernelFeature>;
-  /** Kernel parameters every guest of this arch gets first (a variant's, e.g. kho_scratch=). */
-  readonly bootAppend?: string;
+  /** Kernel parameters every guest of this arch gets first, for its memory (a variant's). */
+  readonly bootAppend?: (memoryMiB: number) => string;
 }
 
 export interface RunWhere {
@@ -99,7 +99,12 @@ function startGuest(
     initrd: prepared.bootInitrd,
     nextDisk: variant?.disk ?? prepared.nextDisk,
     boot: prepared.bootAppend
-      ? { ...boot, append: [prepared.bootAppend, boot.append ?? ""].join(" ").trim() }
+      ? {
+          ...boot,
+          append: [prepared.bootAppend(boot.memoryMiB ?? DEFAULT_MEMORY_MIB), boot.append ?? ""]
+            .join(" ")
+            .trim(),
+        }
       : boot,
     accel,
     keys: prepared.keys,
