@@ -307,9 +307,7 @@ describe("faults of the old kernel at the kexec, and of the link and QEMU mid-sc
     "a silent hang during the kexec: the kexec step's silence limit (scaled) names it, with the last lines",
     { timeout: HOUR },
     async () => {
-      const saved = process.env.KHO_TIMEOUT_FACTOR;
-      process.env.KHO_TIMEOUT_FACTOR = "0.2";
-      try {
+      await withTimeoutFactor("0.2", async () => {
         const { result } = await runFault("x86_64", atKexec("hang"));
         show(result, 4);
         expect(result.verdict, explain(result)).toBe("fail");
@@ -319,10 +317,7 @@ describe("faults of the old kernel at the kexec, and of the link and QEMU mid-sc
         );
         expect(result.evidence?.some((l) => l.includes("fault-at-kexec hang, as asked"))).toBe(true);
         expect(result.phaseMs.kexec).toBeLessThan(40_000);
-      } finally {
-        if (saved === undefined) delete process.env.KHO_TIMEOUT_FACTOR;
-        else process.env.KHO_TIMEOUT_FACTOR = saved;
-      }
+      });
     },
   );
 
@@ -468,8 +463,6 @@ describe("a scenario past its whole deadline (x86_64)", () => {
     "is stopped at the deadline the timeout factor scales, as an error naming it, its guest gone",
     { timeout: HOUR },
     async () => {
-      const saved = process.env.KHO_TIMEOUT_FACTOR;
-      process.env.KHO_TIMEOUT_FACTOR = "0.5";
       const seen: { pid?: number; stepMs?: number } = {};
       const scenario: Scenario = {
         id: "fault-deadline",
@@ -486,7 +479,7 @@ describe("a scenario past its whole deadline (x86_64)", () => {
           });
         },
       };
-      try {
+      await withTimeoutFactor("0.5", async () => {
         const { result } = await runFault("x86_64", scenario);
         show(result, 5);
         expect(result.verdict).toBe("error");
@@ -499,13 +492,22 @@ describe("a scenario past its whole deadline (x86_64)", () => {
         expect(result.totalMs).toBeLessThan(45_000);
         await until("QEMU gone", 5_000, () => (alive(seen.pid ?? -1) ? undefined : true));
         note("scenario deadline (x86_64, 60 s x 0.5): run to error", result.totalMs);
-      } finally {
-        if (saved === undefined) delete process.env.KHO_TIMEOUT_FACTOR;
-        else process.env.KHO_TIMEOUT_FACTOR = saved;
-      }
+      });
     },
   );
 });
+
+/** Runs `fn` with KHO_TIMEOUT_FACTOR set to `factor`, then puts back what was there. */
+async function withTimeoutFactor<T>(factor: string, fn: () => Promise<T>): Promise<T> {
+  const saved = process.env.KHO_TIMEOUT_FACTOR;
+  process.env.KHO_TIMEOUT_FACTOR = factor;
+  try {
+    return await fn();
+  } finally {
+    if (saved === undefined) delete process.env.KHO_TIMEOUT_FACTOR;
+    else process.env.KHO_TIMEOUT_FACTOR = saved;
+  }
+}
 
 /** A tmpfs of `mib` MiB mounted on a fresh folder (root only), or why it cannot be had here. */
 async function smallDisk(mib: number): Promise<{ dir: string; unmount: () => Promise<void> } | string> {
