@@ -234,19 +234,20 @@ export class Guest implements GuestSession {
         detail: describeExit(exit),
         excerpt: [...err.evidence, ...this.vm.console.lastLines()],
       });
-    if (exit || printed.length > 0) return err;
+    if (exit) return err;
     const status = await this.vm.qmp.queryStatus().catch(() => undefined);
     const seconds = ((performance.now() - started) / 1000).toFixed(0);
     const command = /while running: (.*)$/s.exec(err.message)?.[1] ?? step;
     const why = this.current.closedReason ?? "connection lost";
     // The guest's side closed the link (no unanswered keepalives) and the guest still runs: its
-    // sshd went away, not the guest.
+    // sshd went away, not the guest (whatever the console printed meanwhile).
     if (!why.includes(KEEPALIVE_TIMEOUT) && status?.status === "running")
       return new SshFailure(
         "lost",
-        `${err.message} (the guest closed the connection ${seconds}s in: ${why}; QEMU alive, guest state running, the console silent)`,
+        `${err.message} (the guest closed the connection ${seconds}s in: ${why}; QEMU alive, guest state running)`,
         [...err.evidence, ...this.vm.console.lastLines()],
       );
+    if (printed.length > 0) return err;
     return new GuestFault({
       kind: "hung",
       step,
