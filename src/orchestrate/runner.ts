@@ -219,23 +219,7 @@ async function prepareArch(
   // The harness's kernel (built or cached) also gives the headers the guest agent needs.
   const built: CachedKernel | undefined = opts.kernel
     ? undefined
-    : await timed("kernel", async () => {
-        const files = opts.variant ? variantFiles(KERNEL_VARIANTS[opts.variant]) : undefined;
-        const source = await patchedSource(
-          await debianKernelSource(opts.series, opts.log),
-          files?.patches ?? [],
-          opts.log,
-        );
-        return (
-          await buildKernel({
-            arch,
-            source,
-            userFragments: files?.fragments ?? [],
-            base: opts.base,
-            log: opts.log,
-          })
-        ).kernel;
-      });
+    : await timed("kernel", () => harnessKernel(arch, opts, opts.variant));
   const image = opts.kernel ?? built?.imagePath;
   if (!image) throw new HarnessError(`no kernel for ${arch}`);
   const report = await timed("inspect", () => assertBootableKernel(image, arch));
@@ -313,6 +297,28 @@ export function scheduleUnits(
   );
 }
 
+/** The harness's kernel (built or cached) from Debian's source, or a variant of it. */
+async function harnessKernel(
+  arch: ArchName,
+  opts: RunOptions,
+  variant: KernelVariantName | undefined,
+): Promise<CachedKernel> {
+  const files = variant ? variantFiles(KERNEL_VARIANTS[variant]) : undefined;
+  const source = await patchedSource(
+    await debianKernelSource(opts.series, opts.log),
+    files?.patches ?? [],
+    opts.log,
+  );
+  const built = await buildKernel({
+    arch,
+    source,
+    userFragments: files?.fragments ?? [],
+    base: opts.base,
+    log: opts.log,
+  });
+  return built.kernel;
+}
+
 /** Builds (or finds) a kernel variant from the same source and base as the harness's kernel. */
 async function prepareVariant(
   arch: ArchName,
@@ -325,19 +331,7 @@ async function prepareVariant(
     throw new HarnessError(
       `the ${name} variant is built from the harness's own kernel recipe, and this run boots a prebuilt --kernel`,
     );
-  const files = variantFiles(KERNEL_VARIANTS[name]);
-  const source = await patchedSource(
-    await debianKernelSource(opts.series, opts.log),
-    files.patches,
-    opts.log,
-  );
-  const { kernel } = await buildKernel({
-    arch,
-    source,
-    userFragments: files.fragments,
-    base: opts.base,
-    log: opts.log,
-  });
+  const kernel = await harnessKernel(arch, opts, name);
   const report = await assertBootableKernel(kernel.imagePath, arch);
   return {
     image: kernel.imagePath,
