@@ -62,6 +62,16 @@ module.exports = {
       },
     },
     {
+      name: "uapi-model-is-pure",
+      severity: "error",
+      comment:
+        "The LUO uAPI model (src/uapi) predicts answers from ops: it knows no guest, no runner, no scenario.",
+      from: { path: "^src/uapi/" },
+      to: {
+        path: "^src/(orchestrate|scenarios|session|vm|report|api|agent|checks|memory|image|kernel|host|bench)/",
+      },
+    },
+    {
       name: "session-below-scenarios",
       severity: "error",
       comment: "The guest session serves scenarios and the runner; it knows neither.",

@@ -24,6 +24,9 @@ struct agent_timings {
 };
 extern struct agent_timings g_ms;
 
+/* "kho-agent ops": LUO operations from stdin (ops.c). */
+int cmd_ops(int argc, char **argv);
+
 /* CLOCK_MONOTONIC in ms. */
 double now_ms(void);
 

@@ -531,6 +531,7 @@ static const char USAGE[] =
 	"       kho-agent kexec    --kernel PATH [--initrd PATH] [--cmdline STR|--reuse-cmdline] [--load-only]\n"
 	"       kho-agent kexec    --loaded   (reboot into the kernel --load-only loaded)\n"
 	"       kho-agent info\n"
+	"       kho-agent ops      (LUO operations from stdin, one a line: see ops.c)\n"
 	"memfd options: seed=N write mmap thp sparse=STRIDE truncate=SIZE pos=N seal=a+b fallocate\n"
 	"               rewrite=SEED probe-freeze hugetlb nohash noread try   (sizes take K/M/G suffixes)\n";
 
@@ -562,6 +563,8 @@ int main(int argc, char **argv)
 		return cmd_kexec(argc, argv);
 	if (!strcmp(argv[1], "info"))
 		return cmd_info(argc, argv);
+	if (!strcmp(argv[1], "ops"))
+		return cmd_ops(argc, argv);
 	g_command = "none";
-	usage_fail("unknown command \"%s\" (preserve, restore, kexec, info)", argv[1]);
+	usage_fail("unknown command \"%s\" (preserve, restore, kexec, info, ops)", argv[1]);
 }

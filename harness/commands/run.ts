@@ -10,6 +10,9 @@ import { withParams } from "../../src/api/scenario.js";
 import { SCENARIOS, selectScenarios } from "../../src/scenarios/index.js";
 import { SELFTEST_SCENARIOS, selectSelftests } from "../../src/scenarios/selftests.js";
 import { twoStageScenario } from "../../src/scenarios/two-stage.js";
+import { uapiModel, UAPI_MODEL_DEFAULTS } from "../../src/scenarios/uapi-model.js";
+import { PHASES } from "../../src/uapi/fuzz.js";
+import { PLANTS } from "../../src/uapi/model.js";
 import type { Scenario } from "../../src/api/scenario.js";
 import { stderrLogger } from "../../src/util/log.js";
 import { action, archOption, BASE_HELP, collect, intOption } from "../cli-support.js";
@@ -141,6 +144,68 @@ export function registerRun(program: Command): void {
     }),
   );
 
+  bootOptions(
+    program
+      .command("fuzz-uapi")
+      .description(
+        "model-based test of /dev/liveupdate: generated operation sequences, each answer checked against a model of the kernel's source; a mismatch is shrunk and printed with its replay flags",
+      )
+      .option("--runs <n>", `sequences in one kernel (default ${UAPI_MODEL_DEFAULTS.runs})`, intOption)
+      .option(
+        "--kexec-runs <n>",
+        `sequences that kexec once, checked in the next kernel (default ${UAPI_MODEL_DEFAULTS.kexecRuns})`,
+        intOption,
+      )
+      .option("--seed <n>", "fast-check's seed (default: a random one, printed first)", intOption)
+      .option("--phase <p>", `${PHASES.join(", ")} or both`, "both")
+      .option("--path <p>", "replay the counterexample at this fast-check path (printed with a failure)")
+      .option("--replay-path <r>", "fast-check's commands replay path (printed with a failure)")
+      .option(
+        "--max-commands <n>",
+        "commands per sequence at most (default: fast-check's medium size, about 40 ops)",
+        intOption,
+      )
+      .option(
+        "--plant <name>",
+        `a deliberate model error, to see a mismatch found and shrunk: ${PLANTS.join(", ")}`,
+      ),
+  ).action(
+    action(
+      (
+        opts: BootOptions & {
+          runs?: number;
+          kexecRuns?: number;
+          seed?: number;
+          phase: string;
+          path?: string;
+          replayPath?: string;
+          maxCommands?: number;
+          plant?: string;
+        },
+      ) => {
+        if (!["both", ...PHASES].includes(opts.phase))
+          throw new HarnessError(`--phase ${opts.phase}: give ${PHASES.join(", ")} or both`);
+        if (opts.plant !== undefined && !(PLANTS as readonly string[]).includes(opts.plant))
+          throw new HarnessError(`--plant ${opts.plant}: the plants are ${PLANTS.join(", ")}`);
+        if (opts.path && opts.phase === "both")
+          throw new HarnessError("--path replays one phase's counterexample: give its --phase too");
+        const seed = opts.seed ?? Math.floor(Math.random() * 0x7fffffff);
+        stderrLogger(`# fuzz-uapi seed ${seed}`);
+        const scenario = withParams(uapiModel, {
+          seed,
+          phase: opts.phase,
+          ...(opts.runs !== undefined ? { runs: opts.runs } : {}),
+          ...(opts.kexecRuns !== undefined ? { kexecRuns: opts.kexecRuns } : {}),
+          ...(opts.maxCommands !== undefined ? { maxCommands: opts.maxCommands } : {}),
+          ...(opts.path ? { path: opts.path } : {}),
+          ...(opts.replayPath ? { replayPath: opts.replayPath } : {}),
+          ...(opts.plant ? { plant: opts.plant } : {}),
+        });
+        return runAndReport([scenario], opts);
+      },
+    ),
+  );
+
   program
     .command("cross")
     .description(
@@ -179,7 +244,7 @@ export function registerRun(program: Command): void {
     .description("list the scenarios and selftests: id, what they need, what they check")
     .action(
       action(() => {
-        for (const s of [...SCENARIOS, ...SELFTEST_SCENARIOS]) {
+        for (const s of [...SCENARIOS, ...SELFTEST_SCENARIOS, uapiModel]) {
           process.stdout.write(`${s.id.padEnd(32)} needs ${s.needs.join(",").padEnd(30)} ${s.description}\n`);
         }
         return Promise.resolve(0);

@@ -59,7 +59,19 @@ export type Fact =
       readonly blocks: readonly NumaBlock[];
     }
   /** The largest buddy order (MAX_PAGE_ORDER) of the kernel before and after the kexec. */
-  | { readonly kind: "max-order"; readonly before: number; readonly after: number };
+  | { readonly kind: "max-order"; readonly before: number; readonly after: number }
+  /** A model-based run of /dev/liveupdate (src/uapi): what it covered, and its first mismatch. */
+  | {
+      readonly kind: "uapi-model";
+      readonly phase: string;
+      readonly seed: number;
+      readonly runs: number;
+      readonly ops: number;
+      readonly kexecs: number;
+      /** The minimal sequence's replay flags, when the kernel and the model disagreed. */
+      readonly replay?: string;
+      readonly minimalOps?: number;
+    };
 
 export interface NumaBlock {
   readonly kind: string;

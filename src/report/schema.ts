@@ -307,6 +307,16 @@ export const FactSchema = z.discriminatedUnion("kind", [
     ),
   }),
   z.object({ kind: z.literal("max-order"), before: count, after: count }),
+  z.object({
+    kind: z.literal("uapi-model"),
+    phase: z.string(),
+    seed: z.number().int(),
+    runs: count,
+    ops: count,
+    kexecs: count,
+    replay: z.string().optional(),
+    minimalOps: count.optional(),
+  }),
 ]);
 
 export const NotDoneReasonSchema = z.enum([
