@@ -15,6 +15,7 @@ import { findInPath } from "../util/find-in-path.js";
 import { cachePaths } from "../paths.js";
 import { writeFileAtomic } from "../util/build-slot.js";
 import { trackProcess } from "../vm/reaper.js";
+import { endProcessGroup } from "../util/process-group.js";
 import { withEntryLock, type HeldLock } from "../util/entry-lock.js";
 import { cacheKey, rememberedForFile, sha256, sha256File } from "../util/hash.js";
 import { formatDuration, heartbeat, type Logger } from "../util/log.js";
@@ -370,7 +371,7 @@ export function makeRunner(
           },
         );
         // The group (negative pid) goes when this process exits, as QEMU does (vm/reaper.ts).
-        const untrack = child.pid !== undefined ? trackProcess(-child.pid, "make") : () => false;
+        const untrack = child.pid !== undefined ? trackProcess(-child.pid, "make", "SIGTERM") : () => false;
         if (child.pid !== undefined) await onGroup(child.pid);
         let lastLine = performance.now();
         let stalled = false;
@@ -378,11 +379,7 @@ export function makeRunner(
           () => {
             if (performance.now() - lastLine < stallMs || child.pid === undefined) return;
             stalled = true;
-            try {
-              process.kill(-child.pid, "SIGKILL");
-            } catch {
-              // already gone
-            }
+            void endProcessGroup(child.pid);
           },
           Math.min(10_000, stallMs / 4),
         );

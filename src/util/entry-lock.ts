@@ -2,6 +2,7 @@
 // second terminal, must not build into the same cache entry or O= directory at once. The lock is
 // a file created with O_EXCL holding its owner's pid and that process's start time (so a reused
 // pid is not mistaken for the owner); a lock whose owner is gone is taken over, not waited on.
+import { endProcessGroup } from "./process-group.js";
 import { mkdir, open, readFile, rm } from "node:fs/promises";
 import { dirname } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
@@ -150,11 +151,7 @@ async function endGroups(groups: NonNullable<LockOwner["groups"]>, log: Logger, 
     const start = await processStart(g.pid);
     if (start === undefined || (g.start !== null && start !== null && start !== g.start)) continue;
     log(`# ${what}: ending process group ${g.pid} that the gone owner left running`);
-    try {
-      process.kill(-g.pid, "SIGKILL");
-    } catch {
-      /* already gone */
-    }
+    await endProcessGroup(g.pid);
     for (let i = 0; i < 50 && (await processStart(g.pid)) !== undefined; i++) await sleep(100);
   }
 }

@@ -2,26 +2,31 @@
 // exits, whatever the reason (normal exit, SIGINT/SIGTERM/SIGHUP, uncaught exception).
 // The kernel-level backstop for SIGKILL of the harness itself is PR_SET_PDEATHSIG (qemu.ts).
 
-const live = new Map<number, string>();
+const live = new Map<number, { name: string; signal: NodeJS.Signals }>();
 let installed = false;
 
-/** Registers a QEMU pid; returns the function that forgets it (call it once QEMU has exited). */
-export function trackProcess(pid: number, name: string): () => void {
+/**
+ * Registers a pid (a negative one: a process group); returns the function that forgets it (call
+ * it once the process has exited). QEMU gets SIGKILL. A make gets SIGTERM: GNU make then deletes
+ * the target it was writing, where a SIGKILL leaves it half-written (an empty generated
+ * sha256-core.S broke the next build of that tree at link time).
+ */
+export function trackProcess(pid: number, name: string, signal: NodeJS.Signals = "SIGKILL"): () => void {
   install();
-  live.set(pid, name);
+  live.set(pid, { name, signal });
   return () => live.delete(pid);
 }
 
-/** The pids still registered (for tests and diagnostics). */
+/** The pids still registered, by name (for tests and diagnostics). */
 export function liveProcesses(): ReadonlyMap<number, string> {
-  return live;
+  return new Map([...live].map(([pid, p]) => [pid, p.name]));
 }
 
 /** Synchronous: it must work inside `exit` handlers. */
 export function killAll(): void {
-  for (const pid of live.keys()) {
+  for (const [pid, { signal }] of live) {
     try {
-      process.kill(pid, "SIGKILL");
+      process.kill(pid, signal);
     } catch {
       // Already gone.
     }

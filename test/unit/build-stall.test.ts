@@ -1,7 +1,7 @@
 // The build's stall deadline: a make that prints nothing for the limit is killed with its whole
 // process group and fails in one sentence with the log's last lines; one that keeps printing
 // runs on. Real make and bash on a two-rule Makefile.
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +22,9 @@ beforeAll(async () => {
     [
       "silent:",
       "\t@echo starting; sleep 60 & echo $$! > $(O)/grandchild; sleep 60; echo never",
+      // a generated file written in two steps, as the kernel's perl-made sha256-core.S is
+      "half.S:",
+      "\t@echo writing; printf '' > $@; sleep 60; echo done > $@",
       "chatty:",
       "\t@for i in 1 2 3 4 5 6; do echo step $$i; sleep 0.5; done",
       "",
@@ -63,6 +66,21 @@ describe.skipIf(!findInPath("make"))("a build that stalls", () => {
     };
     for (let i = 0; i < 20 && running(); i++) await new Promise((r) => setTimeout(r, 100));
     expect(running()).toBe(false);
+  });
+
+  it("stops make so that it deletes the target it was writing (a SIGKILL left it empty, and the next build linked it)", async () => {
+    const make = makeRunner(
+      dir,
+      dir,
+      archSpec("x86_64"),
+      join(dir, "build3.log"),
+      quiet,
+      () => Promise.resolve(),
+      1_500,
+    );
+    const err = await make.run(["half.S"], "build").catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(HarnessError);
+    expect(existsSync(join(dir, "half.S"))).toBe(false);
   });
 
   it("lets a build that keeps printing run longer than the limit", async () => {
