@@ -22,11 +22,16 @@
  *   fork CHILD | kill CHILD           a child that holds every fd open now; SIGKILL and reap it
  *   reset                             kill every child, close every slot
  *   kexec                             reboot into the loaded kernel (no answer on success)
+ *   race_finish SESS TOKENS           a child retrieves while this process FINISHes
+ *   race_reboot DEV SESS PREFIX MIN   threads mutate LUO while this one reboots (kexec)
+ *   race_reboot_check DEV NAME PREFIX what of race_reboot came back, after the kexec
+ *   race_close ITER                   ioctls on a device or session fd closed under them
  * SIZE is exact (the struct's size), short (one byte less than the kernel's minimum), long0
  * (8 bytes more, zero) or longx (8 bytes more, not zero).
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -159,6 +164,446 @@ static void describe_fd(struct jw *w, int fd)
 static int do_ioctl(int fd, unsigned long cmd, union ioctl_buf *b)
 {
 	return ioctl(fd, cmd, b) < 0 ? errno : 0;
+}
+
+/* ---- races: each bounded, each answering counts the host checks (src/scenarios/luo-races.ts) ---- */
+
+#define RACE_BYTES 4096
+
+/* Whether fd holds the pattern of `seed` over RACE_BYTES. */
+static bool race_content_ok(int fd, uint64_t seed)
+{
+	uint8_t got[RACE_BYTES], want[RACE_BYTES];
+	if (pread(fd, got, sizeof(got), 0) != (ssize_t)sizeof(got))
+		return false;
+	pattern_fill(seed, 0, want, sizeof(want));
+	return !memcmp(got, want, sizeof(got));
+}
+
+static int race_memfd(uint64_t seed)
+{
+	uint8_t buf[RACE_BYTES];
+	int fd = memfd_create("kho-race", MFD_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	pattern_fill(seed, 0, buf, sizeof(buf));
+	if (pwrite(fd, buf, sizeof(buf), 0) != (ssize_t)sizeof(buf)) {
+		int err = errno;
+		close(fd);
+		return -(err ? err : EIO);
+	}
+	return fd;
+}
+
+static int race_preserve(int session_fd, int fd, uint64_t token)
+{
+	union ioctl_buf b;
+	memset(&b, 0, sizeof(b));
+	b.preserve.size = sizeof(b.preserve);
+	b.preserve.fd = fd;
+	b.preserve.token = token;
+	return do_ioctl(session_fd, LIVEUPDATE_SESSION_PRESERVE_FD, &b);
+}
+
+/* RETRIEVE_FD: the new fd, or -errno. */
+static int race_retrieve_fd(int session_fd, uint64_t token)
+{
+	union ioctl_buf b;
+	memset(&b, 0, sizeof(b));
+	b.retrieve_fd.size = sizeof(b.retrieve_fd);
+	b.retrieve_fd.fd = -1;
+	b.retrieve_fd.token = token;
+	int err = do_ioctl(session_fd, LIVEUPDATE_SESSION_RETRIEVE_FD, &b);
+	return err ? -err : b.retrieve_fd.fd;
+}
+
+/* CREATE_SESSION / RETRIEVE_SESSION of a C string: the fd, or -errno. */
+static int race_session(int dev_fd, unsigned long cmd, const char *name)
+{
+	union ioctl_buf b;
+	memset(&b, 0, sizeof(b));
+	b.create.size = sizeof(b.create);
+	b.create.fd = -1;
+	strncpy((char *)b.create.name, name, sizeof(b.create.name) - 1);
+	int err = do_ioctl(dev_fd, cmd, &b);
+	return err ? -err : b.create.fd;
+}
+
+static void jw_count(struct jw *w, const char *k, long v)
+{
+	jw_ki64(w, k, v);
+}
+
+/* Shared between the finisher and the retriever: a page both processes map. */
+struct race_finish_shared {
+	int ok, enoent, other, other_errno, bad_content, after_finish_ok, passes;
+	int finished;
+};
+
+/*
+ * race_finish SESS TOKENS: a child retrieves tokens 1..TOKENS (memfds of RACE_BYTES, seed =
+ * token) over and over while this process FINISHes the session once the child has one file.
+ * A retrieve that starts after FINISH returned must fail with ENOENT (luo_file_finish empties
+ * the session under its mutex); one before may get the file, whose contents must be intact.
+ */
+static int race_finish(struct jw *w, int session_fd, uint64_t tokens)
+{
+	struct race_finish_shared *sh = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (sh == MAP_FAILED)
+		return errno;
+	memset(sh, 0, sizeof(*sh));
+	fflush(stdout);
+	pid_t pid = fork();
+	if (pid < 0)
+		return errno;
+	if (pid == 0) {
+		for (int pass = 0; pass < 5000; pass++) {
+			int failed = 0;
+			for (uint64_t t = 1; t <= tokens; t++) {
+				bool after = __atomic_load_n(&sh->finished, __ATOMIC_SEQ_CST);
+				int fd = race_retrieve_fd(session_fd, t);
+				if (fd >= 0) {
+					__atomic_add_fetch(&sh->ok, 1, __ATOMIC_SEQ_CST);
+					if (after)
+						sh->after_finish_ok++;
+					if (!race_content_ok(fd, t))
+						sh->bad_content++;
+					close(fd);
+				} else if (fd == -ENOENT) {
+					sh->enoent++;
+					failed++;
+				} else {
+					sh->other++;
+					sh->other_errno = -fd;
+					failed++;
+				}
+			}
+			sh->passes = pass + 1;
+			if ((uint64_t)failed == tokens)
+				break;
+		}
+		_exit(0);
+	}
+	for (int i = 0; i < 100000 && !__atomic_load_n(&sh->ok, __ATOMIC_SEQ_CST); i++)
+		usleep(100);
+	union ioctl_buf b;
+	memset(&b, 0, sizeof(b));
+	b.finish.size = sizeof(b.finish);
+	int err = do_ioctl(session_fd, LIVEUPDATE_SESSION_FINISH, &b);
+	__atomic_store_n(&sh->finished, 1, __ATOMIC_SEQ_CST);
+	waitpid(pid, NULL, 0);
+	jw_key(w, "race");
+	jw_open(w, '{');
+	jw_count(w, "finish_errno", err);
+	jw_count(w, "ok", sh->ok);
+	jw_count(w, "enoent", sh->enoent);
+	jw_count(w, "other", sh->other);
+	jw_count(w, "other_errno", sh->other_errno);
+	jw_count(w, "bad_content", sh->bad_content);
+	jw_count(w, "after_finish_ok", sh->after_finish_ok);
+	jw_count(w, "passes", sh->passes);
+	jw_close(w, '}');
+	munmap(sh, 4096);
+	return 0;
+}
+
+struct race_reboot_state {
+	int dev_fd, session_fd;
+	char prefix[32];
+	int preserved, preserve_errno, sides, side_errno;
+};
+
+/* Preserves memfds (seed = token) into the session until an error or the reboot. */
+static void *race_reboot_preserver(void *arg)
+{
+	struct race_reboot_state *st = arg;
+	for (uint64_t token = 1;; token++) {
+		int fd = race_memfd(token);
+		if (fd < 0) {
+			st->preserve_errno = -fd;
+			return NULL;
+		}
+		int err = race_preserve(st->session_fd, fd, token);
+		close(fd);
+		if (err) {
+			st->preserve_errno = err;
+			return NULL;
+		}
+		__atomic_add_fetch(&st->preserved, 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+/* Creates sessions PREFIX-J, each with one memfd (token 1, seed 1000 + J), until the reboot. */
+static void *race_reboot_creator(void *arg)
+{
+	struct race_reboot_state *st = arg;
+	for (int j = 0;; j++) {
+		char name[64];
+		snprintf(name, sizeof(name), "%s-%d", st->prefix, j);
+		int s = race_session(st->dev_fd, LIVEUPDATE_IOCTL_CREATE_SESSION, name);
+		if (s < 0) {
+			st->side_errno = -s;
+			return NULL;
+		}
+		int fd = race_memfd(1000 + (uint64_t)j);
+		int err = fd < 0 ? -fd : race_preserve(s, fd, 1);
+		if (fd >= 0)
+			close(fd);
+		if (err) {
+			st->side_errno = err;
+			return NULL;
+		}
+		/* the session fd stays open: it is handed over */
+		__atomic_add_fetch(&st->sides, 1, __ATOMIC_SEQ_CST);
+	}
+}
+
+/*
+ * race_reboot DEV SESS PREFIX MIN: two threads mutate LUO (PRESERVE_FD into SESS; new sessions
+ * PREFIX-J with a memfd each) while this thread reboots into the loaded kernel once the first
+ * has preserved MIN files and the second made a session. Answers only if the reboot fails.
+ */
+static int race_reboot(struct jw *w, int dev_fd, int session_fd, const char *prefix, uint64_t min)
+{
+	static struct race_reboot_state st;
+	pthread_t a, c;
+	memset(&st, 0, sizeof(st));
+	st.dev_fd = dev_fd;
+	st.session_fd = session_fd;
+	snprintf(st.prefix, sizeof(st.prefix), "%s", prefix);
+	if (!background_load_done())
+		fail_background_load();
+	if (pthread_create(&a, NULL, race_reboot_preserver, &st) || pthread_create(&c, NULL, race_reboot_creator, &st))
+		return EAGAIN;
+	/* both threads under way: MIN files preserved and a side session made (or one of them failed) */
+	for (int i = 0; i < 600000 && !st.preserve_errno && !st.side_errno &&
+			((uint64_t)__atomic_load_n(&st.preserved, __ATOMIC_SEQ_CST) < min ||
+			 !__atomic_load_n(&st.sides, __ATOMIC_SEQ_CST));
+	     i++)
+		usleep(100);
+	fflush(stdout);
+	reboot_kexec();
+	int err = errno;
+	jw_key(w, "race");
+	jw_open(w, '{');
+	jw_count(w, "preserved", __atomic_load_n(&st.preserved, __ATOMIC_SEQ_CST));
+	jw_count(w, "preserve_errno", st.preserve_errno);
+	jw_count(w, "sides", __atomic_load_n(&st.sides, __ATOMIC_SEQ_CST));
+	jw_count(w, "side_errno", st.side_errno);
+	jw_close(w, '}');
+	return err;
+}
+
+/* Retrieves tokens 1.. of a retrieved session until LIMIT: how many, gaps, bad contents. */
+static void race_drain(int session_fd, uint64_t seed_base, uint64_t limit, long *files, long *gaps, long *bad,
+		       long *other)
+{
+	bool ended = false;
+	for (uint64_t t = 1; t <= limit; t++) {
+		int fd = race_retrieve_fd(session_fd, t);
+		if (fd >= 0) {
+			if (ended)
+				(*gaps)++;
+			(*files)++;
+			if (!race_content_ok(fd, seed_base ? seed_base : t))
+				(*bad)++;
+			close(fd);
+		} else if (fd == -ENOENT) {
+			ended = true;
+		} else {
+			(*other)++;
+		}
+	}
+}
+
+/*
+ * race_reboot_check DEV SESSNAME PREFIX: after the kexec, what came back of race_reboot: the
+ * session's files (tokens 1..n, no gaps, contents by seed = token) and the sessions PREFIX-J
+ * (J = 0..m-1 without gaps, each one memfd of seed 1000 + J, except that the last may be empty:
+ * the reboot can come between its CREATE_SESSION and its PRESERVE_FD).
+ */
+static int race_reboot_check(struct jw *w, int dev_fd, const char *name, const char *prefix)
+{
+	long files = 0, gaps = 0, bad = 0, other = 0, sides = 0, side_gaps = 0, side_files = 0;
+	long empty = 0, empty_not_last = 0; /* side sessions without their memfd */
+	int s = race_session(dev_fd, LIVEUPDATE_IOCTL_RETRIEVE_SESSION, name);
+	if (s < 0)
+		return -s;
+	race_drain(s, 0, 100000, &files, &gaps, &bad, &other);
+	close(s);
+	bool ended = false;
+	for (int j = 0; j < 100000; j++) {
+		char side[64];
+		snprintf(side, sizeof(side), "%s-%d", prefix, j);
+		int fd = race_session(dev_fd, LIVEUPDATE_IOCTL_RETRIEVE_SESSION, side);
+		if (fd < 0) {
+			if (fd != -ENOENT)
+				other++;
+			if (ended && j > 64)
+				break;
+			ended = true;
+			continue;
+		}
+		if (ended)
+			side_gaps++;
+		sides++;
+		long sf = 0;
+		race_drain(fd, 1000 + (uint64_t)j, 2, &sf, &gaps, &bad, &other);
+		side_files += sf;
+		if (empty && sf)
+			empty_not_last++; /* an empty session before a full one */
+		if (!sf)
+			empty++;
+		close(fd);
+	}
+	jw_key(w, "race");
+	jw_open(w, '{');
+	jw_count(w, "files", files);
+	jw_count(w, "gaps", gaps);
+	jw_count(w, "bad_content", bad);
+	jw_count(w, "other", other);
+	jw_count(w, "sides", sides);
+	jw_count(w, "side_files", side_files);
+	jw_count(w, "side_gaps", side_gaps);
+	jw_count(w, "side_empty", empty);
+	jw_count(w, "side_empty_not_last", empty_not_last);
+	jw_close(w, '}');
+	return 0;
+}
+
+struct race_close_state {
+	int fd; /* the device or session fd the main thread closes */
+	int dev_fd;
+	int iteration;
+	bool session; /* preserve into fd; else create sessions on it */
+	int ok, ebadf, other, other_errno;
+	int memfds[4096];
+	int nmemfds;
+};
+
+static void *race_close_worker(void *arg)
+{
+	struct race_close_state *st = arg;
+	for (int k = 0; k < 4096; k++) {
+		int err;
+		if (st->session) {
+			int fd = race_memfd((uint64_t)k);
+			if (fd < 0)
+				return NULL;
+			st->memfds[st->nmemfds++] = fd;
+			err = race_preserve(st->fd, fd, (uint64_t)k + 1);
+		} else {
+			char name[64];
+			snprintf(name, sizeof(name), "close-race-%d-%d", st->iteration, k);
+			int s = race_session(st->fd, LIVEUPDATE_IOCTL_CREATE_SESSION, name);
+			err = s < 0 ? -s : 0;
+			if (s >= 0)
+				close(s);
+		}
+		if (!err) {
+			__atomic_add_fetch(&st->ok, 1, __ATOMIC_SEQ_CST);
+		} else if (err == EBADF) {
+			st->ebadf++;
+			return NULL;
+		} else {
+			st->other++;
+			st->other_errno = err;
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+static int open_device_retrying(void)
+{
+	for (int i = 0; i < 1000; i++) {
+		int fd = open(LIVEUPDATE_DEV, O_RDWR | O_CLOEXEC);
+		if (fd >= 0 || errno != EBUSY)
+			return fd < 0 ? -errno : fd;
+		usleep(1000);
+	}
+	return -EBUSY;
+}
+
+/*
+ * race_close ITER: ITER times, a thread issues ioctls on /dev/liveupdate (CREATE_SESSION) and
+ * then on a session (PRESERVE_FD of new memfds) while this thread closes that fd under it. The
+ * ioctls may succeed or see EBADF, nothing else; the device opens again afterwards; and every
+ * memfd of a closed session is unfrozen (its release unpreserved all, even one preserved by
+ * an ioctl in flight at the close).
+ */
+static int race_close(struct jw *w, uint64_t iterations)
+{
+	static struct race_close_state st;
+	long ok = 0, ebadf = 0, other = 0, other_errno = 0, frozen = 0, reopen_errno = 0, memfds = 0;
+	for (uint64_t i = 0; i < iterations * 2; i++) {
+		pthread_t t;
+		bool session = i % 2;
+		int dev = open_device_retrying();
+		if (dev < 0) {
+			reopen_errno = -dev;
+			break;
+		}
+		memset(&st, 0, sizeof(st));
+		st.iteration = (int)i;
+		st.session = session;
+		st.dev_fd = dev;
+		st.fd = dev;
+		if (session) {
+			char name[64];
+			snprintf(name, sizeof(name), "close-race-s-%d", (int)i);
+			st.fd = race_session(dev, LIVEUPDATE_IOCTL_CREATE_SESSION, name);
+			if (st.fd < 0) {
+				other++;
+				other_errno = -st.fd;
+				close(dev);
+				break;
+			}
+		}
+		/* a high fd number: the worker's own new fds cannot take it over once it is closed */
+		int high = fcntl(st.fd, F_DUPFD_CLOEXEC, 900);
+		if (high < 0)
+			return errno;
+		close(st.fd);
+		if (!session)
+			st.dev_fd = dev = high;
+		st.fd = high;
+		if (pthread_create(&t, NULL, race_close_worker, &st))
+			return EAGAIN;
+		for (int k = 0; k < 100000 && __atomic_load_n(&st.ok, __ATOMIC_SEQ_CST) < 3; k++)
+			usleep(50);
+		close(st.fd);
+		pthread_join(t, NULL);
+		ok += st.ok;
+		ebadf += st.ebadf;
+		other += st.other;
+		if (st.other)
+			other_errno = st.other_errno;
+		for (int k = 0; k < st.nmemfds; k++) {
+			if (ftruncate(st.memfds[k], RACE_BYTES * 2))
+				frozen++;
+			close(st.memfds[k]);
+			memfds++;
+		}
+		if (session)
+			close(dev);
+	}
+	int last = open_device_retrying();
+	if (last < 0 && !reopen_errno)
+		reopen_errno = -last;
+	if (last >= 0)
+		close(last);
+	jw_key(w, "race");
+	jw_open(w, '{');
+	jw_count(w, "ok", ok);
+	jw_count(w, "ebadf", ebadf);
+	jw_count(w, "other", other);
+	jw_count(w, "other_errno", other_errno);
+	jw_count(w, "memfds", memfds);
+	jw_count(w, "frozen_after_close", frozen);
+	jw_count(w, "reopen_errno", reopen_errno);
+	jw_close(w, '}');
+	return 0;
 }
 
 /* Runs one op; returns 0 or an errno, and sets e->why for a line it cannot parse. */
@@ -399,6 +844,38 @@ static int run_op(struct jw *w, char **a, int n, struct op_error *e)
 		fflush(stdout);
 		reboot_kexec();
 		return errno;
+	}
+	if (!strcmp(a[0], "race_finish")) {
+		NEED(3);
+		SLOT(1, s);
+		if (!parse_u64(a[2], &v) || !v || v > 64) {
+			e->why = "bad token count";
+			return 0;
+		}
+		return race_finish(w, slot_fd(s), v);
+	}
+	if (!strcmp(a[0], "race_reboot")) {
+		NEED(5);
+		SLOT(1, s);
+		SLOT(2, t);
+		if (strlen(a[3]) > 24 || !parse_u64(a[4], &v)) {
+			e->why = "bad prefix or count";
+			return 0;
+		}
+		return race_reboot(w, slot_fd(s), slot_fd(t), a[3], v);
+	}
+	if (!strcmp(a[0], "race_reboot_check")) {
+		NEED(4);
+		SLOT(1, s);
+		return race_reboot_check(w, slot_fd(s), a[2], a[3]);
+	}
+	if (!strcmp(a[0], "race_close")) {
+		NEED(2);
+		if (!parse_u64(a[1], &v) || !v || v > 1000) {
+			e->why = "bad iteration count";
+			return 0;
+		}
+		return race_close(w, v);
 	}
 	e->why = "unknown op";
 	return 0;

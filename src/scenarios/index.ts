@@ -10,6 +10,7 @@ import { PAGE_SCENARIOS } from "./pages.js";
 import { testKho } from "./test-kho.js";
 import type { Scenario } from "../api/scenario.js";
 import { VARIANT_SCENARIOS } from "./variants.js";
+import { RACE_SCENARIOS } from "./luo-races.js";
 
 export const SCENARIOS: readonly Scenario[] = [
   testKho,
@@ -18,6 +19,7 @@ export const SCENARIOS: readonly Scenario[] = [
   noKho,
   ...PAGE_SCENARIOS,
   ...NUMA_SCENARIOS,
+  ...RACE_SCENARIOS,
   pagesNextMaxOrder,
   chainMemfd,
 ];

@@ -83,6 +83,8 @@ export async function kexecHeld(
   ctx: ScenarioContext,
   stream: ExecStream,
   step = "kexec",
+  /** The line that makes the holder reboot. */
+  trigger = "kexec",
 ): Promise<BootTiming> {
   // The agent answers only when the reboot fails. A kexec ends the stream by losing the link,
   // which SSH notices seconds after the new kernel is up: wait for the new kernel, not for that.
@@ -96,7 +98,7 @@ export async function kexecHeld(
   return ctx.phase("kexec", () =>
     ctx.guest.kexec(
       () => {
-        stream.writeLine("kexec");
+        stream.writeLine(trigger);
         return Promise.resolve();
       },
       step,

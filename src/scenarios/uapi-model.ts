@@ -3,21 +3,14 @@
 // stream (`kho-agent ops`); a kexec in a sequence goes through that stream, and a new one is
 // started in the next kernel. A mismatch fails the scenario with the minimal sequence and the
 // flags that replay it.
-import { AgentOkSchema } from "../agent/protocol.js";
 import type { ScenarioContext } from "../api/context.js";
-import { CheckFailed } from "../api/outcome.js";
 import type { Scenario } from "../api/scenario.js";
-import { LOAD_NEXT_KERNEL } from "../session/kexec.js";
 import { VALID_NAMES } from "../uapi/commands.js";
 import type { Step } from "../uapi/compare.js";
 import { fuzzUapi, replayFlags, PHASES, type OpsExecutor, type Phase } from "../uapi/fuzz.js";
 import { PLANTS, type Plant } from "../uapi/model.js";
-import { opLine, OpResultSchema, type Op, type OpResult } from "../uapi/ops.js";
-import { scaled } from "../util/deadline.js";
-import type { ExecStream } from "../vm/ssh.js";
-import { kexecHeld } from "./memfd-common.js";
-
-const LINE_DEADLINE_MS = 30_000;
+import { opLine, type Op, type OpResult } from "../uapi/ops.js";
+import { OpsStream } from "./ops-stream.js";
 
 /** Brings LUO back to nothing: no fds, no children, no session handed over by a kexec. */
 function resetLines(): string[] {
@@ -28,31 +21,17 @@ function resetLines(): string[] {
   return ["reset", "open 0", ...drain, "close 0"];
 }
 
-/** The guest as an OpsExecutor: one `kho-agent ops` stream per kernel. */
+/** The guest as an OpsExecutor: a reset, then the sequence, split at its kexecs. */
 class GuestOps implements OpsExecutor {
-  private stream: ExecStream | undefined;
+  private readonly ops: OpsStream;
   /** Every sequence with the guest's answers: an artifact, and golden vectors for the model's tests. */
   readonly recorded: { ops: Op[]; results: OpResult[] }[] = [];
-  constructor(private readonly ctx: ScenarioContext) {}
-
-  private async batch(lines: readonly string[]): Promise<OpResult[]> {
-    if (lines.length === 0) return [];
-    this.stream ??= await this.ctx.guest.stream("kho-agent ops");
-    const s = this.stream;
-    for (const l of lines) s.writeLine(l);
-    const out: OpResult[] = [];
-    for (const l of lines) {
-      const raw = await s.readLine(scaled(LINE_DEADLINE_MS));
-      const r = OpResultSchema.safeParse(JSON.parse(raw));
-      if (!r.success)
-        throw new CheckFailed(`kho-agent ops answered "${l}" with a line the protocol does not allow`, [raw]);
-      out.push(r.data);
-    }
-    return out;
+  constructor(ctx: ScenarioContext) {
+    this.ops = new OpsStream(ctx);
   }
 
   async run(steps: readonly Step[]): Promise<OpResult[]> {
-    const reset = await this.batch(resetLines());
+    const reset = await this.ops.batch(resetLines());
     const bad = reset.find((r, i) => r.bad_line || (i < 2 && !r.ok));
     if (bad) throw new Error(`resetting LUO before a sequence failed: ${JSON.stringify(bad)}`);
     const results: OpResult[] = [];
@@ -62,25 +41,18 @@ class GuestOps implements OpsExecutor {
         segment.push(op);
         continue;
       }
-      results.push(...(await this.batch(segment.map(opLine))));
+      results.push(...(await this.ops.batch(segment.map(opLine))));
       segment = [];
-      results.push(await this.kexec());
+      await this.ops.kexec();
+      results.push({ op: "kexec", ok: true });
     }
-    results.push(...(await this.batch(segment.map(opLine))));
+    results.push(...(await this.ops.batch(segment.map(opLine))));
     this.recorded.push({ ops: steps.map((s) => s.op), results });
     return results;
   }
 
-  private async kexec(): Promise<OpResult> {
-    const stream = this.stream ?? (await this.ctx.guest.stream("kho-agent ops"));
-    await this.ctx.agent(LOAD_NEXT_KERNEL, AgentOkSchema);
-    this.stream = undefined;
-    await kexecHeld(this.ctx, stream);
-    return { op: "kexec", ok: true };
-  }
-
   close(): void {
-    this.stream?.close();
+    this.ops.close();
   }
 }
 

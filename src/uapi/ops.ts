@@ -107,6 +107,8 @@ export const OpResultSchema = z
     file: OpFileSchema.optional(),
     name: z.string().optional(),
     describe_error: z.string().optional(),
+    /** What a race op counted (ops.c race_*). */
+    race: z.record(z.string(), z.number().int()).optional(),
     bad_line: z.string().optional(),
   })
   .strict();
