@@ -60,6 +60,8 @@ export type Fact =
     }
   /** The largest buddy order (MAX_PAGE_ORDER) of the kernel before and after the kexec. */
   | { readonly kind: "max-order"; readonly before: number; readonly after: number }
+  /** What a race scenario counted (src/scenarios/luo-races.ts): outcomes by kind. */
+  | { readonly kind: "race"; readonly race: string; readonly counts: Readonly<Record<string, number>> }
   /** A model-based run of /dev/liveupdate (src/uapi): what it covered, and its first mismatch. */
   | {
       readonly kind: "uapi-model";

@@ -89,6 +89,7 @@ const finishRetrieve: Scenario = {
       }
       ctx.note(
         `${SESSIONS} sessions x ${TOKENS} memfds: ${ok} retrieves got an intact file before FINISH, ${enoent} got ENOENT after it; none succeeded after FINISH returned`,
+        { kind: "race", race: "finish-retrieve", counts: { sessions: SESSIONS, ok, enoent } },
       );
     } finally {
       ops.close();
@@ -130,6 +131,7 @@ const preserveReboot: Scenario = {
       const c = counts(back);
       ctx.note(
         `${c("files")} memfds preserved while the reboot began came back intact with tokens 1..${c("files")}; ${c("sides")} sessions created meanwhile came back, ${c("side_empty") ? "the last one empty (rebooted between its create and its preserve)" : "each with its memfd"}`,
+        { kind: "race", race: "preserve-reboot", counts: back.race ?? {} },
       );
     } finally {
       ops.close();
@@ -158,6 +160,7 @@ const closeIoctl: Scenario = {
       const c = counts(r);
       ctx.note(
         `${2 * CLOSE_ITERATIONS} closes under running ioctls: ${c("ok")} ioctls succeeded, ${c("ebadf")} saw EBADF; ${c("memfds")} memfds of closed sessions all unfrozen; the device opened again`,
+        { kind: "race", race: "close-ioctl", counts: r.race ?? {} },
       );
     } finally {
       ops.close();

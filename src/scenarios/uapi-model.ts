@@ -116,6 +116,10 @@ export const uapiModel: Scenario = {
             ...(p.path ? { path: p.path } : {}),
             ...(p.replayPath ? { replayPath: p.replayPath } : {}),
             ...(plant ? { plant } : {}),
+            onSequence: (done, ops) => {
+              if (done % 50 === 0)
+                ctx.log(`# ${ctx.arch}: fuzz-uapi ${phase}: ${done} sequences, ${ops} ops`);
+            },
           }),
         );
         await ctx.artifact(

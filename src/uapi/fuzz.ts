@@ -29,6 +29,8 @@ export interface FuzzOptions {
   /** Commands per sequence at most (default: fast-check's "medium" size, ~40 ops a sequence). */
   readonly maxCommands?: number;
   readonly plant?: Plant;
+  /** Called after every sequence the executor ran (progress). */
+  readonly onSequence?: (done: number, ops: number) => void;
 }
 
 export interface FuzzFailure {
@@ -71,6 +73,7 @@ export function replayFlags(o: FuzzOutcome): string {
 export async function fuzzUapi(exec: OpsExecutor, opts: FuzzOptions): Promise<FuzzOutcome> {
   let ops = 0;
   let kexecs = 0;
+  let sequences = 0;
   let last: { steps: readonly Step[]; results: readonly OpResult[]; mismatch: Mismatch } | undefined;
   let harnessError: Error | undefined;
   const maxKexecs = opts.phase === "kexec" ? 1 : 0;
@@ -97,6 +100,7 @@ export async function fuzzUapi(exec: OpsExecutor, opts: FuzzOptions): Promise<Fu
     }
     ops += results.length;
     kexecs += rec.steps.filter((s) => s.op.op === "kexec").length;
+    opts.onSequence?.(++sequences, ops);
     const mismatch = firstMismatch(rec.steps, results);
     if (mismatch) {
       last = { steps: rec.steps, results, mismatch };

@@ -86,7 +86,29 @@ describe("withEntryLock", () => {
       }),
     );
     await withEntryLock(lock, "building C", { log: () => undefined, pollMs: 20 }, () => Promise.resolve());
+    // SIGTERM first: a make deletes the target it was writing (a SIGKILL leaves it half-written)
+    expect(await exited).toBe("SIGTERM");
+  });
+
+  it("kills a left-over group that ignores SIGTERM after the grace time", async () => {
+    const lock = join(dir, "c2.lock");
+    const orphan = spawn("sh", ["-c", "trap '' TERM; sleep 600"], { detached: true, stdio: "ignore" });
+    const exited = new Promise((resolve) => orphan.on("exit", (_code, signal) => resolve(signal)));
+    const gpid = orphan.pid as number;
+    await new Promise((r) => setTimeout(r, 200)); // the trap is set
+    await writeFile(
+      lock,
+      JSON.stringify({
+        pid: await deadPid(),
+        start: null,
+        what: "x",
+        groups: [{ pid: gpid, start: await processStart(gpid) }],
+      }),
+    );
+    const started = performance.now();
+    await withEntryLock(lock, "building C2", { log: () => undefined, pollMs: 20 }, () => Promise.resolve());
     expect(await exited).toBe("SIGKILL");
+    expect(performance.now() - started).toBeGreaterThanOrEqual(4_500);
   });
 
   it("waits for a holder in another process and sees its result (buildOnce)", async () => {
