@@ -35,8 +35,10 @@ export interface FuzzOptions {
 
 export interface FuzzFailure {
   readonly mismatch: Mismatch;
-  /** The minimal sequence, as the agent's lines with what each answered. */
+  /** The minimal sequence up to the mismatch, as the agent's lines with what each answered. */
   readonly sequence: readonly string[];
+  /** Its length (fast-check's shrunk sequence may go on past the mismatch, which the kernel's
+   *  answer there cannot depend on). */
   readonly ops: number;
   readonly path: string;
   readonly replayPath: string | undefined;
@@ -137,7 +139,8 @@ export async function fuzzUapi(exec: OpsExecutor, opts: FuzzOptions): Promise<Fu
     failure: {
       mismatch: last.mismatch,
       sequence: formatSequence(last.steps.slice(0, last.mismatch.step + 1), last.results),
-      ops: last.steps.length,
+      // an answer depends only on the ops before it: the prefix up to the mismatch reproduces it
+      ops: last.mismatch.step + 1,
       path: details.counterexamplePath ?? "",
       replayPath: replay ?? opts.replayPath,
       shrinks: details.numShrinks,

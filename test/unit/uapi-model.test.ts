@@ -81,6 +81,14 @@ describe("uapi model-based run", () => {
     expect(again.failure?.sequence).toEqual(f.sequence);
   });
 
+  it("shrinks the planted error to at most three ops whatever the seed", async () => {
+    for (let seed = 1; seed <= 12; seed++) {
+      const o = await fuzzUapi(modelKernel(), { phase: "basic", runs: 200, seed, plant: "empty-name-enoent" });
+      expect(o.failure?.ops, `seed ${seed}`).toBeLessThanOrEqual(3);
+      expect(o.failure?.sequence.length).toBe(o.failure?.ops);
+    }
+  });
+
   it("reports a harness error from the executor as an error, not a finding", async () => {
     const broken: OpsExecutor = { run: () => Promise.reject(new Error("the stream died")) };
     const o = await fuzzUapi(broken, { phase: "basic", runs: 5, seed: 1, maxCommands: 5 });
