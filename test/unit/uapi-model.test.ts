@@ -83,7 +83,12 @@ describe("uapi model-based run", () => {
 
   it("shrinks the planted error to at most three ops whatever the seed", async () => {
     for (let seed = 1; seed <= 12; seed++) {
-      const o = await fuzzUapi(modelKernel(), { phase: "basic", runs: 200, seed, plant: "empty-name-enoent" });
+      const o = await fuzzUapi(modelKernel(), {
+        phase: "basic",
+        runs: 200,
+        seed,
+        plant: "empty-name-enoent",
+      });
       expect(o.failure?.ops, `seed ${seed}`).toBeLessThanOrEqual(3);
       expect(o.failure?.sequence.length).toBe(o.failure?.ops);
     }
