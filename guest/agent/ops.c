@@ -17,7 +17,9 @@
  *   get_name SESS RESERVED SIZE       GET_NAME; the name is returned
  *   raw SLOT NR DIR                   an ioctl of type 0xBA, number NR, direction none|w|r
  *   memfd SLOT BYTES SEED             a memfd of BYTES filled with the agent's pattern
+ *   tmpfile SLOT BYTES SEED           an O_TMPFILE in /dev/shm (shmem, no link: LUO takes it)
  *   pipe SLOT | devnull SLOT          files that LUO has no handler for
+ *   shmfile SLOT                      a linked file in /dev/shm (shmem with a link: refused)
  *   grow SLOT                         ftruncate by one page
  *   fork CHILD | kill CHILD           a child that holds every fd open now; SIGKILL and reap it
  *   reset                             kill every child, close every slot
@@ -58,6 +60,7 @@
 #define MAX_WORDS 8
 
 static int g_slot[MAX_SLOTS];
+static bool g_linked[MAX_SLOTS]; /* /dev/shm/kho-ops-SLOT made by shmfile: unlinked at reset */
 static pid_t g_child[MAX_CHILDREN];
 
 /* The argument buffer: a struct, then room for the bytes past it that "long" sizes send. */
@@ -739,7 +742,7 @@ static int run_op(struct jw *w, char **a, int n, struct op_error *e)
 		unsigned long cmd = _IOC(dir, LIVEUPDATE_IOCTL_TYPE, (unsigned int)v, dir ? sizeof(b.create) : 0);
 		return do_ioctl(slot_fd(s), cmd, &b);
 	}
-	if (!strcmp(a[0], "memfd")) {
+	if (!strcmp(a[0], "memfd") || !strcmp(a[0], "tmpfile")) {
 		uint64_t seed;
 		NEED(4);
 		SLOT(1, s);
@@ -747,7 +750,8 @@ static int run_op(struct jw *w, char **a, int n, struct op_error *e)
 			e->why = "bad size or seed";
 			return 0;
 		}
-		int fd = memfd_create("kho-ops", MFD_CLOEXEC);
+		int fd = a[0][0] == 'm' ? memfd_create("kho-ops", MFD_CLOEXEC)
+					: open("/dev/shm", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 		if (fd < 0)
 			return errno;
 		uint8_t buf[4096];
@@ -772,6 +776,18 @@ static int run_op(struct jw *w, char **a, int n, struct op_error *e)
 			return errno;
 		close(p[1]);
 		set_slot(s, p[0]);
+		return 0;
+	}
+	if (!strcmp(a[0], "shmfile")) {
+		char path[64];
+		NEED(2);
+		SLOT(1, s);
+		snprintf(path, sizeof(path), "/dev/shm/kho-ops-%d", s);
+		int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		if (fd < 0)
+			return errno;
+		g_linked[s] = true;
+		set_slot(s, fd);
 		return 0;
 	}
 	if (!strcmp(a[0], "devnull")) {
@@ -833,8 +849,15 @@ static int run_op(struct jw *w, char **a, int n, struct op_error *e)
 				g_child[i] = 0;
 			}
 		}
-		for (int i = 0; i < MAX_SLOTS; i++)
+		for (int i = 0; i < MAX_SLOTS; i++) {
 			set_slot(i, -1);
+			if (g_linked[i]) {
+				char path[64];
+				snprintf(path, sizeof(path), "/dev/shm/kho-ops-%d", i);
+				unlink(path);
+				g_linked[i] = false;
+			}
+		}
 		return 0;
 	}
 	if (!strcmp(a[0], "kexec")) {

@@ -137,45 +137,51 @@ const nameIx = fc.nat({ max: NAME_POOL.length - 1 });
 const token = fc.constantFrom(...TOKENS);
 const reserved = fc.constantFrom(0, 0, 0, 0, 1, 0xffffffff);
 
-/** The commands; kexec only where the box allows one more. */
-export function luoCommands(): fc.Arbitrary<fc.Command<ModelBox, Recorder>>[] {
+/**
+ * The commands; kexec only where the box allows one more. `sessionWeight` repeats the
+ * session-with-memfds command: the kexec phase wants sessions that hold files at the kexec.
+ */
+export function luoCommands(sessionWeight = 1): fc.Arbitrary<fc.Command<ModelBox, Recorder>>[] {
   const cmd = (label: string, build: (m: LuoModel, box: ModelBox) => Op | undefined) =>
     new OpCommand(label, build);
-  return [
-    // a session with memfds preserved in it: on the device slot open now, or one opened for it
-    fc
-      .tuple(
-        fc.nat({ max: VALID_NAMES.length - 1 }),
-        fc.integer({ min: 0, max: 3 }),
-        nat,
-        fc.constantFrom(...MEMFD_BYTES),
-      )
-      .map(([n, count, seed, bytes]) => {
-        // slots[0] is the session, slots[1 + i] memfd i
-        const device = (m: LuoModel) => m.slotsOf("device")[0];
-        return new StepsCommand("session-with-memfds", [
-          (m) => (device(m) === undefined ? { op: "open", slot: m.newSlot() } : undefined),
-          (m, slots) => {
-            const dev = device(m);
-            slots[0] = m.newSlot();
-            return dev === undefined
-              ? undefined
-              : { op: "create", dev, slot: slots[0], name: VALID_NAMES[n] ?? "a", size: "exact" };
+  // a session with files preserved in it (memfds or O_TMPFILEs): on the device slot open now,
+  // or one opened for it
+  const sessionWithFiles = fc
+    .tuple(
+      fc.nat({ max: VALID_NAMES.length - 1 }),
+      fc.integer({ min: 0, max: 3 }),
+      nat,
+      fc.constantFrom(...MEMFD_BYTES),
+      fc.constantFrom("memfd" as const, "memfd" as const, "tmpfile" as const),
+    )
+    .map(([n, count, seed, bytes, kind]) => {
+      // slots[0] is the session, slots[1 + i] memfd i
+      const device = (m: LuoModel) => m.slotsOf("device")[0];
+      return new StepsCommand("session-with-memfds", [
+        (m) => (device(m) === undefined ? { op: "open", slot: m.newSlot() } : undefined),
+        (m, slots) => {
+          const dev = device(m);
+          slots[0] = m.newSlot();
+          return dev === undefined
+            ? undefined
+            : { op: "create", dev, slot: slots[0], name: VALID_NAMES[n] ?? "a", size: "exact" };
+        },
+        ...Array.from({ length: count }, (_, i) => [
+          (m: LuoModel, slots: number[]): Op => {
+            slots[1 + i] = m.newSlot();
+            return { op: kind, slot: slots[1 + i] ?? 0, bytes, seed: seed + i };
           },
-          ...Array.from({ length: count }, (_, i) => [
-            (m: LuoModel, slots: number[]): Op => {
-              slots[1 + i] = m.newSlot();
-              return { op: "memfd", slot: slots[1 + i] ?? 0, bytes, seed: seed + i };
-            },
-            (m: LuoModel, slots: number[]): Op | undefined => {
-              const [session, memfd] = [slots[0] ?? -1, slots[1 + i] ?? -1];
-              return m.slotsOf("outgoing").includes(session)
-                ? { op: "preserve", session, fd: memfd, token: TOKENS[i] ?? "1", size: "exact" }
-                : undefined;
-            },
-          ]).flat(),
-        ]);
-      }),
+          (m: LuoModel, slots: number[]): Op | undefined => {
+            const [session, memfd] = [slots[0] ?? -1, slots[1 + i] ?? -1];
+            return m.slotsOf("outgoing").includes(session)
+              ? { op: "preserve", session, fd: memfd, token: TOKENS[i] ?? "1", size: "exact" }
+              : undefined;
+          },
+        ]).flat(),
+      ]);
+    });
+  return [
+    ...Array.from({ length: sessionWeight }, () => sessionWithFiles),
     fc.constant(cmd("open", (m) => ({ op: "open", slot: m.newSlot() }))),
     fc.constant(cmd("open", (m) => ({ op: "open", slot: m.newSlot() }))),
     nat.map((k) =>
@@ -197,7 +203,10 @@ export function luoCommands(): fc.Arbitrary<fc.Command<ModelBox, Recorder>>[] {
       .tuple(nat, fc.constantFrom(...MEMFD_BYTES))
       .map(([seed, bytes]) => cmd("memfd", (m) => ({ op: "memfd", slot: m.newSlot(), bytes, seed }))),
     fc
-      .constantFrom("pipe" as const, "devnull" as const)
+      .tuple(nat, fc.constantFrom(...MEMFD_BYTES))
+      .map(([seed, bytes]) => cmd("tmpfile", (m) => ({ op: "tmpfile", slot: m.newSlot(), bytes, seed }))),
+    fc
+      .constantFrom("pipe" as const, "devnull" as const, "shmfile" as const)
       .map((kind) => cmd(kind, (m) => ({ op: kind, slot: m.newSlot() }))),
     ...[0, 1].map(() =>
       fc.tuple(aim, nat, fc.integer({ min: 0, max: 9 }), nat, token, size).map(([a, k, fdAim, fk, t, s]) =>

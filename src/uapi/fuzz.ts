@@ -79,7 +79,7 @@ export async function fuzzUapi(exec: OpsExecutor, opts: FuzzOptions): Promise<Fu
   let last: { steps: readonly Step[]; results: readonly OpResult[]; mismatch: Mismatch } | undefined;
   let harnessError: Error | undefined;
   const maxKexecs = opts.phase === "kexec" ? 1 : 0;
-  const commands = fc.commands(luoCommands(), {
+  const commands = fc.commands(luoCommands(opts.phase === "kexec" ? 4 : 1), {
     ...(opts.maxCommands ? { maxCommands: opts.maxCommands } : { size: "medium" as const }),
     ...(opts.replayPath ? { replayPath: opts.replayPath } : {}),
   });

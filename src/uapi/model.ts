@@ -12,7 +12,7 @@
 //  - CREATE: a name of 0 or 64 bytes EINVAL; a name an outgoing session has EEXIST.
 //  - RETRIEVE_SESSION: not handed over (or already closed) ENOENT; open already EINVAL.
 //  - PRESERVE_FD: token used in the session EEXIST (before the fd is looked at); fd -1 EBADF;
-//    not a shmem file with no links ENOENT; a file preserved in any session, or retrieved and
+//    not a shmem file with no links ENOENT (a memfd or an O_TMPFILE is one, a linked file is not); a file preserved in any session, or retrieved and
 //    not finished, EBUSY. A preserved memfd is frozen: growing it is EPERM.
 //  - RETRIEVE_FD: no such token (or after FINISH) ENOENT; again: the same file.
 //  - FINISH and GET_NAME: reserved not 0 EINVAL. FINISH drops every file (retrieved memfds stay
@@ -34,7 +34,7 @@ export type Expect =
       readonly name?: string;
     };
 
-export type ObjKind = "device" | "session" | "memfd" | "pipe" | "devnull";
+export type ObjKind = "device" | "session" | "memfd" | "pipe" | "devnull" | "shmfile";
 
 interface Obj {
   readonly kind: ObjKind;
@@ -170,10 +170,12 @@ export class LuoModel {
         return OK;
       }
       case "memfd":
+      case "tmpfile": // memfd_luo_can_preserve(): shmem with no link, whichever call made it
         this.put(op.slot, this.memfd(step));
         return OK;
       case "pipe":
       case "devnull":
+      case "shmfile":
         this.put(op.slot, { kind: op.op });
         return OK;
       case "grow": {

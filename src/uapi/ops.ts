@@ -48,8 +48,10 @@ export type Op =
       readonly size: SizeKind;
     }
   | { readonly op: "raw"; readonly slot: number; readonly nr: number; readonly dir: IoctlDir }
-  | { readonly op: "memfd"; readonly slot: number; readonly bytes: number; readonly seed: number }
-  | { readonly op: "pipe" | "devnull" | "grow"; readonly slot: number }
+  /** A memfd, or an O_TMPFILE in /dev/shm: shmem files without a link, which LUO preserves. */
+  | { readonly op: "memfd" | "tmpfile"; readonly slot: number; readonly bytes: number; readonly seed: number }
+  /** Files LUO has no handler for (a linked /dev/shm file is shmem, but has a link). */
+  | { readonly op: "pipe" | "devnull" | "shmfile" | "grow"; readonly slot: number }
   | { readonly op: "fork" | "kill"; readonly child: number }
   | { readonly op: "reset" | "kexec" };
 
@@ -64,6 +66,7 @@ export function opLine(op: Op): string {
     case "close":
     case "pipe":
     case "devnull":
+    case "shmfile":
     case "grow":
       return `${op.op} ${op.slot}`;
     case "create":
@@ -79,7 +82,8 @@ export function opLine(op: Op): string {
     case "raw":
       return `raw ${op.slot} ${op.nr} ${op.dir}`;
     case "memfd":
-      return `memfd ${op.slot} ${op.bytes} ${op.seed}`;
+    case "tmpfile":
+      return `${op.op} ${op.slot} ${op.bytes} ${op.seed}`;
     case "fork":
     case "kill":
       return `${op.op} ${op.child}`;

@@ -23,7 +23,7 @@ function modelKernel(): OpsExecutor & { sequences: number } {
         steps.map(({ op }, i): OpResult => {
           const e = m.apply(op, i);
           if (!e.ok) return { op: op.op, ok: false, errno: 1, errname: e.errname };
-          const described = op.op === "memfd" || op.op === "grow" || op.op === "retrieve_fd";
+          const described = ["memfd", "tmpfile", "grow", "retrieve_fd"].includes(op.op);
           return {
             op: op.op,
             ok: true,
@@ -138,6 +138,7 @@ describe("the model against recorded 7.2 guests", () => {
         sequences: { ops: Op[]; results: unknown[] }[];
       };
       const errnames = new Set<string>();
+      const kinds = new Set<string>();
       let ops = 0;
       for (const seq of rec.sequences) {
         const m = new LuoModel();
@@ -146,9 +147,31 @@ describe("the model against recorded 7.2 guests", () => {
         const miss = firstMismatch(steps, results);
         expect(miss, miss && `${miss.line}: expected ${miss.expected}, got ${miss.got}`).toBeUndefined();
         for (const r of results) if (!r.ok && r.errname) errnames.add(r.errname);
+        for (const op of seq.ops) kinds.add(op.op);
         ops += steps.length;
       }
-      // the recording exercised the refusals, not only the happy path
+      // every op of the protocol, and the refusals, not only the happy path
+      expect([...kinds].sort()).toEqual([
+        "close",
+        "create",
+        "devnull",
+        "finish",
+        "fork",
+        "get_name",
+        "grow",
+        "kexec",
+        "kill",
+        "memfd",
+        "open",
+        "pipe",
+        "preserve",
+        "raw",
+        "reset",
+        "retrieve",
+        "retrieve_fd",
+        "shmfile",
+        "tmpfile",
+      ]);
       expect(ops).toBeGreaterThan(300);
       expect([...errnames].sort()).toEqual(
         expect.arrayContaining(["E2BIG", "EBADF", "EBUSY", "EEXIST", "EINVAL", "ENOENT", "ENOTTY", "EPERM"]),
