@@ -232,11 +232,6 @@ static int race_session(int dev_fd, unsigned long cmd, const char *name)
 	return err ? -err : b.create.fd;
 }
 
-static void jw_count(struct jw *w, const char *k, long v)
-{
-	jw_ki64(w, k, v);
-}
-
 /* Shared between the finisher and the retriever: a page both processes map. */
 struct race_finish_shared {
 	int ok, enoent, other, other_errno, bad_content, after_finish_ok, passes;
@@ -297,14 +292,14 @@ static int race_finish(struct jw *w, int session_fd, uint64_t tokens)
 	waitpid(pid, NULL, 0);
 	jw_key(w, "race");
 	jw_open(w, '{');
-	jw_count(w, "finish_errno", err);
-	jw_count(w, "ok", sh->ok);
-	jw_count(w, "enoent", sh->enoent);
-	jw_count(w, "other", sh->other);
-	jw_count(w, "other_errno", sh->other_errno);
-	jw_count(w, "bad_content", sh->bad_content);
-	jw_count(w, "after_finish_ok", sh->after_finish_ok);
-	jw_count(w, "passes", sh->passes);
+	jw_ki64(w, "finish_errno", err);
+	jw_ki64(w, "ok", sh->ok);
+	jw_ki64(w, "enoent", sh->enoent);
+	jw_ki64(w, "other", sh->other);
+	jw_ki64(w, "other_errno", sh->other_errno);
+	jw_ki64(w, "bad_content", sh->bad_content);
+	jw_ki64(w, "after_finish_ok", sh->after_finish_ok);
+	jw_ki64(w, "passes", sh->passes);
 	jw_close(w, '}');
 	munmap(sh, 4096);
 	return 0;
@@ -389,10 +384,10 @@ static int race_reboot(struct jw *w, int dev_fd, int session_fd, const char *pre
 	int err = errno;
 	jw_key(w, "race");
 	jw_open(w, '{');
-	jw_count(w, "preserved", __atomic_load_n(&st.preserved, __ATOMIC_SEQ_CST));
-	jw_count(w, "preserve_errno", st.preserve_errno);
-	jw_count(w, "sides", __atomic_load_n(&st.sides, __ATOMIC_SEQ_CST));
-	jw_count(w, "side_errno", st.side_errno);
+	jw_ki64(w, "preserved", __atomic_load_n(&st.preserved, __ATOMIC_SEQ_CST));
+	jw_ki64(w, "preserve_errno", st.preserve_errno);
+	jw_ki64(w, "sides", __atomic_load_n(&st.sides, __ATOMIC_SEQ_CST));
+	jw_ki64(w, "side_errno", st.side_errno);
 	jw_close(w, '}');
 	return err;
 }
@@ -461,15 +456,15 @@ static int race_reboot_check(struct jw *w, int dev_fd, const char *name, const c
 	}
 	jw_key(w, "race");
 	jw_open(w, '{');
-	jw_count(w, "files", files);
-	jw_count(w, "gaps", gaps);
-	jw_count(w, "bad_content", bad);
-	jw_count(w, "other", other);
-	jw_count(w, "sides", sides);
-	jw_count(w, "side_files", side_files);
-	jw_count(w, "side_gaps", side_gaps);
-	jw_count(w, "side_empty", empty);
-	jw_count(w, "side_empty_not_last", empty_not_last);
+	jw_ki64(w, "files", files);
+	jw_ki64(w, "gaps", gaps);
+	jw_ki64(w, "bad_content", bad);
+	jw_ki64(w, "other", other);
+	jw_ki64(w, "sides", sides);
+	jw_ki64(w, "side_files", side_files);
+	jw_ki64(w, "side_gaps", side_gaps);
+	jw_ki64(w, "side_empty", empty);
+	jw_ki64(w, "side_empty_not_last", empty_not_last);
 	jw_close(w, '}');
 	return 0;
 }
@@ -598,13 +593,13 @@ static int race_close(struct jw *w, uint64_t iterations)
 		close(last);
 	jw_key(w, "race");
 	jw_open(w, '{');
-	jw_count(w, "ok", ok);
-	jw_count(w, "ebadf", ebadf);
-	jw_count(w, "other", other);
-	jw_count(w, "other_errno", other_errno);
-	jw_count(w, "memfds", memfds);
-	jw_count(w, "frozen_after_close", frozen);
-	jw_count(w, "reopen_errno", reopen_errno);
+	jw_ki64(w, "ok", ok);
+	jw_ki64(w, "ebadf", ebadf);
+	jw_ki64(w, "other", other);
+	jw_ki64(w, "other_errno", other_errno);
+	jw_ki64(w, "memfds", memfds);
+	jw_ki64(w, "frozen_after_close", frozen);
+	jw_ki64(w, "reopen_errno", reopen_errno);
 	jw_close(w, '}');
 	return 0;
 }

@@ -71,11 +71,8 @@ describe("withEntryLock", () => {
     expect(await ownerAlive({ pid: await deadPid(), start: null, what: "" })).toBe(false);
   });
 
-  it("ends the process group a dead owner left running before taking over", async () => {
-    const lock = join(dir, "c.lock");
-    const orphan = spawn("sleep", ["600"], { detached: true, stdio: "ignore" });
-    const exited = new Promise((resolve) => orphan.on("exit", (_code, signal) => resolve(signal)));
-    const gpid = orphan.pid as number;
+  /** A lock whose owner is gone, leaving process group `gpid` behind. */
+  async function writeDeadOwnerLock(lock: string, gpid: number): Promise<void> {
     await writeFile(
       lock,
       JSON.stringify({
@@ -85,6 +82,14 @@ describe("withEntryLock", () => {
         groups: [{ pid: gpid, start: await processStart(gpid) }],
       }),
     );
+  }
+
+  it("ends the process group a dead owner left running before taking over", async () => {
+    const lock = join(dir, "c.lock");
+    const orphan = spawn("sleep", ["600"], { detached: true, stdio: "ignore" });
+    const exited = new Promise((resolve) => orphan.on("exit", (_code, signal) => resolve(signal)));
+    const gpid = orphan.pid as number;
+    await writeDeadOwnerLock(lock, gpid);
     await withEntryLock(lock, "building C", { log: () => undefined, pollMs: 20 }, () => Promise.resolve());
     // SIGTERM first: a make deletes the target it was writing (a SIGKILL leaves it half-written)
     expect(await exited).toBe("SIGTERM");
@@ -96,15 +101,7 @@ describe("withEntryLock", () => {
     const exited = new Promise((resolve) => orphan.on("exit", (_code, signal) => resolve(signal)));
     const gpid = orphan.pid as number;
     await new Promise((r) => setTimeout(r, 200)); // the trap is set
-    await writeFile(
-      lock,
-      JSON.stringify({
-        pid: await deadPid(),
-        start: null,
-        what: "x",
-        groups: [{ pid: gpid, start: await processStart(gpid) }],
-      }),
-    );
+    await writeDeadOwnerLock(lock, gpid);
     const started = performance.now();
     await withEntryLock(lock, "building C2", { log: () => undefined, pollMs: 20 }, () => Promise.resolve());
     expect(await exited).toBe("SIGKILL");
