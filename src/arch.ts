@@ -35,6 +35,8 @@ export interface ArchSpec {
   readonly configFragment: string;
   /** Node's `process.arch` on hosts whose KVM can run this guest arch. */
   readonly kvmHostArch: "x64" | "arm64";
+  /** The `kind` of a software breakpoint in GDB's remote protocol (the instruction's size). */
+  readonly gdbBreakpointKind: number;
   /** Which stub firmware the KVM probe boots (built in src/vm/probe-stub.ts). */
   readonly probeStub: "x86-reset-vector" | "arm64-pl011";
   /** Guest-physical address where the machine's RAM starts (its size is the -m value). */
@@ -71,6 +73,7 @@ const X86_64: ArchSpec = {
   handover: "setup_data SETUP_KEXEC_KHO (type 0xa) in boot_params",
   configFragment: "x86_64.config",
   kvmHostArch: "x64",
+  gdbBreakpointKind: 1,
   probeStub: "x86-reset-vector",
   ramBase: 0n,
   // RIP in long mode, EIP before it (the KVM probe's stub runs from the reset vector in real mode).
@@ -102,6 +105,7 @@ const ARM64: ArchSpec = {
   handover: "/chosen linux,kho-fdt and linux,kho-scratch in the device tree",
   configFragment: "arm64.config",
   kvmHostArch: "arm64",
+  gdbBreakpointKind: 4,
   probeStub: "arm64-pl011",
   ramBase: 0x4000_0000n,
   pcRegister: /\bPC=([0-9a-f]+)/i,

@@ -226,14 +226,16 @@ static void private_keys(void)
 
 /*
  * Where this boot's kernel text starts (`_text`, moved by KASLR), from the first lines of
- * /proc/kallsyms (it comes within the first three on both arches; the read costs well under a
- * millisecond): the host needs it to name the functions a hung guest's vCPUs sit in against
- * the build's System.map. "?" when hidden (kptr_restrict) or not found.
+ * /proc/kallsyms (the read costs well under a millisecond): the host needs it to name the
+ * functions a hung guest's vCPUs sit in, and to find machine_kexec for the handover pause,
+ * against the build's System.map. arm64 lists no `_text` there, so `_stext` stands in:
+ * "text=ADDR" or "stext=ADDR", "text=?" when hidden (kptr_restrict) or not found.
  */
 static void kernel_text(char *out, size_t len)
 {
+	static const char *const anchors[] = { "_text", "_stext" };
 	char buf[1024];
-	snprintf(out, len, "?");
+	snprintf(out, len, "text=?");
 	int fd = open("/proc/kallsyms", O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return;
@@ -242,11 +244,16 @@ static void kernel_text(char *out, size_t len)
 	if (n <= 0)
 		return;
 	buf[n] = '\0';
-	for (char *line = buf, *end; (end = strchr(line, '\n')) != NULL; line = end + 1) {
-		*end = '\0';
-		char *sym = strstr(line, " T _text");
-		if (sym && sym[8] == '\0' && sym - line < (ptrdiff_t)len && strspn(line, "0") < (size_t)(sym - line)) {
-			snprintf(out, len, "%.*s", (int)(sym - line), line);
+	for (size_t a = 0; a < sizeof(anchors) / sizeof(anchors[0]); a++) {
+		char want[16];
+		snprintf(want, sizeof(want), " T %s\n", anchors[a]);
+		for (char *line = buf, *sym; (sym = strstr(line, want)) != NULL; line = sym + 1) {
+			char *start = sym;
+			while (start > buf && start[-1] != '\n')
+				start--;
+			if (sym - start < 8 || strspn(start, "0") >= (size_t)(sym - start))
+				continue;
+			snprintf(out, len, "%s=%.*s", anchors[a] + 1, (int)(sym - start), start);
 			return;
 		}
 	}
@@ -324,7 +331,7 @@ int guest_init(void)
 	 * "links" and "sshd", each counted from the end of the one before. */
 	char text[32];
 	kernel_text(text, sizeof(text));
-	say("ready boot_id=%s init_ms=start:%ld,mounts:%ld,own:%ld,links:%ld,sshd:%ld text=%s", boot_id,
+	say("ready boot_id=%s init_ms=start:%ld,mounts:%ld,own:%ld,links:%ld,sshd:%ld %s", boot_id,
 	    t_start, t_mounts - t_start, t_own - t_mounts, t_links - t_own, t_ready - t_links, text);
 
 	/* A shell on the console helps when debugging interactively. */

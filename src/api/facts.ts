@@ -60,6 +60,16 @@ export type Fact =
     }
   /** The largest buddy order (MAX_PAGE_ORDER) of the kernel before and after the kexec. */
   | { readonly kind: "max-order"; readonly before: number; readonly after: number }
+  /** How the guest was stopped at the handover (src/session/handover-pause.ts), and for how long. */
+  | {
+      readonly kind: "handover-pause";
+      readonly via: "breakpoint" | "console";
+      /** The breakpoint's symbol, or why the console line was used. */
+      readonly detail: string;
+      readonly pausedMs: number;
+      /** Setting the breakpoint (the guest stopped meanwhile). */
+      readonly armMs?: number;
+    }
   /** What a race scenario counted (src/scenarios/luo-races.ts): outcomes by kind. */
   | { readonly kind: "race"; readonly race: string; readonly counts: Readonly<Record<string, number>> }
   /** A model-based run of /dev/liveupdate (src/uapi): what it covered, and its first mismatch. */

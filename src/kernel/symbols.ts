@@ -10,6 +10,8 @@ import type { CachedKernel } from "./cache.js";
 export interface SymbolTable {
   /** `_text` as linked. */
   readonly text: bigint;
+  /** `_stext` as linked (the anchor when a boot's kallsyms lists no `_text`, as on arm64). */
+  readonly stext?: bigint;
   /** Text symbols, sorted by address. */
   readonly addrs: readonly bigint[];
   readonly names: readonly string[];
@@ -19,16 +21,23 @@ export interface SymbolTable {
 export function parseSystemMap(map: string): SymbolTable | undefined {
   const entries: [bigint, string][] = [];
   let text: bigint | undefined;
+  let stext: bigint | undefined;
   for (const line of map.split("\n")) {
     const m = /^([0-9a-f]{8,16}) ([tTwW]) (\S+)$/.exec(line);
     if (!m?.[1] || !m[3]) continue;
     const addr = BigInt(`0x${m[1]}`);
     if (m[3] === "_text") text = addr;
+    if (m[3] === "_stext") stext = addr;
     entries.push([addr, m[3]]);
   }
   if (text === undefined) return undefined;
   entries.sort((a, b) => (a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0));
-  return { text, addrs: entries.map((e) => e[0]), names: entries.map((e) => e[1]) };
+  return {
+    text,
+    ...(stext === undefined ? {} : { stext }),
+    addrs: entries.map((e) => e[0]),
+    names: entries.map((e) => e[1]),
+  };
 }
 
 /** `name+0xoff` for a program counter of a boot whose `_text` was at `runtimeText`. */

@@ -10,7 +10,7 @@ import { decodeKho, formatKhoTree, toJson, type DecodedKho, type DecodedSubtree 
 import type { PreservedChunk } from "../kho/radix.js";
 import { RangeIndex } from "../kho/range-index.js";
 import type { MemoryScope } from "./scope.js";
-import type { AtHandover } from "../session/handover-pause.js";
+import type { AtHandover, PauseVia } from "../session/handover-pause.js";
 import {
   inRam,
   type RadixSnapshot,
@@ -117,7 +117,14 @@ export interface HandoverReport {
 
 /** The read at the kexec pause, as the checks see it. */
 export type AtKexecOutcome =
-  | { readonly kind: "read"; readonly sameFdt: boolean; readonly evidence: readonly string[] }
+  | {
+      readonly kind: "read";
+      readonly sameFdt: boolean;
+      readonly evidence: readonly string[];
+      /** How the guest was stopped, and for how long. */
+      readonly via: PauseVia;
+      readonly pausedMs: number;
+    }
   /** Nothing was asked for: the tree came from a full dump, or out/fdt gave no root FDT. */
   | { readonly kind: "not-asked"; readonly detail: string }
   | { readonly kind: "late" | "failed" | "missed"; readonly detail: string };
@@ -224,10 +231,16 @@ async function withSubtreesAtKexec(
   const sameFdt = Buffer.from(at.value.fdt).equals(Buffer.from(inFdt));
   return {
     decoded: { ...live, subtrees: at.value.subtrees },
-    subtreesReadAt: `subtrees read at the kexec (guest paused ${at.pausedMs} ms)`,
+    subtreesReadAt: `subtrees read at the kexec (guest paused ${at.pausedMs} ms, ${
+      at.via.kind === "breakpoint"
+        ? `at a breakpoint on ${at.via.symbol}`
+        : `at the console line: ${at.via.why}`
+    })`,
     subtreesAtKexec: sameFdt,
     atKexec: {
       kind: "read",
+      via: at.via,
+      pausedMs: at.pausedMs,
       sameFdt,
       evidence: [
         `at kexec ${at.value.fdt.length} bytes, in/fdt ${inFdt.length} bytes`,

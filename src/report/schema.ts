@@ -307,6 +307,13 @@ export const FactSchema = z.discriminatedUnion("kind", [
     ),
   }),
   z.object({ kind: z.literal("max-order"), before: count, after: count }),
+  z.object({
+    kind: z.literal("handover-pause"),
+    via: z.enum(["breakpoint", "console"]),
+    detail: z.string(),
+    pausedMs: count,
+    armMs: count.optional(),
+  }),
   z.object({ kind: z.literal("race"), race: z.string(), counts: z.record(z.string(), z.number().int()) }),
   z.object({
     kind: z.literal("uapi-model"),

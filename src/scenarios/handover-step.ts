@@ -49,6 +49,15 @@ export async function checkDecodedHandover(
   ctx.expect(
     step.claimsPreserved === false ? findings.filter((f) => f.check !== "handover.frames-in-map") : findings,
   );
+  const at = report.atKexec;
+  if (at.kind === "read")
+    ctx.fact({
+      kind: "handover-pause",
+      via: at.via.kind,
+      detail: at.via.kind === "breakpoint" ? at.via.symbol : at.via.why,
+      pausedMs: at.pausedMs,
+      ...(at.via.kind === "breakpoint" ? { armMs: at.via.armMs } : {}),
+    });
   const notDone = atKexecNotDone(report);
   if (notDone) ctx.notDone("handover.fdt-at-kexec", notDone.reason, notDone.detail);
   return { ...report, notDone };

@@ -3,7 +3,7 @@
 // see the new kernel's ready line on the console, reconnect to the new boot.
 import { join } from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
-import type { ArchName } from "../arch.js";
+import { archSpec, type ArchName } from "../arch.js";
 import type { SymbolTable } from "../kernel/symbols.js";
 import { HarnessError } from "../errors.js";
 import type { Logger } from "../util/log.js";
@@ -21,8 +21,8 @@ import {
   type SshLink,
 } from "../vm/ssh.js";
 import { bootTimeline, type BootTiming } from "./boot-timeline.js";
-import { HandoverPause, type AtHandover, type HandoverWork } from "./handover-pause.js";
-import { kexecHangEvidence } from "./hang-evidence.js";
+import { HandoverPause, type AtHandover, type HandoverWork, type KexecBreakpoint } from "./handover-pause.js";
+import { kexecHangEvidence, runtimeText } from "./hang-evidence.js";
 import type { GuestBoot, GuestMachine, GuestSession, SessionConsole } from "./session.js";
 
 /** Deadlines under TCG, generous enough for a loaded 2-core host. */
@@ -59,6 +59,12 @@ export interface GuestOptions {
   /** The System.map of the kernel every boot runs, to name where a hung guest's vCPUs are. */
   readonly symbols?: () => Promise<SymbolTable | undefined>;
 }
+
+/** The old kernel's last function before the jump (kernel_kexec: after LUO's serialization,
+ *  the "Starting new kernel" line and machine_shutdown). */
+const KEXEC_SYMBOL = "machine_kexec";
+/** `console` makes the handover pause wait for the console line instead of a breakpoint. */
+export const PAUSE_ENV = "KHO_KEXEC_PAUSE";
 
 /** A guest of its own: one QEMU, one scenario (or a shared guest's members, through shared.ts). */
 export class Guest implements GuestSession {
@@ -267,6 +273,31 @@ export class Guest implements GuestSession {
   }
 
   /**
+   * Where the handover pause stops the guest: `machine_kexec` of the running kernel (its
+   * System.map address moved by the KASLR offset the ready line gives), or why not.
+   */
+  private async kexecBreakpoint(): Promise<KexecBreakpoint | string> {
+    if (process.env[PAUSE_ENV] === "console") return `${PAUSE_ENV}=console`;
+    // the symbols are the booted kernel's; a later boot may run another image (a variant)
+    if (this.bootNo !== 1) return "only the first boot's kernel has a known System.map";
+    const table = await this.symbols?.().catch(() => undefined);
+    if (!table) return "no System.map for the booted kernel";
+    const text = runtimeText(
+      this.vm.console.entriesSince(0).map((l) => l.text),
+      table,
+    );
+    if (text === undefined) return "the init's ready line gave no text= or stext= address";
+    const i = table.names.indexOf(KEXEC_SYMBOL);
+    const linked = table.addrs[i];
+    if (linked === undefined) return `${KEXEC_SYMBOL} is not in System.map`;
+    return {
+      symbol: KEXEC_SYMBOL,
+      addr: linked - table.text + text,
+      kind: archSpec(this.vm.arch).gdbBreakpointKind,
+    };
+  }
+
+  /**
    * The kexec step: `trigger` makes the guest reboot into the next kernel (the SSH link drops);
    * then the new kernel must print its ready line and accept SSH. Returns the blackout (trigger
    * to SSH up in the new kernel) cut at its console landmarks. `failed` rejects when the trigger
@@ -276,7 +307,7 @@ export class Guest implements GuestSession {
     const since = this.vm.console.mark();
     const started = performance.now();
     const kexecDone = new AbortController();
-    this.handover.arm(this.vm, since, kexecDone.signal);
+    await this.handover.arm(this.vm, since, kexecDone.signal, await this.kexecBreakpoint());
     try {
       return await this.kexecAndReconnect(trigger, step, since, started, failed);
     } finally {

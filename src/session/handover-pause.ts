@@ -1,7 +1,14 @@
-// Work done at the handover itself: once the old kernel prints "Starting new kernel" (every
-// kexec callback has run, LUO has serialized its sessions) and before the new kernel boots, with
-// the guest paused over QMP. The new kernel frees some handed-over state early in its boot
-// (LUO's root blob, luo_core.c), so only then can the host read all of it.
+// Work done at the handover itself: after every kexec callback has run (LUO has serialized its
+// sessions) and before the new kernel boots, with the guest stopped. The new kernel frees some
+// handed-over state early in its boot (LUO's root blob, luo_core.c), so only then can the host
+// read all of it. Two ways to stop there:
+//  - a breakpoint at `machine_kexec` through QEMU's gdbstub, when the session knows where that
+//    function is in the running kernel (System.map moved by KASLR): the guest stops there
+//    whatever the console does, under TCG or KVM;
+//  - else the console line `kexec_core: Starting new kernel`, printed just before, then a QMP
+//    stop: under KVM the new kernel can already be running by the time the host reads it
+//    (reported as `late`).
+import { GdbStub } from "../vm/gdbstub.js";
 import type { Vm } from "../vm/qemu.js";
 
 export type HandoverWork<T> = (vm: Vm) => Promise<T | undefined>;
@@ -16,6 +23,8 @@ export type AtHandover<T> =
       /** The new kernel had already printed its banner when the guest stopped: the memory may
        *  have moved on, so what was read is not the handover's state. */
       readonly late: boolean;
+      /** How the guest was stopped, and (console) why the breakpoint was not used. */
+      readonly via: PauseVia;
     }
   /** The work threw or gave nothing. */
   | { readonly kind: "failed"; readonly detail: string }
@@ -26,6 +35,23 @@ interface Pending {
   readonly key: string;
   readonly work: HandoverWork<unknown>;
   readonly settle: (r: AtHandover<unknown>) => void;
+}
+
+export type PauseVia =
+  | {
+      readonly kind: "breakpoint";
+      readonly symbol: string;
+      readonly addr: string;
+      /** Connecting the stub and setting the breakpoint, the guest stopped meanwhile. */
+      readonly armMs: number;
+    }
+  | { readonly kind: "console"; readonly why: string };
+
+/** Where to stop: the running kernel's address of `symbol`, and the arch's breakpoint kind. */
+export interface KexecBreakpoint {
+  readonly symbol: string;
+  readonly addr: bigint;
+  readonly kind: number;
 }
 
 const missed: AtHandover<never> = {
@@ -57,15 +83,66 @@ export class HandoverPause {
    * Whatever has not run when `done` fires resolves as missed. Never throws: the kexec's own
    * wait reports what went wrong.
    */
-  arm(vm: Vm, since: number, done: AbortSignal): void {
+  async arm(
+    vm: Vm,
+    since: number,
+    done: AbortSignal,
+    /** Where to stop, or why there is no address (the console line is used then). */
+    breakpoint: KexecBreakpoint | string = "no kernel address was given",
+  ): Promise<void> {
     const batch = this.pending.splice(0);
     if (batch.length === 0) return;
+    const settleAll = (r: AtHandover<unknown> = missed) => batch.forEach((p) => p.settle(r));
+    if (typeof breakpoint !== "string") {
+      const bp = breakpoint;
+      const arming = performance.now();
+      const armed = await armBreakpoint(vm, bp).catch((err: unknown) =>
+        err instanceof Error ? err.message : String(err),
+      );
+      if (typeof armed !== "string") {
+        const via: PauseVia = {
+          kind: "breakpoint",
+          symbol: bp.symbol,
+          addr: `0x${bp.addr.toString(16)}`,
+          armMs: Math.round(performance.now() - arming),
+        };
+        void armed
+          .waitStop(done)
+          .then(
+            () => runPaused(vm, since, batch, via, armed),
+            async () => {
+              // the kexec ended without reaching the breakpoint: take it out of the new kernel
+              await armed.interrupt().catch(() => undefined);
+              await armed.detach().catch(() => undefined);
+              settleAll({
+                kind: "missed",
+                detail: `the kexec ended without reaching ${bp.symbol} (0x${bp.addr.toString(16)})`,
+              });
+            },
+          )
+          .catch((err: unknown) =>
+            settleAll({ kind: "failed", detail: `pausing the guest failed: ${String(err)}` }),
+          );
+        return;
+      }
+      breakpoint = `the breakpoint could not be set: ${armed}`;
+    }
+    this.armConsole(vm, since, done, batch, { kind: "console", why: breakpoint });
+  }
+
+  private armConsole(
+    vm: Vm,
+    since: number,
+    done: AbortSignal,
+    batch: readonly Pending[],
+    via: PauseVia,
+  ): void {
     let unsubscribe = (): unknown => undefined;
     const settleAll = (r: AtHandover<unknown> = missed) => batch.forEach((p) => p.settle(r));
     done.addEventListener("abort", () => (unsubscribe(), settleAll()), { once: true });
     const fire = (line: { seq: number }) => {
       unsubscribe();
-      void runPaused(vm, line.seq, batch).catch((err: unknown) =>
+      void runPaused(vm, line.seq, batch, via).catch((err: unknown) =>
         settleAll({ kind: "failed", detail: `pausing the guest failed: ${String(err)}` }),
       );
     };
@@ -75,9 +152,29 @@ export class HandoverPause {
   }
 }
 
-async function runPaused(vm: Vm, from: number, batch: readonly Pending[]): Promise<void> {
+/** Connects the gdbstub (the guest stops), sets the breakpoint and lets the guest run on. */
+async function armBreakpoint(vm: Vm, bp: KexecBreakpoint): Promise<GdbStub> {
+  const gdb = await GdbStub.attach(vm);
+  try {
+    await gdb.setBreakpoint(bp.addr, bp.kind);
+    gdb.resume();
+    return gdb;
+  } catch (err) {
+    await gdb.detach().catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Runs the batch with the guest stopped: by the breakpoint (`gdb`), or here over QMP. */
+async function runPaused(
+  vm: Vm,
+  from: number,
+  batch: readonly Pending[],
+  via: PauseVia,
+  gdb?: GdbStub,
+): Promise<void> {
   const started = performance.now();
-  await vm.qmp.stop();
+  if (!gdb) await vm.qmp.stop();
   try {
     const byKey = new Map<string, { value: unknown } | { error: string }>();
     for (const p of batch) {
@@ -94,11 +191,12 @@ async function runPaused(vm: Vm, from: number, batch: readonly Pending[]): Promi
       const got = byKey.get(p.key) ?? { error: "no result" };
       p.settle(
         "value" in got
-          ? { kind: "read", value: got.value, pausedMs, late }
+          ? { kind: "read", value: got.value, pausedMs, late, via }
           : { kind: "failed", detail: `the read at the kexec pause failed: ${got.error}` },
       );
     }
   } finally {
-    await vm.qmp.cont();
+    if (gdb) await gdb.detach();
+    else await vm.qmp.cont();
   }
 }

@@ -57,12 +57,19 @@ export async function kexecHangEvidence(
   return lines;
 }
 
-/** The running boot's `_text` from the init's ready line (`text=`), if it printed one. */
-export function runtimeText(console: readonly string[]): bigint | undefined {
+/**
+ * The running boot's `_text` from the init's ready line, if it printed one: `text=` directly,
+ * or `stext=` (arm64's kallsyms has no `_text`) moved by the link-time distance of the two.
+ */
+export function runtimeText(console: readonly string[], table?: SymbolTable): bigint | undefined {
   for (let i = console.length - 1; i >= 0; i--) {
-    const m = /KHO-GUEST: ready boot_id=.* text=([0-9a-f]+)\b/.exec(console[i] ?? "");
-    if (m?.[1]) return BigInt(`0x${m[1]}`);
-    if (/KHO-GUEST: ready boot_id=/.test(console[i] ?? "")) return undefined;
+    const line = console[i] ?? "";
+    if (!/KHO-GUEST: ready boot_id=/.test(line)) continue;
+    const m = / (s?)text=([0-9a-f]+)\b/.exec(line);
+    if (!m?.[2]) return undefined;
+    const addr = BigInt(`0x${m[2]}`);
+    if (!m[1]) return addr;
+    return table?.stext === undefined ? undefined : addr - table.stext + table.text;
   }
   return undefined;
 }
@@ -73,7 +80,12 @@ export function runtimeText(console: readonly string[]): bigint | undefined {
  */
 async function vcpuPointers(vm: Vm, symbols: SymbolTable | undefined): Promise<string[]> {
   const text = await vm.qmp.humanMonitorCommand("info registers -a").catch(() => "");
-  const base = symbols && runtimeText(vm.console.entriesSince(0).map((l) => l.text));
+  const base =
+    symbols &&
+    runtimeText(
+      vm.console.entriesSince(0).map((l) => l.text),
+      symbols,
+    );
   const pcs = programCounters(vm.arch, text).map((pc, i) => {
     const name = symbols && base !== undefined ? symbolize(symbols, base, BigInt(`0x${pc}`)) : undefined;
     return `CPU${i} pc=${pc}${name ? ` (${name})` : ""}`;

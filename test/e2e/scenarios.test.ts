@@ -61,7 +61,15 @@ describe.each(ARCH_NAMES)("scenarios on %s", (arch) => {
         expect.arrayContaining(["memfd.contents", "memfd.frames", "handover.fdt-at-kexec", "luo.folios"]),
       );
       const map = await readFile(join(r.artifactsDir ?? "", "preserved-map.txt"), "utf8");
-      expect(map).toMatch(/subtrees read at the kexec \(guest paused \d+ ms\)/);
+      // stopped at the handover by the breakpoint on machine_kexec, not by the console line
+      expect(map).toMatch(
+        /subtrees read at the kexec \(guest paused \d+ ms, at a breakpoint on machine_kexec\)/,
+      );
+      expect(r.facts, explain(r)).toEqual(
+        expect.arrayContaining([
+          expect.objectContaining({ kind: "handover-pause", via: "breakpoint", detail: "machine_kexec" }),
+        ]),
+      );
       expect(map).toMatch(/session "kho-memfd-basic": 1 file\(s\)\n\s+token 0x1 memfd-v2 .*size 4194304/);
       const files = await readdir(r.artifactsDir ?? "");
       expect(files).toEqual(
@@ -74,6 +82,33 @@ describe.each(ARCH_NAMES)("scenarios on %s", (arch) => {
         ]),
       );
       expect(files).not.toContain("memory-before-kexec.elf"); // dumps are dropped after a pass
+    },
+  );
+
+  it(
+    "memfd-basic with KHO_KEXEC_PAUSE=console: the console line stops the guest instead, and the at-kexec checks still pass",
+    { timeout: HOUR },
+    async () => {
+      process.env.KHO_KEXEC_PAUSE = "console";
+      try {
+        const r = await runOne(arch, "memfd-basic");
+        expect(r.verdict, explain(r)).toBe("pass");
+        expect(r.facts, explain(r)).toEqual(
+          expect.arrayContaining([
+            expect.objectContaining({
+              kind: "handover-pause",
+              via: "console",
+              detail: "KHO_KEXEC_PAUSE=console",
+            }),
+          ]),
+        );
+        expect(
+          r.checks?.filter((c) => c.status !== "passed"),
+          explain(r),
+        ).toEqual([]);
+      } finally {
+        delete process.env.KHO_KEXEC_PAUSE;
+      }
     },
   );
 

@@ -39,7 +39,7 @@ describe("HandoverPause", () => {
     const a = pause.add("k", work);
     const b = pause.add("k", work);
     const c = pause.add("other", () => Promise.resolve(7));
-    pause.arm(vm, mark(), new AbortController().signal);
+    await pause.arm(vm, mark(), new AbortController().signal);
     print("reboot: Restarting system");
     await tick();
     expect(log).toEqual([]);
@@ -59,7 +59,7 @@ describe("HandoverPause", () => {
     print("kexec_core: Starting new kernel");
     print("Linux version 7.2.13 (root@host) #1 SMP");
     const r = pause.add("k", () => Promise.resolve(1));
-    pause.arm(vm, since, new AbortController().signal);
+    await pause.arm(vm, since, new AbortController().signal);
     expect(await r).toMatchObject({ kind: "read", late: true });
   });
 
@@ -68,7 +68,7 @@ describe("HandoverPause", () => {
     const pause = new HandoverPause();
     const done = new AbortController();
     const never = pause.add("k", () => Promise.resolve(1));
-    pause.arm(vm, mark(), done.signal);
+    await pause.arm(vm, mark(), done.signal);
     done.abort();
     expect(await never).toMatchObject({ kind: "missed" });
     print("kexec_core: Starting new kernel");
@@ -76,7 +76,7 @@ describe("HandoverPause", () => {
     expect(log).toEqual([]); // nothing armed any more
 
     const failing = pause.add("k", () => Promise.reject(new Error("read failed")));
-    pause.arm(vm, mark(), new AbortController().signal);
+    await pause.arm(vm, mark(), new AbortController().signal);
     print("kexec_core: Starting new kernel");
     expect(await failing).toEqual({
       kind: "failed",
@@ -88,12 +88,12 @@ describe("HandoverPause", () => {
   it("work added after a kexec was armed waits for the next one", async () => {
     const { vm, print, log, mark } = fakeVm();
     const pause = new HandoverPause();
-    pause.arm(vm, mark(), new AbortController().signal);
+    await pause.arm(vm, mark(), new AbortController().signal);
     const later = pause.add("k", () => Promise.resolve(2));
     print("kexec_core: Starting new kernel");
     await tick();
     expect(log).toEqual([]);
-    pause.arm(vm, mark(), new AbortController().signal);
+    await pause.arm(vm, mark(), new AbortController().signal);
     print("kexec_core: Starting new kernel");
     expect(await later).toMatchObject({ kind: "read", value: 2 });
   });

@@ -55,5 +55,16 @@ describe("kernel symbols", () => {
     );
     expect(runtimeText([ready("a", "ffffade51b800000"), ready("b")])).toBeUndefined();
     expect(runtimeText(["no ready line"])).toBeUndefined();
+    expect(runtimeText([ready("a", "?")])).toBeUndefined();
+  });
+
+  it("arm64's ready line gives _stext: _text follows from the link-time distance", () => {
+    const table = parseSystemMap(
+      "ffff800080000000 T _text\nffff800080010000 T _stext\nffff800080020000 T machine_kexec\n",
+    );
+    const line = "[    3.1] KHO-GUEST: ready boot_id=b init_ms=start:1 stext=ffff9a0000010000";
+    expect(runtimeText([line], table)).toBe(0xffff9a0000000000n);
+    // without the table's _stext there is no answer, not a wrong one
+    expect(runtimeText([line])).toBeUndefined();
   });
 });
