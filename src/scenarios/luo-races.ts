@@ -5,11 +5,10 @@
 // or lockdep report fails it through the console watchdog.
 import type { ScenarioContext } from "../api/context.js";
 import type { Scenario } from "../api/scenario.js";
-import type { OpResult } from "../uapi/ops.js";
+import { opLine, type OpResult } from "../uapi/ops.js";
 import { OpsStream } from "./ops-stream.js";
 
 const NEEDS = ["kho", "luo", "luo-memfd"] as const;
-const hex = (name: string) => Buffer.from(name, "latin1").toString("hex");
 
 /** The counts a race op answered with (its `race` object); a missing count is -1. */
 function counts(r: OpResult): (key: string) => number {
@@ -49,12 +48,15 @@ const finishRetrieve: Scenario = {
     const names = Array.from({ length: SESSIONS }, (_, i) => `race-rf-${i}`);
     try {
       // slot 0 the device; session i in slot 1 + i; its memfds after them
-      const setup = ["open 0"];
+      const setup = [opLine({ op: "open", slot: 0 })];
       let slot = 1 + SESSIONS;
       for (const [i, name] of names.entries()) {
-        setup.push(`create 0 ${1 + i} ${hex(name)} exact`);
+        setup.push(opLine({ op: "create", dev: 0, slot: 1 + i, name, size: "exact" }));
         for (let t = 1; t <= TOKENS; t++)
-          setup.push(`memfd ${slot} 4096 ${t}`, `preserve ${1 + i} ${slot++} ${t} exact`);
+          setup.push(
+            opLine({ op: "memfd", slot, bytes: 4096, seed: t }),
+            opLine({ op: "preserve", session: 1 + i, fd: slot++, token: String(t), size: "exact" }),
+          );
       }
       const made = await ctx.phase("preserve", () => ops.batch(setup));
       const failed = made.find((r) => !r.ok);
@@ -62,9 +64,9 @@ const finishRetrieve: Scenario = {
       await ops.kexec();
       const races = await ctx.phase("race", () =>
         ops.batch([
-          "open 0",
+          opLine({ op: "open", slot: 0 }),
           ...names.flatMap((name, i) => [
-            `retrieve 0 ${1 + i} ${hex(name)} exact`,
+            opLine({ op: "retrieve", dev: 0, slot: 1 + i, name, size: "exact" }),
             `race_finish ${1 + i} ${TOKENS}`,
           ]),
         ]),
@@ -107,10 +109,10 @@ const preserveReboot: Scenario = {
   async run(ctx) {
     const ops = new OpsStream(ctx);
     try {
-      await ops.must("open 0");
-      await ops.must(`create 0 1 ${hex("race-reboot")} exact`);
+      await ops.must(opLine({ op: "open", slot: 0 }));
+      await ops.must(opLine({ op: "create", dev: 0, slot: 1, name: "race-reboot", size: "exact" }));
       await ops.kexec(`race_reboot 0 1 race-side ${MIN_PRESERVED}`);
-      await ops.must("open 0");
+      await ops.must(opLine({ op: "open", slot: 0 }));
       const back = await ctx.phase("checks", () =>
         ops.must("race_reboot_check 0 race-reboot race-side", 120_000),
       );

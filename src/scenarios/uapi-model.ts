@@ -14,11 +14,13 @@ import { OpsStream } from "./ops-stream.js";
 
 /** Brings LUO back to nothing: no fds, no children, no session handed over by a kexec. */
 function resetLines(): string[] {
-  const drain = VALID_NAMES.flatMap((name) => {
-    const hex = Buffer.from(name, "latin1").toString("hex");
-    return [`retrieve 0 1 ${hex} exact`, "finish 1 0 exact", "close 1"];
-  });
-  return ["reset", "open 0", ...drain, "close 0"];
+  const drain = VALID_NAMES.flatMap((name): Op[] => [
+    { op: "retrieve", dev: 0, slot: 1, name, size: "exact" },
+    { op: "finish", session: 1, reserved: 0, size: "exact" },
+    { op: "close", slot: 1 },
+  ]);
+  const ops: Op[] = [{ op: "reset" }, { op: "open", slot: 0 }, ...drain, { op: "close", slot: 0 }];
+  return ops.map(opLine);
 }
 
 /** The guest as an OpsExecutor: a reset, then the sequence, split at its kexecs. */
