@@ -78,10 +78,11 @@ export class HandoverPause {
   }
 
   /**
-   * Takes the pending work for the kexec that starts now (console position `since`): pauses the
-   * guest when the old kernel says it starts the new one, runs the work, and lets it go on.
-   * Whatever has not run when `done` fires resolves as missed. Never throws: the kexec's own
-   * wait reports what went wrong.
+   * Takes the pending work for the kexec that starts now (console position `since`): stops the
+   * guest at the breakpoint when one is given and can be set, else when the old kernel prints
+   * that it starts the new one; runs the work and lets the guest go on. Whatever has not run
+   * when `done` fires resolves as missed. Never throws: the kexec's own wait reports what went
+   * wrong.
    */
   async arm(
     vm: Vm,
@@ -92,42 +93,53 @@ export class HandoverPause {
   ): Promise<void> {
     const batch = this.pending.splice(0);
     if (batch.length === 0) return;
-    const settleAll = (r: AtHandover<unknown> = missed) => batch.forEach((p) => p.settle(r));
-    if (typeof breakpoint !== "string") {
-      const bp = breakpoint;
-      const arming = performance.now();
-      const armed = await armBreakpoint(vm, bp).catch((err: unknown) =>
-        err instanceof Error ? err.message : String(err),
-      );
-      if (typeof armed !== "string") {
-        const via: PauseVia = {
-          kind: "breakpoint",
-          symbol: bp.symbol,
-          addr: `0x${bp.addr.toString(16)}`,
-          armMs: Math.round(performance.now() - arming),
-        };
-        void armed
-          .waitStop(done)
-          .then(
-            () => runPaused(vm, since, batch, via, armed),
-            async () => {
-              // the kexec ended without reaching the breakpoint: take it out of the new kernel
-              await armed.interrupt().catch(() => undefined);
-              await armed.detach().catch(() => undefined);
-              settleAll({
-                kind: "missed",
-                detail: `the kexec ended without reaching ${bp.symbol} (0x${bp.addr.toString(16)})`,
-              });
-            },
-          )
-          .catch((err: unknown) =>
-            settleAll({ kind: "failed", detail: `pausing the guest failed: ${String(err)}` }),
-          );
-        return;
-      }
-      breakpoint = `the breakpoint could not be set: ${armed}`;
+    if (typeof breakpoint === "string") {
+      this.armConsole(vm, since, done, batch, { kind: "console", why: breakpoint });
+      return;
     }
-    this.armConsole(vm, since, done, batch, { kind: "console", why: breakpoint });
+    const arming = performance.now();
+    const armed = await armBreakpoint(vm, breakpoint).catch((err: unknown) =>
+      err instanceof Error ? err.message : String(err),
+    );
+    if (typeof armed !== "string") {
+      const armMs = Math.round(performance.now() - arming);
+      this.awaitBreakpoint(vm, since, done, batch, breakpoint, armed, armMs);
+      return;
+    }
+    this.armConsole(vm, since, done, batch, {
+      kind: "console",
+      why: `the breakpoint could not be set: ${armed}`,
+    });
+  }
+
+  private awaitBreakpoint(
+    vm: Vm,
+    since: number,
+    done: AbortSignal,
+    batch: readonly Pending[],
+    bp: KexecBreakpoint,
+    gdb: GdbStub,
+    armMs: number,
+  ): void {
+    const addr = `0x${bp.addr.toString(16)}`;
+    const via: PauseVia = { kind: "breakpoint", symbol: bp.symbol, addr, armMs };
+    void gdb
+      .waitStop(done)
+      .then(
+        () => runPaused(vm, since, batch, via, gdb),
+        async () => {
+          // the kexec ended without reaching the breakpoint: take it out of the new kernel
+          await gdb.interrupt().catch(() => undefined);
+          await gdb.detach().catch(() => undefined);
+          settle(batch, {
+            kind: "missed",
+            detail: `the kexec ended without reaching ${bp.symbol} (${addr})`,
+          });
+        },
+      )
+      .catch((err: unknown) =>
+        settle(batch, { kind: "failed", detail: `pausing the guest failed: ${String(err)}` }),
+      );
   }
 
   private armConsole(
@@ -138,18 +150,22 @@ export class HandoverPause {
     via: PauseVia,
   ): void {
     let unsubscribe = (): unknown => undefined;
-    const settleAll = (r: AtHandover<unknown> = missed) => batch.forEach((p) => p.settle(r));
-    done.addEventListener("abort", () => (unsubscribe(), settleAll()), { once: true });
+    done.addEventListener("abort", () => (unsubscribe(), settle(batch, missed)), { once: true });
     const fire = (line: { seq: number }) => {
       unsubscribe();
       void runPaused(vm, line.seq, batch, via).catch((err: unknown) =>
-        settleAll({ kind: "failed", detail: `pausing the guest failed: ${String(err)}` }),
+        settle(batch, { kind: "failed", detail: `pausing the guest failed: ${String(err)}` }),
       );
     };
     const seen = vm.console.entriesSince(since).find((l) => STARTING_NEW_KERNEL.test(l.text));
     if (seen) fire(seen);
     else unsubscribe = vm.console.onLine((l) => void (STARTING_NEW_KERNEL.test(l.text) && fire(l)));
   }
+}
+
+/** Resolves every work of the batch with `r` (a settled promise ignores later calls). */
+function settle(batch: readonly Pending[], r: AtHandover<unknown>): void {
+  for (const p of batch) p.settle(r);
 }
 
 /** Connects the gdbstub (the guest stops), sets the breakpoint and lets the guest run on. */
