@@ -3,7 +3,9 @@ import { HarnessError } from "../../src/errors.js";
 import { compareReports, comparisonExitCode, formatComparison } from "../../src/report/compare.js";
 import { displayTime, runTime, totalsLine } from "../../src/report/format.js";
 import { BAD_INPUT_EXIT, loadReport, type LoadedReport } from "../../src/report/schema.js";
+import { mergeRunFolders } from "../../src/report/merge.js";
 import { writeSummaries } from "../../src/report/summary.js";
+import { formatDuration } from "../../src/util/log.js";
 import { action } from "../cli-support.js";
 
 function label(r: LoadedReport): string {
@@ -12,8 +14,13 @@ function label(r: LoadedReport): string {
 }
 
 export function registerReport(program: Command): void {
-  program
-    .command("report <paths...>")
+  const report = program
+    .command("report")
+    .description(
+      "rebuild a run folder's summaries, compare two runs, merge shards, write KCIDB, or the history of many runs",
+    );
+  report
+    .command("show <paths...>", { isDefault: true })
     .description(
       "rebuild summary.md and summary.html of a run folder from its report.json; with --compare OLD NEW, what changed between two runs (exit 1 on new failures)",
     )
@@ -57,6 +64,39 @@ export function registerReport(program: Command): void {
         const written = await writeSummaries(loaded.dir, loaded.doc);
         process.stdout.write(`${written.markdown}\n${written.html}\n`);
         return 0;
+      }),
+    );
+
+  report
+    .command("merge <dirs...>")
+    .description(
+      "one run folder from the run folders of a sharded run's jobs (--shard K/N): report.json, summaries, JUnit, KTAP; a unit no shard ran is reported missing",
+    )
+    .requiredOption("--out <dir>", "the merged run folder")
+    .option("--copy", "copy the shards' artifacts into it (default: link them)")
+    .action(
+      action(async (dirs: string[], opts: { out: string; copy?: boolean }) => {
+        const started = performance.now();
+        const loaded = await Promise.all(dirs.map(loadReport));
+        const merged = await mergeRunFolders(loaded, opts.out, {
+          copy: opts.copy === true,
+          startedFrom: process.argv.slice(1).join(" "),
+        });
+        const shards = merged.doc.mergedFrom ?? [];
+        process.stdout.write(
+          [
+            `merged ${shards.length} shards into ${merged.outDir}: ${totalsLine(merged.doc.totals)}`,
+            ...shards.map(
+              (s) => `  shard ${s.shard} on ${s.hostname}: ${formatDuration(s.wallMs)} (${s.dir})`,
+            ),
+            `  wall time of the sharded run (its slowest shard): ${formatDuration(merged.doc.wallMs)}; merge took ${formatDuration(performance.now() - started)}`,
+            ...(merged.missing.length
+              ? [`  missing (no shard ran them, counted as notrun): ${merged.missing.join(", ")}`]
+              : []),
+            `  summary ${merged.html}`,
+          ].join("\n") + "\n",
+        );
+        return merged.doc.exitCode;
       }),
     );
 }

@@ -5,6 +5,16 @@ import { HarnessError } from "../../src/errors.js";
 import { pairTable, runCross, seriesPairs } from "../../src/orchestrate/cross.js";
 import { defaultGuestJobs, runScenarios } from "../../src/orchestrate/runner.js";
 import { reportRun } from "../../src/orchestrate/report-run.js";
+import {
+  describeShard,
+  loadDurationsFile,
+  parseShard,
+  planShards,
+  selectionItems,
+  shardUnits,
+  SHIPPED_DURATIONS,
+  type ShardPlan,
+} from "../../src/orchestrate/shard.js";
 import { DEFAULT_CHAIN_HOPS } from "../../src/scenarios/chain.js";
 import { withParams } from "../../src/api/scenario.js";
 import { SCENARIOS, selectScenarios } from "../../src/scenarios/index.js";
@@ -30,6 +40,8 @@ interface BootOptions {
   isolate?: boolean;
   base?: string;
   variant?: string;
+  shard?: string;
+  durations?: string;
 }
 
 const JOBS_HELP = `guests running at once (default ${defaultGuestJobs()} here: one per core, 7 GiB of RAM each)`;
@@ -47,11 +59,37 @@ function bootOptions(cmd: Command): Command {
     .option(
       "--isolate",
       "a fresh guest for every scenario (by default scenarios that can share one guest and one kexec do)",
+    )
+    .option(
+      "--shard <K/N>",
+      "run only part K of N of the selection (a CI job matrix; join the run folders with 'kho report merge')",
+    )
+    .option(
+      "--durations <file>",
+      "with --shard: unit durations to balance the split (a run folder's unit-durations.json; default: the harness's ci/unit-durations.json)",
     );
 }
 
+/** The shard this run does, planned before anything is built, and printed. */
+async function planShard(scenarios: readonly Scenario[], opts: BootOptions): Promise<ShardPlan | undefined> {
+  if (opts.durations && !opts.shard)
+    throw new HarnessError("--durations balances --shard K/N: give --shard too");
+  if (!opts.shard) return undefined;
+  const spec = parseShard(opts.shard);
+  const from = resolve(opts.durations ?? SHIPPED_DURATIONS);
+  const plan = planShards(
+    selectionItems(opts.arch, scenarios, opts.repeat ?? 1),
+    { isolate: opts.isolate === true, repeat: opts.repeat ?? 1 },
+    spec,
+    await loadDurationsFile(from),
+    from,
+  );
+  for (const line of describeShard(plan)) stderrLogger(line);
+  return plan;
+}
+
 /** Runs scenarios on every asked arch and reports them: KTAP on stdout, summary, JSON, JUnit. */
-function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promise<number> {
+async function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promise<number> {
   if (opts.kernel && opts.arch.length !== 1) {
     throw new HarnessError("--kernel names one image: give its arch with --arch x86_64 or --arch arm64");
   }
@@ -65,8 +103,11 @@ function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promis
       `# the ${variant.name} kernel runs slower: deadlines x${variant.timeoutFactor} (x${timeoutFactor()} in all)`,
     );
   }
+  const shard = await planShard(scenarios, opts);
   return reportRun(
-    scenarios.length * opts.arch.length * (opts.repeat ?? 1),
+    shard
+      ? shardUnits(shard).reduce((n, u) => n + u.members.length, 0)
+      : scenarios.length * opts.arch.length * (opts.repeat ?? 1),
     opts,
     (outDir, onResult, onSetupFailure) =>
       runScenarios({
@@ -79,6 +120,7 @@ function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promis
         jobs: opts.jobs ?? defaultGuestJobs(),
         ...(opts.repeat ? { repeat: opts.repeat } : {}),
         ...(opts.isolate ? { isolate: true } : {}),
+        ...(shard ? { shard } : {}),
         ...(opts.kernel ? { kernel: resolve(opts.kernel) } : {}),
         ...(opts.base ? { base: parseBase(opts.base) } : {}),
         ...(variant ? { variant: variant.name } : {}),

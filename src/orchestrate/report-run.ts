@@ -4,7 +4,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { join, resolve } from "node:path";
 import { ensureHostTools } from "../host/install.js";
-import { KtapWriter } from "../report/ktap.js";
+import { KTAP_FILE, KtapWriter } from "../report/ktap.js";
 import {
   exitCodeFor,
   findFlakes,
@@ -38,7 +38,12 @@ export async function reportRun<R extends RunReport>(
   await ensureHostTools(stderrLogger, `kho ${process.argv[2] ?? "run"}`);
   const outDir = runFolder(opts.out);
   await mkdir(outDir, { recursive: true });
-  const ktap = new KtapWriter((l) => process.stdout.write(`${l}\n`), total);
+  // KTAP on stdout as results arrive, and the same lines in the run folder.
+  const ktapLines: string[] = [];
+  const ktap = new KtapWriter((l) => {
+    ktapLines.push(l);
+    process.stdout.write(`${l}\n`);
+  }, total);
   const started = performance.now();
   const report = await execute(
     outDir,
@@ -65,6 +70,7 @@ export async function reportRun<R extends RunReport>(
         .join(";")}`,
     );
   }
+  await writeFile(join(outDir, KTAP_FILE), `${ktapLines.join("\n")}\n`);
   const extra = epilogue(report);
   process.stderr.write(
     `\n${summaryTable(report)}\n${extra ? `\n${extra}\n` : ""}\nwall time ${formatDuration(wall)}; report ${written.json}, summary ${written.html}\n`,

@@ -22,7 +22,7 @@ import { chooseAccel } from "../host/kvm.js";
 import { requireFreeSpace } from "../host/disk-space.js";
 import { cacheRoot } from "../paths.js";
 import { kernelFeatures, type KernelFeature } from "../kernel/features.js";
-import type { GuestBoot, Scenario } from "../api/scenario.js";
+import type { Scenario } from "../api/scenario.js";
 import { formatDuration, type Logger } from "../util/log.js";
 import { runPool } from "../util/pool.js";
 import { generateKeys } from "../vm/keys.js";
@@ -34,6 +34,7 @@ import {
   type NextVariant,
   type PreparedArch,
 } from "./scenario-run.js";
+import { shardRecord, shardTakes, shareKey, type ShardPlan } from "./shard.js";
 import { loadUnitDurations, longestFirst, saveUnitDurations, unitKey } from "./unit-durations.js";
 import type { RunReport, ScenarioResult, SetupFailure } from "../report/verdict.js";
 
@@ -76,6 +77,8 @@ export interface RunOptions {
   readonly onResult: (r: ScenarioResult) => void;
   /** Called once per failed arch setup, before the results it leaves not run. */
   readonly onSetupFailure?: (f: SetupFailure) => void;
+  /** Run only this shard's part of the selection (`--shard K/N`, planned by shard.ts). */
+  readonly shard?: ShardPlan;
 }
 
 export type { RunReport } from "../report/verdict.js";
@@ -107,32 +110,41 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
     ranked.set(r, rank);
     opts.onResult(r);
   };
+  // With --shard, only this shard's (arch, scenario, attempt); an arch it has none of is not set up.
+  const mine = (arch: ArchName, scenario: Scenario, attempt: number) =>
+    !opts.shard || shardTakes(opts.shard, arch, scenario.id, attempt);
+  const attempts = Array.from({ length: repeat }, (_, i) => i);
   try {
     for (const arch of opts.arches) {
+      const taken = attempts.flatMap((attempt) =>
+        opts.scenarios.filter((s) => mine(arch, s, attempt)).map((scenario) => ({ scenario, attempt })),
+      );
+      if (taken.length === 0) continue;
       const scratch = await mkdtemp(join(tmpdir(), `kho-run-${arch}-`));
       scratchDirs.push(scratch);
       try {
         const prepared = await prepareArch(arch, opts, scratch, keys);
         setups.push(prepared.summary);
-        for (let attempt = 0; attempt < repeat; attempt++) {
-          for (const scenario of opts.scenarios) {
-            const key = unitKey(arch, [scenario.id]);
-            work.push({ key, scenario, prepared, attempt, order: order(arch, scenario, attempt) });
-          }
-        }
+        for (const { scenario, attempt } of taken)
+          work.push({
+            key: unitKey(arch, [scenario.id]),
+            scenario,
+            prepared,
+            attempt,
+            order: order(arch, scenario, attempt),
+          });
       } catch (err) {
         // The arch could not be set up (kernel, image): one failure with its evidence, and
         // every scenario of the arch not run because of it.
         if (!(err instanceof HarnessError)) throw err;
-        const failure = setupFailure(arch, err, opts.scenarios.length * repeat);
+        const failure = setupFailure(arch, err, taken.length);
         setupFailures.push(failure);
         opts.onSetupFailure?.(failure);
-        for (let attempt = 0; attempt < repeat; attempt++)
-          for (const scenario of opts.scenarios)
-            record(
-              notRunResult(scenario.id, failure, repeat > 1 ? attempt + 1 : undefined),
-              order(arch, scenario, attempt),
-            );
+        for (const { scenario, attempt } of taken)
+          record(
+            notRunResult(scenario.id, failure, repeat > 1 ? attempt + 1 : undefined),
+            order(arch, scenario, attempt),
+          );
       }
     }
     const units = scheduleUnits(work, opts.isolate === true, await loadUnitDurations());
@@ -162,12 +174,12 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
         measured.set(u.key, Math.round(performance.now() - started));
     });
   } finally {
-    await saveUnitDurations(measured).catch(() => undefined);
+    await saveUnitDurations(measured, opts.outDir).catch(() => undefined);
     for (const dir of scratchDirs) await rm(dir, { recursive: true, force: true });
   }
   // Results arrive in completion order; the report lists them in suite order.
   results.sort((x, y) => (ranked.get(x) ?? 0) - (ranked.get(y) ?? 0));
-  return { results, setups, setupFailures };
+  return { results, setups, setupFailures, ...(opts.shard ? { shard: shardRecord(opts.shard) } : {}) };
 }
 
 /** Which setup an error came from: prepareArch tags its errors with the phase they broke. */
@@ -362,21 +374,6 @@ type Unit =
       readonly attempt: number;
       readonly order: number;
     };
-
-/**
- * Shareable boots group by KHO on or off; their appends add up (sharedBoot), and so does
- * memory up to MERGED_MEMORY_MIB: no shareable scenario's checks depend on the amount, and a
- * guest costs more than its RAM. The 6 GiB pages-folio-order18 needs makes each boot and kexec
- * of its guest 1-3 s slower (memmap): measured, still less than a guest of its own (~17 s).
- */
-const MERGED_MEMORY_MIB = 6144;
-
-function shareKey(boot: GuestBoot): { kho: boolean; memoryMiB?: number; numaNodes?: number } {
-  const big = boot.memoryMiB !== undefined && boot.memoryMiB > MERGED_MEMORY_MIB;
-  // A NUMA guest is its own topology: only scenarios asking for the same node count share it.
-  const numa = boot.numaNodes && boot.numaNodes > 1 ? { numaNodes: boot.numaNodes } : {};
-  return big ? { kho: boot.kho, memoryMiB: boot.memoryMiB, ...numa } : { kho: boot.kho, ...numa };
-}
 
 /**
  * Groups the shareable scenarios of one arch, attempt and KHO setting (see shareKey) onto one

@@ -4,6 +4,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import { dirname, join } from "node:path";
 import { cacheRoot } from "../paths.js";
+import { DURATIONS_FILE } from "../report/schema.js";
 import { writeFileAtomic } from "../util/build-slot.js";
 
 /** Unit key (`unitKey`) to its last wall time in ms. */
@@ -31,9 +32,17 @@ export async function loadUnitDurations(): Promise<UnitDurations> {
   }
 }
 
-/** Merges this run's durations over the remembered ones. */
-export async function saveUnitDurations(measured: UnitDurations): Promise<void> {
+/**
+ * Merges this run's durations over the remembered ones, and writes this run's own into its run
+ * folder, where a CI keeps them to split the next night's shards with `--durations`.
+ */
+export async function saveUnitDurations(measured: UnitDurations, runDir?: string): Promise<void> {
   if (measured.size === 0) return;
+  if (runDir)
+    await writeFileAtomic(
+      join(runDir, DURATIONS_FILE),
+      `${JSON.stringify(Object.fromEntries(measured), null, 1)}\n`,
+    );
   const merged = new Map([...(await loadUnitDurations()), ...measured]);
   await mkdir(dirname(file()), { recursive: true });
   await writeFileAtomic(file(), `${JSON.stringify(Object.fromEntries(merged), null, 1)}\n`);

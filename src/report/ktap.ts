@@ -2,6 +2,23 @@
 import { checkLine } from "./format.js";
 import type { ScenarioResult, SetupFailure } from "./verdict.js";
 
+/** The KTAP a run printed, kept in its run folder. */
+export const KTAP_FILE = "results.ktap";
+
+/** KTAP of a finished run's results (what `kho report merge` writes for the merged run). */
+export function ktapOf(
+  results: readonly ScenarioResult[],
+  setupFailures: readonly SetupFailure[],
+  diagnostics: readonly string[] = [],
+): string {
+  const lines: string[] = [];
+  const w = new KtapWriter((l) => lines.push(l), results.length);
+  for (const d of diagnostics) w.diagnostic(d);
+  for (const f of setupFailures) w.setupFailure(f);
+  for (const r of results) w.result(r);
+  return `${lines.join("\n")}\n`;
+}
+
 export class KtapWriter {
   private n = 0;
   constructor(

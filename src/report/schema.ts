@@ -12,7 +12,7 @@ import type { CheckRecord, NotDoneReason } from "../api/findings.js";
 import { HarnessError } from "../errors.js";
 import { parseWith } from "../util/zod-issue.js";
 import type { BootSegment, BootTiming } from "../session/boot-timeline.js";
-import type { ScenarioResult, SetupFailure, Verdict } from "./verdict.js";
+import type { ScenarioResult, SetupFailure, ShardRecord, Verdict } from "./verdict.js";
 
 export const RUN_REPORT_SCHEMA = "kho-harness/run-report@2";
 /** Schemas this reader understands: the current one and what it upgrades. */
@@ -28,6 +28,9 @@ export const VERDICTS = [
   "error",
   "notrun",
 ] as const satisfies readonly Verdict[];
+
+/** The unit durations a run measured, in its run folder (what `--durations` reads). */
+export const DURATIONS_FILE = "unit-durations.json";
 
 /** Exit code for unusable input to `kho report` (1 is kept for "new failures"). */
 export const BAD_INPUT_EXIT = 2;
@@ -127,6 +130,17 @@ export interface RunReportDoc {
    *  Absent in reports written before it was recorded (read as none). */
   readonly setupFailures: readonly SetupFailure[];
   readonly results: readonly ReportResult[];
+  /** Set when the run did one shard of a selection (`--shard K/N`). */
+  readonly shard?: ShardRecord;
+  /** Set on a merged run (`kho report merge`): the shard folders it was made from. */
+  readonly mergedFrom?: readonly MergedShard[];
+}
+
+export interface MergedShard {
+  readonly dir: string;
+  readonly shard: string;
+  readonly wallMs: number;
+  readonly hostname: string;
 }
 
 export interface LoadedReport {
@@ -201,6 +215,8 @@ export function parseReport(
       arches: r.arches,
       setupFailures: r.setupFailures ?? [],
       results: r.results,
+      ...(r.shard ? { shard: r.shard } : {}),
+      ...(r.mergedFrom ? { mergedFrom: r.mergedFrom } : {}),
     };
     return { doc };
   }
@@ -419,6 +435,23 @@ const HostInfoSchema = z.object({
   ),
 });
 
+const ShardRecordSchema = z.object({
+  index: z.int().min(1),
+  count: z.int().min(1),
+  selection: z.string(),
+  durations: z.string(),
+  units: z.array(z.string()),
+  allUnits: z.array(z.string()),
+  estimatedMs: ms,
+});
+
+const MergedShardSchema = z.object({
+  dir: z.string(),
+  shard: z.string(),
+  wallMs: ms,
+  hostname: z.string(),
+});
+
 /** The current report as written; `totals` is not read (it is counted from the results). */
 const ReportV2 = z.object({
   schema: z.literal(RUN_REPORT_SCHEMA),
@@ -430,6 +463,8 @@ const ReportV2 = z.object({
   arches: z.array(ArchEntrySchema),
   setupFailures: z.array(SetupFailureSchema).optional(),
   results: z.array(ScenarioResultSchema),
+  shard: ShardRecordSchema.optional(),
+  mergedFrom: z.array(MergedShardSchema).optional(),
 });
 
 /** @1: the host by name, arches without QEMU, config hash or accelerator reason. */
@@ -480,4 +515,6 @@ export type SchemaMatchesTypes = [
   Holds<SameShape<Out<typeof ArchEntrySchema>, ArchEntry>>,
   Holds<SameShape<Out<typeof KvmFactSchema>, KvmFact>>,
   Holds<SameShape<Out<typeof HostInfoSchema>, HostInfo>>,
+  Holds<SameShape<Out<typeof ShardRecordSchema>, ShardRecord>>,
+  Holds<SameShape<Out<typeof MergedShardSchema>, MergedShard>>,
 ];

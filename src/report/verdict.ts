@@ -99,10 +99,29 @@ export interface ArchSetup {
   readonly phaseMs: Record<string, number>;
 }
 
+/** A run that did one shard of a selection (`--shard K/N`), as `kho report merge` needs it. */
+export interface ShardRecord {
+  /** 1-based. */
+  readonly index: number;
+  readonly count: number;
+  /** A hash of every unit of the selection: equal for the shards of one selection. */
+  readonly selection: string;
+  /** The durations file the split was made from. */
+  readonly durations: string;
+  /** The units this shard ran (unit keys: `arch:scenario+scenario`, `#attempt` when repeated). */
+  readonly units: readonly string[];
+  /** Every unit of the selection, in suite order. */
+  readonly allUnits: readonly string[];
+  /** The split's estimate of this shard's guest time. */
+  readonly estimatedMs: number;
+}
+
 /** What a run gives the reports. */
 export interface RunReport {
   readonly results: ScenarioResult[];
   readonly setups: ArchSetup[];
   /** Setups shared by every scenario of an arch that failed, each reported once. */
   readonly setupFailures: SetupFailure[];
+  /** Set when the run did one shard of its selection. */
+  readonly shard?: ShardRecord;
 }

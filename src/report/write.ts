@@ -18,7 +18,13 @@ import { writeSummaries } from "./summary.js";
 import { sha256File } from "../util/hash.js";
 import { formatDuration } from "../util/log.js";
 
-import { exitCodeFor, type ArchSetup, type RunReport, type ScenarioResult } from "./verdict.js";
+import {
+  exitCodeFor,
+  type ArchSetup,
+  type RunReport,
+  type ScenarioResult,
+  type SetupFailure,
+} from "./verdict.js";
 
 export const REPORT_SCHEMA = RUN_REPORT_SCHEMA;
 
@@ -52,6 +58,7 @@ export async function buildRunDocument(report: RunReport, facts: ReportFacts): P
     arches,
     setupFailures: report.setupFailures,
     results: report.results,
+    ...(report.shard ? { shard: report.shard } : {}),
   };
 }
 
@@ -135,7 +142,10 @@ const textElement = (parent: XMLBuilder, name: string, attrs: Record<string, str
 };
 
 /** JUnit XML for CI systems: one testsuite per arch, one testcase per scenario. */
-export function junitXml(report: RunReport): string {
+export function junitXml(report: {
+  readonly results: readonly ScenarioResult[];
+  readonly setupFailures: readonly SetupFailure[];
+}): string {
   // Text from consoles can hold characters XML 1.0 has no place for (ANSI escapes, NULs).
   const doc = create({ version: "1.0", encoding: "UTF-8", invalidCharReplacement: "\ufffd" });
   const root = doc.ele("testsuites");

@@ -52,7 +52,6 @@ describe("reports", () => {
   it("JUnit escapes text and counts per verdict", () => {
     const x = junitXml({
       results: [r("a", "pass"), r("b<&>", "fail", 'said "no"'), r("c", "skip", "why")],
-      setups: [],
       setupFailures: [],
     });
     expect(x).toContain(
