@@ -3,6 +3,8 @@ import { HarnessError } from "../../src/errors.js";
 import { compareReports, comparisonExitCode, formatComparison } from "../../src/report/compare.js";
 import { displayTime, runTime, totalsLine } from "../../src/report/format.js";
 import { BAD_INPUT_EXIT, loadReport, type LoadedReport } from "../../src/report/schema.js";
+import { writeHistory } from "../../src/report/history.js";
+import { DEFAULT_KCIDB_ORIGIN, writeKcidb } from "../../src/report/kcidb.js";
 import { mergeRunFolders } from "../../src/report/merge.js";
 import { writeSummaries } from "../../src/report/summary.js";
 import { formatDuration } from "../../src/util/log.js";
@@ -97,6 +99,43 @@ export function registerReport(program: Command): void {
           ].join("\n") + "\n",
         );
         return merged.doc.exitCode;
+      }),
+    );
+
+  report
+    .command("kcidb <dir>")
+    .description(
+      "write the run as KernelCI KCIDB JSON (schema v5.3) into DIR/kcidb.json: checkouts, builds, tests",
+    )
+    .option("--origin <name>", "the KCIDB origin every id starts with ([a-z0-9_]+)", DEFAULT_KCIDB_ORIGIN)
+    .option("--run-id <id>", "this run's part of the ids (default: the run folder's name)")
+    .option(
+      "--log-url-base <url>",
+      "where the run folder is published: logs and artifacts are linked under it (default: file:// paths here)",
+    )
+    .action(
+      action(async (dir: string, opts: { origin: string; runId?: string; logUrlBase?: string }) => {
+        const path = await writeKcidb(dir, {
+          origin: opts.origin,
+          ...(opts.runId ? { runId: opts.runId } : {}),
+          ...(opts.logUrlBase ? { logUrlBase: opts.logUrlBase } : {}),
+        });
+        process.stdout.write(`${path}\n`);
+        return 0;
+      }),
+    );
+
+  report
+    .command("history <dirs...>")
+    .description(
+      "one page and a JSON over many runs (one per night, say): each scenario's verdicts in order, the first run of each new failure and its kernel, flake rates, phase times across runs",
+    )
+    .option("--out <dir>", "where history.html and history.json go", "out/history")
+    .action(
+      action(async (dirs: string[], opts: { out: string }) => {
+        const written = await writeHistory(dirs, opts.out);
+        process.stdout.write(`${written.html}\n${written.json}\n`);
+        return 0;
       }),
     );
 }

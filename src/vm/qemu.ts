@@ -93,7 +93,10 @@ export function kernelCmdline(
 ): string {
   const kho = boot.kho === false ? [] : ["kho=on", "liveupdate=on"];
   const ip = network ? [IP_CONFIG] : [];
-  return [`console=${archSpec(arch).console}`, ...kho, ...ip, "panic=-1", boot.append ?? ""].join(" ").trim();
+  const spec = archSpec(arch);
+  return [`console=${spec.console}`, ...spec.kernelParams, ...kho, ...ip, "panic=-1", boot.append ?? ""]
+    .join(" ")
+    .trim();
 }
 
 /** QEMU's argv (without the binary). Pure, so tests and reproducer lines can use it. */

@@ -34,7 +34,7 @@ describe("qemuArgs", () => {
     expect(after("-accel")).toBe("tcg,thread=single");
     // With SSH the kernel configures slirp's network itself (ip=), sparing init four processes.
     expect(after("-append")).toBe(
-      "console=ttyS0 kho=on liveupdate=on ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off panic=-1 quiet",
+      "console=ttyS0 no_timer_check kho=on liveupdate=on ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off panic=-1 quiet",
     );
     expect(after("-initrd")).toBe("/k/initrd");
     expect(after("-netdev")).toBe("user,id=n0,hostfwd=tcp:127.0.0.1:0-:22");
