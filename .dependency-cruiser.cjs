@@ -72,6 +72,16 @@ module.exports = {
       },
     },
     {
+      name: "corruption-planner-is-pure",
+      severity: "error",
+      comment:
+        "The corruption matrix's cases, locator and write guard (src/corrupt) work on bytes: the scenario applies them to a guest.",
+      from: { path: "^src/corrupt/" },
+      to: {
+        path: "^src/(orchestrate|scenarios|session|vm|report|api|agent|checks|memory|image|kernel|host|bench)/",
+      },
+    },
+    {
       name: "session-below-scenarios",
       severity: "error",
       comment: "The guest session serves scenarios and the runner; it knows neither.",

@@ -21,6 +21,9 @@ import { SCENARIOS, selectScenarios } from "../../src/scenarios/index.js";
 import { SELFTEST_SCENARIOS, selectSelftests } from "../../src/scenarios/selftests.js";
 import { twoStageScenario } from "../../src/scenarios/two-stage.js";
 import { uapiModel, UAPI_MODEL_DEFAULTS } from "../../src/scenarios/uapi-model.js";
+import { CORRUPT_DEFAULT_SEED, corruptScenarios, corruptionTable } from "../../src/scenarios/corrupt.js";
+import { CASE_IDS } from "../../src/corrupt/cases.js";
+import type { RunReport } from "../../src/report/verdict.js";
 import { PHASES } from "../../src/uapi/fuzz.js";
 import { PLANTS } from "../../src/uapi/model.js";
 import type { Scenario } from "../../src/api/scenario.js";
@@ -89,7 +92,11 @@ async function planShard(scenarios: readonly Scenario[], opts: BootOptions): Pro
 }
 
 /** Runs scenarios on every asked arch and reports them: KTAP on stdout, summary, JSON, JUnit. */
-async function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): Promise<number> {
+async function runAndReport(
+  scenarios: readonly Scenario[],
+  opts: BootOptions,
+  epilogue?: (report: RunReport) => string,
+): Promise<number> {
   if (opts.kernel && opts.arch.length !== 1) {
     throw new HarnessError("--kernel names one image: give its arch with --arch x86_64 or --arch arm64");
   }
@@ -126,6 +133,7 @@ async function runAndReport(scenarios: readonly Scenario[], opts: BootOptions): 
         ...(variant ? { variant: variant.name } : {}),
         ...(opts.nextKernel ? { nextKernel: resolve(opts.nextKernel) } : {}),
       }),
+    epilogue,
   );
 }
 
@@ -248,6 +256,28 @@ export function registerRun(program: Command): void {
     ),
   );
 
+  bootOptions(
+    program
+      .command("corrupt")
+      .description(
+        "damaged handovers: each case writes one field of a real handover at the kexec pause, and the next kernel must refuse it and go on",
+      )
+      .option("--case <ids>", `comma-separated case ids or globs (${CASE_IDS.join(", ")})`)
+      .option("--seed <n>", `the cases' choices (default ${CORRUPT_DEFAULT_SEED})`, intOption),
+  ).action(
+    action((opts: BootOptions & { case?: string; seed?: number }) => {
+      const all = corruptScenarios();
+      const patterns = opts.case
+        ?.split(",")
+        .map((p) => `corrupt-${p.trim()}`)
+        .join(",");
+      const chosen = selectScenarios(patterns, all, "corruption case").map((s) =>
+        opts.seed ? withParams(s, { seed: opts.seed }) : s,
+      );
+      return runAndReport(chosen, opts, (report) => corruptionTable(report.results));
+    }),
+  );
+
   program
     .command("cross")
     .description(
@@ -286,7 +316,7 @@ export function registerRun(program: Command): void {
     .description("list the scenarios and selftests: id, what they need, what they check")
     .action(
       action(() => {
-        for (const s of [...SCENARIOS, ...SELFTEST_SCENARIOS, uapiModel]) {
+        for (const s of [...SCENARIOS, ...SELFTEST_SCENARIOS, uapiModel, ...corruptScenarios()]) {
           process.stdout.write(`${s.id.padEnd(32)} needs ${s.needs.join(",").padEnd(30)} ${s.description}\n`);
         }
         return Promise.resolve(0);

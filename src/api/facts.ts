@@ -70,6 +70,19 @@ export type Fact =
       /** Setting the breakpoint (the guest stopped meanwhile). */
       readonly armMs?: number;
     }
+  /** A corruption case (src/corrupt): the writes made at the kexec pause and what the next kernel did. */
+  | {
+      readonly kind: "corruption";
+      readonly case: string;
+      readonly seed: number;
+      readonly outcome: CorruptionOutcome;
+      readonly writes: readonly {
+        readonly phys: string;
+        readonly what: string;
+        readonly before: string;
+        readonly after: string;
+      }[];
+    }
   /** What a race scenario counted (src/scenarios/luo-races.ts): outcomes by kind. */
   | { readonly kind: "race"; readonly race: string; readonly counts: Readonly<Record<string, number>> }
   /** A model-based run of /dev/liveupdate (src/uapi): what it covered, and its first mismatch. */
@@ -108,3 +121,6 @@ export function factOf<K extends FactKind>(
 ): Extract<Fact, { kind: K }> | undefined {
   return facts?.find((f): f is Extract<Fact, { kind: K }> => f.kind === kind);
 }
+
+/** What the next kernel did with a damaged handover (`kho corrupt`). */
+export type CorruptionOutcome = "refused" | "accepted" | "warned" | "oops" | "panic" | "hang";

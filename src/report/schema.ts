@@ -330,6 +330,13 @@ export const FactSchema = z.discriminatedUnion("kind", [
     pausedMs: count,
     armMs: count.optional(),
   }),
+  z.object({
+    kind: z.literal("corruption"),
+    case: z.string(),
+    seed: z.number().int(),
+    outcome: z.enum(["refused", "accepted", "warned", "oops", "panic", "hang"]),
+    writes: z.array(z.object({ phys: z.string(), what: z.string(), before: z.string(), after: z.string() })),
+  }),
   z.object({ kind: z.literal("race"), race: z.string(), counts: z.record(z.string(), z.number().int()) }),
   z.object({
     kind: z.literal("uapi-model"),

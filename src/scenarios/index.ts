@@ -25,17 +25,21 @@ export const SCENARIOS: readonly Scenario[] = [
 ];
 
 /** Scenarios matching any of the comma-separated ids or globs ("memfd-*"), in suite order. */
-export function selectScenarios(patterns: string | undefined): Scenario[] {
-  if (!patterns) return [...SCENARIOS];
+export function selectScenarios(
+  patterns: string | undefined,
+  from: readonly Scenario[] = SCENARIOS,
+  what = "scenario",
+): Scenario[] {
+  if (!patterns) return [...from];
   const wanted = patterns
     .split(",")
     .map((p) => p.trim())
     .filter(Boolean);
-  const unknown = wanted.filter((p) => !SCENARIOS.some((s) => picomatch.isMatch(s.id, p)));
+  const unknown = wanted.filter((p) => !from.some((s) => picomatch.isMatch(s.id, p)));
   if (unknown.length > 0) {
     throw new HarnessError(
-      `no scenario matches ${unknown.map((u) => `"${u}"`).join(", ")} (known: ${SCENARIOS.map((s) => s.id).join(", ")})`,
+      `no ${what} matches ${unknown.map((u) => `"${u}"`).join(", ")} (known: ${from.map((s) => s.id).join(", ")})`,
     );
   }
-  return SCENARIOS.filter((s) => wanted.some((p) => picomatch.isMatch(s.id, p)));
+  return from.filter((s) => wanted.some((p) => picomatch.isMatch(s.id, p)));
 }

@@ -24,6 +24,8 @@ export interface SessionConsole {
   waitFor(re: RegExp, opts: WaitOptions): Promise<ConsoleMatch>;
   entriesSince(seq: number): ConsoleLine[];
   lastLines(n?: number): string[];
+  /** Marks fault lines as expected until the returned function is called (not faults then). */
+  allow(patterns: readonly RegExp[]): () => void;
 }
 
 /** The QEMU process whose guest-physical memory the host reads (src/memory). */

@@ -3,7 +3,7 @@
 // through `pmemsave`, microseconds this way. Where guest RAM lives in QEMU comes from QEMU
 // itself: `info mtree -f` maps guest-physical ranges to offsets in a RAM block, and
 // `info ramblock` gives each block's host address.
-import { closeSync, openSync, readSync } from "node:fs";
+import { closeSync, openSync, readSync, writeSync } from "node:fs";
 import type { QmpClient } from "./qmp.js";
 
 /** One guest-physical range backed by host memory: [start, end) at `hva` (host address). */
@@ -119,6 +119,26 @@ export class ProcMemReader {
       return got === length ? out : undefined;
     } catch {
       return undefined;
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  }
+
+  /**
+   * Writes `data` at `paddr` of the guest's RAM (the corruption matrix, with the guest paused and
+   * every address checked against the handover first: src/corrupt/guard.ts). False when the range
+   * is not inside one RAM window or the write fails.
+   */
+  write(paddr: bigint, data: Uint8Array): boolean {
+    const end = paddr + BigInt(data.length);
+    const w = this.windows.find((x) => paddr >= x.start && end <= x.end);
+    if (!w) return false;
+    let fd: number | undefined;
+    try {
+      fd = openSync(this.memPath, "r+");
+      return writeSync(fd, data, 0, data.length, Number(w.hva + (paddr - w.start))) === data.length;
+    } catch {
+      return false;
     } finally {
       if (fd !== undefined) closeSync(fd);
     }

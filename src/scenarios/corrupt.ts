@@ -1,0 +1,236 @@
+// `kho corrupt`: what the next kernel does with a damaged handover. One guest per case: boot 1
+// preserves a memfd through LUO (and the kernel's own test_kho folios, and a reserve_mem
+// region); the host reads the radix tree, then stops the guest at the kexec (machine_kexec, after
+// every KHO and LUO serializer ran), locates every field of the handover (src/corrupt/locate.ts),
+// writes the case's mutation (only inside those structures: src/corrupt/guard.ts), lets the
+// guest go on, and judges the new kernel from its console and, when it comes up, over SSH:
+//   refused  it said so (a KHO/LUO/memblock error line, the evidence) and went on without the data
+//   accepted it used the data (a finding: which field, what the kernel did with it)
+//   warned   a WARNING
+//   oops / panic / hang  as the console watchdog saw it
+// A panic, oops, hang or silently used corrupt value is a kernel weakness: the case fails, unless
+// its expectation (keyed by a capability read from the kernel's source) marks it expected.
+import { isAgentError, AgentPreserveResultSchema } from "../agent/protocol.js";
+import { MiB, seeded, sessionArgs } from "../agent/memfd-args.js";
+import type { ScenarioContext } from "../api/context.js";
+import type { CorruptionOutcome } from "../api/facts.js";
+import { CheckFailed } from "../api/outcome.js";
+import type { Expectation, Scenario } from "../api/scenario.js";
+import { corruptCases, seededRandom, type CorruptCase } from "../corrupt/cases.js";
+import { guardWrite } from "../corrupt/guard.js";
+import { locateHandover, type HandoverMap } from "../corrupt/locate.js";
+import { directReader } from "../memory/guest-memory.js";
+import { readMemoryBeforeKexec } from "../memory/handover.js";
+import { readRootFdt } from "../memory/radix-snapshot.js";
+import type { ScenarioResult } from "../report/verdict.js";
+import { GuestFault } from "../vm/fault.js";
+import { holdSessions, kexecHeld } from "./memfd-common.js";
+
+const REGION = "harness_rm";
+const hex = (v: bigint) => `0x${v.toString(16)}`;
+const bytesHex = (b: Uint8Array) => Buffer.from(b).toString("hex");
+
+/** Lines of the new kernel that say it refused something it was handed. */
+const REFUSAL =
+  /\b(?:KHO|kho|liveupdate|luo|LUO|memblock|reserve_mem|test_kho|memfd)\b.*(?:fail|invalid|corrupt|bad|unsupported|mismatch|unknown|not (?:found|supported|valid)|too (?:many|large|big)|exceed|error|refus|ignor|skip)/i;
+/** What the watchdog would otherwise take for a fault: a case wants to see the kernel go on. */
+const ALLOWED = [REFUSAL, /\bWARNING:/, /Bad page state/, /kho|luo|liveupdate/i];
+
+interface Written {
+  readonly writes: { phys: string; what: string; before: string; after: string }[];
+  readonly map: HandoverMap;
+}
+
+/** Writes the case's mutation into the paused guest; what it changed, or why it could not. */
+async function mutate(
+  ctx: ScenarioContext,
+  c: CorruptCase,
+  seed: number,
+  pages: ReadonlyMap<bigint, Uint8Array>,
+  ram: readonly { start: bigint; end: bigint }[],
+  fdtPhys: bigint,
+  live: Parameters<typeof locateHandover>[0],
+): Promise<Written | { readonly skip: string } | { readonly error: string }> {
+  const fdt = await readRootFdt(live, fdtPhys);
+  if (!fdt) return { error: `no root FDT at ${hex(fdtPhys)} at the kexec` };
+  const map = await locateHandover(live, fdtPhys, fdt, pages, ram);
+  const planned = corruptCases(pages)
+    .find((x) => x.id === c.id)
+    ?.plan(map, seededRandom(seed));
+  if (planned === undefined) return { error: `unknown case ${c.id}` };
+  if (typeof planned === "string") return { skip: planned };
+  const writer = await directReader(ctx.guest.machine);
+  if (!writer) return { error: "this host cannot write QEMU's memory (/proc/<qemu pid>/mem)" };
+  const writes: Written["writes"] = [];
+  for (const w of planned) {
+    guardWrite(w, map.writable);
+    const before = await live.readPhys(w.phys, w.bytes.length);
+    if (!writer.write(w.phys, w.bytes)) return { error: `the write at ${hex(w.phys)} (${w.what}) failed` };
+    const back = await live.readPhys(w.phys, w.bytes.length);
+    if (bytesHex(back) !== bytesHex(w.bytes)) return { error: `the write at ${hex(w.phys)} did not stick` };
+    writes.push({ phys: hex(w.phys), what: w.what, before: bytesHex(before), after: bytesHex(w.bytes) });
+  }
+  return { writes, map };
+}
+
+function faultOutcome(f: GuestFault): CorruptionOutcome {
+  switch (f.kind) {
+    case "panic":
+    case "qemu-exited":
+      return "panic";
+    case "oops":
+    case "bug":
+    case "debug-report":
+      return "oops";
+    case "warning":
+    case "bad-page":
+    case "kho-failure":
+      return "warned";
+    default:
+      return "hang";
+  }
+}
+
+export const CORRUPT_DEFAULT_SEED = 1;
+
+/** The scenario of one case; `expectation` when 7.2 is known to be weak against it. */
+export function corruptScenario(c: CorruptCase, expectation?: Expectation): Scenario {
+  return {
+    id: `corrupt-${c.id}`,
+    description: `damaged handover: ${c.description}; the next kernel must refuse it and go on`,
+    needs: ["kho", "kho-debugfs", "test-kho"],
+    boot: { kho: true, append: `reserve_mem=2M:4096:${REGION}` },
+    params: { seed: CORRUPT_DEFAULT_SEED },
+    ...(expectation ? { expectation } : {}),
+    async run(ctx) {
+      const seed = Number(ctx.params.seed ?? CORRUPT_DEFAULT_SEED);
+      const sessions = seeded([{ name: "kho-corrupt", memfds: [{ token: 1, size: 4 * MiB }] }]);
+      void directReader(ctx.guest.machine);
+      const held = await ctx.phase("preserve", () =>
+        holdSessions(ctx, `preserve ${sessionArgs(sessions, "hash")} --kho-state`, "agent-preserve.json"),
+      );
+      const kept = await ctx.phase("dump", () => readMemoryBeforeKexec(ctx, held.result.kho));
+      if (kept.memory.kind !== "radix" || kept.memory.snapshot.rootFdtPhys === undefined)
+        throw new Error(`the radix tree could not be read live (${kept.note}): no place to write`);
+      const snap = kept.memory.snapshot;
+      const fdtPhys = snap.rootFdtPhys as bigint;
+      const at = ctx.guest.atNextHandover(`corrupt-${c.id}`, () =>
+        mutate(ctx, c, seed, snap.pages, snap.ram, fdtPhys, snap.live),
+      );
+      const since = ctx.guest.console.mark();
+      const unallow = ctx.guest.console.allow(ALLOWED);
+      let fault: GuestFault | undefined;
+      try {
+        await kexecHeld(ctx, held.stream);
+      } catch (e) {
+        if (!(e instanceof GuestFault)) throw e;
+        fault = e;
+      } finally {
+        unallow();
+      }
+      const paused = await at;
+      if (paused.kind !== "read")
+        throw new Error(`the guest was not stopped at the kexec to write the mutation: ${paused.detail}`);
+      if (paused.late)
+        throw new Error("the pause came after the new kernel's banner: the write was too late");
+      const written = paused.value;
+      if ("skip" in written) return ctx.skip(`this handover has nothing for the case: ${written.skip}`);
+      if ("error" in written) throw new Error(`the mutation was not written: ${written.error}`);
+      await ctx.artifact(
+        "corruption.json",
+        JSON.stringify({ case: c.id, seed, writes: written.writes }, null, 2) + "\n",
+      );
+      for (const w of written.writes) ctx.note(`wrote ${w.what} at ${w.phys}: ${w.before} -> ${w.after}`);
+      const boot2 = ctx.guest.console
+        .entriesSince(since)
+        .filter((l) => l.boot > 1)
+        .map((l) => l.text);
+      const refusals = boot2.filter((l) => REFUSAL.test(l) && !/Kernel command line/.test(l));
+      const warnings = boot2.filter((l) => /\bWARNING:|Bad page state/.test(l));
+      let outcome: CorruptionOutcome;
+      let evidence: string[];
+      let detail: string;
+      if (fault) {
+        outcome = faultOutcome(fault);
+        evidence = [...fault.excerpt];
+        detail = fault.message;
+      } else {
+        // The kernel came up: did it use what it was handed?
+        const restored = await ctx.agentOutcome(
+          `restore ${sessionArgs(sessions, "hash")} --finish`,
+          AgentPreserveResultSchema,
+          { artifact: "agent-restore.json" },
+        );
+        const testKho = boot2.find((l) =>
+          /test_kho: KHO restore (succeeded|failed)|test_kho: failed/.test(l),
+        );
+        const revived = boot2.find((l) => /Revived memory reservation/.test(l));
+        const used = [
+          isAgentError(restored)
+            ? `memfd session not restored (${restored.errname ?? restored.error})`
+            : "memfd session restored",
+          testKho ?? "test_kho printed nothing",
+          revived ?? "no reserve_mem region revived",
+        ];
+        const usedAny =
+          !isAgentError(restored) || testKho?.includes("succeeded") === true || revived !== undefined;
+        // Nothing said and nothing used: a silent refusal; something used, nothing said: accepted.
+        outcome = warnings.length ? "warned" : refusals.length ? "refused" : usedAny ? "accepted" : "refused";
+        evidence = [...warnings, ...refusals, ...used];
+        detail = used.join("; ");
+      }
+      ctx.fact({ kind: "corruption", case: c.id, seed, outcome, writes: written.writes });
+      await ctx.artifact("outcome.txt", [outcome, detail, ...evidence].join("\n") + "\n");
+      const weakness =
+        outcome === "panic" ||
+        outcome === "oops" ||
+        outcome === "hang" ||
+        (outcome === "accepted" && c.group !== "none");
+      if (c.group === "none") {
+        ctx.check(
+          !fault && outcome === "accepted" && !refusals.length,
+          `the unchanged handover was not taken as it is: ${outcome}: ${detail}`,
+          evidence,
+        );
+        ctx.note(`no-op write: the next kernel used the handover as usual (${detail})`);
+        return;
+      }
+      if (weakness)
+        throw new CheckFailed(
+          `the next kernel ${outcome === "accepted" ? "used the corrupt value" : outcome === "hang" ? "hung" : `${outcome === "oops" ? "oopsed" : "panicked"}`}: ${detail}`,
+          evidence,
+        );
+      ctx.note(`${outcome}: ${(outcome === "warned" ? warnings : refusals)[0] ?? detail}`);
+    },
+  };
+}
+
+/** Every case as a scenario, in matrix order. */
+export function corruptScenarios(
+  expectations: Readonly<Record<string, Expectation>> = CORRUPT_EXPECTATIONS,
+): Scenario[] {
+  return corruptCases(new Map()).map((c) => corruptScenario(c, expectations[c.id]));
+}
+
+/** What 7.2 is known to get wrong (filled from the matrix's runs; README "Damaged handovers"). */
+export const CORRUPT_EXPECTATIONS: Readonly<Record<string, Expectation>> = {};
+
+/** The matrix as a table: case by outcome per arch (from each result's corruption fact). */
+export function corruptionTable(results: readonly ScenarioResult[]): string {
+  const arches = [...new Set(results.map((r) => r.arch))];
+  const cases = [...new Set(results.map((r) => r.id))];
+  const cell = (id: string, arch: string) => {
+    const r = results.find((x) => x.id === id && x.arch === arch);
+    const f = r?.facts?.find((x) => x.kind === "corruption");
+    return f && f.kind === "corruption" ? `${f.outcome} (${r?.verdict ?? "?"})` : (r?.verdict ?? "-");
+  };
+  const rows = cases.map((id) => [id.replace(/^corrupt-/, ""), ...arches.map((a) => cell(id, a))]);
+  const header = ["case", ...arches];
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: string[]) =>
+    cells
+      .map((c, i) => c.padEnd(widths[i] ?? 0))
+      .join("  ")
+      .trimEnd();
+  return ["what the next kernel did with each damaged handover:", line(header), ...rows.map(line)].join("\n");
+}
