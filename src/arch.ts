@@ -29,6 +29,12 @@ export interface ArchSpec {
   readonly console: string;
   /** Kernel parameters every guest of this arch boots with (after console=, before the rest). */
   readonly kernelParams: readonly string[];
+  /**
+   * The parameter that prints the kernel's messages before its console driver is up (a boot
+   * that asks for it: GuestBoot.earlyConsole), so a crash in early boot is seen, not just QEMU
+   * exiting after the old kernel's last line.
+   */
+  readonly earlyConsole: string;
   /** ELF e_machine of vmlinux / user binaries for this arch. */
   readonly elfMachine: number;
   /** How KHO reaches the next kernel (informational; the kernel does it inside kexec_file_load). */
@@ -76,6 +82,7 @@ const X86_64: ArchSpec = {
   // gets too few ticks in that window and panics ("IO-APIC + timer doesn't work!"), seen here
   // in a kexec'd kernel with four guests on two cores. The timer itself is the same either way.
   kernelParams: ["no_timer_check"],
+  earlyConsole: "earlyprintk=serial,ttyS0,115200",
   elfMachine: 62,
   handover: "setup_data SETUP_KEXEC_KHO (type 0xa) in boot_params",
   configFragment: "x86_64.config",
@@ -109,6 +116,8 @@ const ARM64: ArchSpec = {
   tcgAccel: "tcg",
   console: "ttyAMA0",
   kernelParams: [],
+  // The device tree's /chosen stdout-path (QEMU virt: the PL011), before amba-pl011 registers.
+  earlyConsole: "earlycon",
   elfMachine: 183,
   handover: "/chosen linux,kho-fdt and linux,kho-scratch in the device tree",
   configFragment: "arm64.config",

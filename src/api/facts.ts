@@ -1,6 +1,8 @@
 // Facts a result carries next to its human note: what a scenario established, typed, so a test
 // or a history can assert `frames` without parsing a sentence. Each note may carry one.
 
+import type { CorruptionOutcome } from "../corrupt/judge.js";
+
 export type Fact =
   /** Memfds restored with the host's expected contents, on the frames they had. */
   | {
@@ -121,6 +123,3 @@ export function factOf<K extends FactKind>(
 ): Extract<Fact, { kind: K }> | undefined {
   return facts?.find((f): f is Extract<Fact, { kind: K }> => f.kind === kind);
 }
-
-/** What the next kernel did with a damaged handover (`kho corrupt`). */
-export type CorruptionOutcome = "refused" | "accepted" | "warned" | "oops" | "panic" | "hang";

@@ -98,6 +98,7 @@ export class Guest implements GuestSession {
         kernel: opts.kernel,
         initrd: opts.initrd,
         kho: opts.boot.kho,
+        ...(opts.boot.earlyConsole ? { earlyConsole: true } : {}),
         // The kernel keeps its initrd at /sys/firmware/initrd: the next kernel's (kexec.ts).
         append: ["retain_initrd", opts.boot.append ?? ""].join(" ").trim(),
       },

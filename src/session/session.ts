@@ -16,6 +16,8 @@ export interface GuestBoot {
   readonly memoryMiB?: number;
   /** NUMA nodes (QEMU -numa; RAM split evenly, node 0 lowest); default one. */
   readonly numaNodes?: number;
+  /** The arch's early console (ArchSpec.earlyConsole): a crash before the console driver shows. */
+  readonly earlyConsole?: boolean;
 }
 
 /** The console as a scenario uses it: positions, waits, the last lines for evidence. */

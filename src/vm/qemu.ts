@@ -29,6 +29,8 @@ export type BootSource =
       readonly append?: string;
       /** false leaves out `kho=on liveupdate=on` (a baseline boot). */
       readonly kho?: boolean;
+      /** The arch's early console parameter (ArchSpec.earlyConsole). */
+      readonly earlyConsole?: boolean;
     }
   /** Raw firmware loaded with -bios (the KVM probe stub). */
   | { readonly kind: "firmware"; readonly firmware: string };
@@ -94,7 +96,16 @@ export function kernelCmdline(
   const kho = boot.kho === false ? [] : ["kho=on", "liveupdate=on"];
   const ip = network ? [IP_CONFIG] : [];
   const spec = archSpec(arch);
-  return [`console=${spec.console}`, ...spec.kernelParams, ...kho, ...ip, "panic=-1", boot.append ?? ""]
+  const early = boot.earlyConsole ? [spec.earlyConsole] : [];
+  return [
+    `console=${spec.console}`,
+    ...early,
+    ...spec.kernelParams,
+    ...kho,
+    ...ip,
+    "panic=-1",
+    boot.append ?? "",
+  ]
     .join(" ")
     .trim();
 }

@@ -5,6 +5,7 @@
 import { describe, expect, it } from "vitest";
 import { corruptCases, CASE_IDS, MAX_PAGE_ORDER, seededRandom } from "../../src/corrupt/cases.js";
 import { guardWrite, type PlannedWrite } from "../../src/corrupt/guard.js";
+import { judge, REFUSAL } from "../../src/corrupt/judge.js";
 import { locateHandover, type HandoverMap } from "../../src/corrupt/locate.js";
 import { parseFdtHeader } from "../../src/fdt/reader.js";
 import {
@@ -189,5 +190,60 @@ describe("the corruption matrix (host side)", () => {
     expect(() => guardWrite(w(A.luo + 32n), map.writable)).toThrow(/outside the handover's structures/);
     expect(() => guardWrite(w(A.luo + 28n), map.writable)).toThrow(/outside the handover's structures/);
     expect(() => guardWrite(w(A.luo, 0), map.writable)).toThrow(/refused an empty write/);
+  });
+
+  it("judges the next kernel: fault, refusal, warning, used or not", () => {
+    const fault = (kind: string) =>
+      judge({ fault: { kind, excerpt: ["x"], message: "m" }, lines: [] }, false);
+    expect(fault("panic")).toMatchObject({ outcome: "panic", weakness: true });
+    expect(fault("qemu-exited")).toMatchObject({ outcome: "panic", weakness: true });
+    expect(fault("oops")).toMatchObject({ outcome: "oops", weakness: true });
+    expect(fault("silent")).toMatchObject({ outcome: "hang", weakness: true });
+    const restored = { ok: true as const };
+    const lost = { ok: false as const, error: "ENOENT" };
+    const refused = judge(
+      {
+        lines: [
+          "[    0.000000] KHO: setup: handover FDT (0x1234000) is incompatible with 'kho-v4': 1",
+          "[    0.000000] KHO: disabling KHO revival",
+        ],
+        memfd: lost,
+      },
+      false,
+    );
+    expect(refused).toMatchObject({ outcome: "refused", weakness: false });
+    expect(refused.evidence[0]).toMatch(/is incompatible with 'kho-v4'/);
+    const warnedToo = judge(
+      {
+        lines: [
+          "WARNING: kernel/liveupdate/kexec_handover.c:412 at kho_restore_page+0x5c/0x90, CPU#0: kho-agent/93",
+          "memfd_luo: Unable to restore folio at physical address: 4a200000",
+        ],
+        memfd: lost,
+      },
+      false,
+    );
+    expect(warnedToo.outcome).toBe("refused");
+    expect(warnedToo.evidence).toContain(
+      "WARNING: kernel/liveupdate/kexec_handover.c:412 at kho_restore_page+0x5c/0x90, CPU#0: kho-agent/93",
+    );
+    expect(judge({ lines: ["WARNING: mm/page_alloc.c:1 at x"], memfd: restored }, false)).toMatchObject({
+      outcome: "warned",
+      weakness: false,
+    });
+    const quiet = ["test_kho: KHO restore succeeded", "KHO: exec from: 7.2.13 (count 1)"];
+    expect(judge({ lines: quiet, memfd: restored }, false)).toMatchObject({
+      outcome: "accepted",
+      weakness: true,
+    });
+    expect(judge({ lines: quiet, memfd: restored }, true)).toMatchObject({
+      outcome: "accepted",
+      weakness: false,
+    });
+    const silent = judge({ lines: ["KHO: exec from: 7.2.13 (count 1)"], memfd: lost }, false);
+    expect(silent).toMatchObject({ outcome: "refused", weakness: false });
+    expect(silent.evidence).toContain("nothing said, nothing used: refused without a word");
+    expect(REFUSAL.test("luo: Retrieved live update data, liveupdate number: 1")).toBe(false);
+    expect(REFUSAL.test("Revived memory reservation 'harness_rm' from KHO")).toBe(false);
   });
 });

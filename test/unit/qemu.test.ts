@@ -52,6 +52,13 @@ describe("qemuArgs", () => {
     expect(kernelCmdline("arm64", { kind: "kernel", kernel: "/k/Image", kho: false })).toBe(
       "console=ttyAMA0 panic=-1",
     );
+    // a boot that asks for the early console gets the arch's, right after console=
+    expect(
+      kernelCmdline("arm64", { kind: "kernel", kernel: "/k/Image", kho: false, earlyConsole: true }),
+    ).toBe("console=ttyAMA0 earlycon panic=-1");
+    expect(kernelCmdline("x86_64", { kind: "kernel", kernel: "/k/bzImage", earlyConsole: true })).toMatch(
+      /^console=ttyS0 earlyprintk=serial,ttyS0,115200 no_timer_check kho=on/,
+    );
     expect(args).not.toContain("-netdev");
   });
 
