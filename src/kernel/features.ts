@@ -7,7 +7,22 @@ export type KernelFeature =
   /** kho_split_preserved_pages(): the "preserve unsplit high-order pages" series (seed 000). */
   | "kho-unsplit-pages"
   /** A LUO file handler for hugetlbfs files (a hugetlb source file of mm/ registers one). */
-  | "luo-hugetlb";
+  | "luo-hugetlb"
+  /**
+   * The damaged-handover checks (`kho corrupt`), each read from the source that would hold it;
+   * 7.2 has none of them. A pattern that misses a future kernel's new check only turns that
+   * case's expected failure into a loud XPASS, never hides a failure.
+   */
+  /** kho_mem_retrieve/kho_populate check preserved-memory-map (alignment, RAM) before the walk. */
+  | "kho-map-checked"
+  /** The radix walk at boot checks each decoded chunk (order, RAM) before reserving it. */
+  | "kho-radix-checked"
+  /** A LUO state that fails to deserialize at boot disables live update without a panic. */
+  | "luo-corrupt-no-panic"
+  /** memfd_luo checks a memfd's size against its folios when it is retrieved. */
+  | "memfd-size-checked"
+  /** memblock's reserve_mem revival checks that the region is memory. */
+  | "reserve-mem-checked";
 
 /**
  * Which features a kernel has, read from the source tree it was built from. The unsplit series
@@ -25,5 +40,23 @@ export async function kernelFeatures(tree: string): Promise<Set<KernelFeature>> 
     if (/liveupdate_register_file_handler|struct liveupdate_file_handler/.test(text))
       features.add("luo-hugetlb");
   }
+  const read = (path: string) => readFile(join(tree, path), "utf8").catch(() => "");
+  const kho = await read("kernel/liveupdate/kexec_handover.c");
+  const retrieve = /kho_mem_retrieve[\s\S]*?\n}/.exec(kho)?.[0] ?? "";
+  if (/PAGE_ALIGNED|IS_ALIGNED|pfn_valid|memblock_is_(?:region_)?memory/.test(retrieve))
+    features.add("kho-map-checked");
+  const reserve = /kho_preserved_memory_reserve[\s\S]*?\n}/.exec(kho)?.[0] ?? "";
+  if (/MAX_PAGE_ORDER|pfn_valid|memblock_is_(?:region_)?memory/.test(reserve))
+    features.add("kho-radix-checked");
+  const luo = await read("kernel/liveupdate/luo_internal.h");
+  const restoreFail = /luo_restore_fail[\s\S]{0,400}/.exec(luo)?.[0] ?? "";
+  if (luo && !/panic\(/.test(restoreFail)) features.add("luo-corrupt-no-panic");
+  const memfd = await read("mm/memfd_luo.c");
+  if (/(?:size|i_size)[^;\n]*[<>][^;\n]*nr_folios|nr_folios[^;\n]*[<>][^;\n]*size/.test(memfd))
+    features.add("memfd-size-checked");
+  const memblock = await read("mm/memblock.c");
+  const revive = /reserve_mem_kho_revive[\s\S]*?\n}/.exec(memblock)?.[0] ?? "";
+  if (/memblock_is_(?:region_)?memory|pfn_valid|memblock_overlaps_region/.test(revive))
+    features.add("reserve-mem-checked");
   return features;
 }
