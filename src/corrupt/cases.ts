@@ -406,12 +406,11 @@ export function corruptCases(pages: RadixPages): readonly CorruptCase[] {
         // the last 2 MiB-aligned frame of RAM below its last 16 MiB that nothing preserves
         let p = ((ramEnd(m) - (16n << 20n)) >> 21n) << 21n;
         while (p > 0n && covered(p)) p -= 2n << 20n;
-        const flags = 0n; // the folio's flags stay in bits 52..63 of the word written back below
         return [
           {
             phys: f.firstFolioAt,
-            bytes: le64((p / PAGE) | flags),
-            what: `folio entry pfn ${hexOf(f.firstFolioPfn)} -> ${hexOf(p / PAGE)} (not preserved)`,
+            bytes: le64(p / PAGE), // flags (bits 52..63) cleared
+            what: `folio entry pfn ${hexOf(f.firstFolioPfn)} -> ${hexOf(p / PAGE)} (not preserved; flags cleared)`,
           },
         ];
       },

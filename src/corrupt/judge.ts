@@ -23,7 +23,8 @@ export interface SeenAfterKexec {
   /** The new kernel's console lines. */
   readonly lines: readonly string[];
   /** Whether the memfd session came back (undefined when the kernel never came up), or its error. */
-  readonly memfd?: { readonly ok: true } | { readonly ok: false; readonly error: string };
+  readonly memfd?:
+    { readonly ok: true; readonly detail?: string } | { readonly ok: false; readonly error: string };
 }
 
 export interface Judgement {
@@ -64,7 +65,9 @@ export function judge(seen: SeenAfterKexec, noop: boolean): Judgement {
   );
   const revived = seen.lines.find((l) => /Revived memory reservation/.test(l));
   const used = [
-    seen.memfd?.ok ? "memfd session restored" : `memfd session not restored (${seen.memfd?.error ?? "?"})`,
+    seen.memfd?.ok
+      ? `memfd session restored${seen.memfd.detail ? `: ${seen.memfd.detail}` : ""}`
+      : `memfd session not restored (${seen.memfd?.error ?? "?"})`,
     testKho ?? "test_kho printed nothing",
     revived ?? "no reserve_mem region revived",
   ];
