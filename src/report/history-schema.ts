@@ -3,7 +3,7 @@
 // can both use it without depending on each other. The zod schema below is the file's shape; the
 // compiler checks it against the interfaces, so the two cannot drift apart.
 import { z } from "zod";
-import { type SameShape, VerdictSchema } from "./schema.js";
+import { type Holds, type Out, type SameShape, VerdictSchema } from "./schema.js";
 import type { Verdict } from "./verdict.js";
 
 export const HISTORY_SCHEMA = "kho-harness/history@1";
@@ -222,9 +222,6 @@ export const HistorySchema = z.object({
 });
 
 // --- Each schema is the type it validates (checked by the compiler, no code) --------------------
-
-type Holds<T extends true> = T;
-type Out<S extends z.ZodType> = z.output<S>;
 
 export type HistorySchemaMatchesTypes = [
   Holds<SameShape<Out<typeof CellStateSchema>, CellState>>,

@@ -505,8 +505,8 @@ export type SameShape<A, B> =
   (<X>() => X extends DeepReadonly<A> ? 1 : 2) extends <X>() => X extends DeepReadonly<B> ? 1 : 2
     ? true
     : false;
-type Holds<T extends true> = T;
-type Out<S extends z.ZodType> = z.output<S>;
+export type Holds<T extends true> = T;
+export type Out<S extends z.ZodType> = z.output<S>;
 
 export type SchemaMatchesTypes = [
   Holds<SameShape<Out<typeof VerdictSchema>, Verdict>>,

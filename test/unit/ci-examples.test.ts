@@ -50,6 +50,17 @@ function khoCommands(scripts: readonly string[], vars: Record<string, string>): 
   return out;
 }
 
+/** A file's kho commands: the CI job's four steps, each accepted by the command line. */
+async function expectTheJob(cmds: readonly string[][]): Promise<void> {
+  expect(cmds.map((c) => c.slice(0, 2).join(" "))).toEqual([
+    "doctor --install",
+    "run --shard",
+    "report merge",
+    "report kcidb",
+  ]);
+  for (const c of cmds) expect(await accepts(c), c.join(" ")).toBe(true);
+}
+
 type Yaml = Record<string, unknown>;
 const record = (x: unknown): Yaml => (typeof x === "object" && x !== null ? (x as Yaml) : {});
 const strings = (x: unknown): string[] =>
@@ -79,13 +90,7 @@ describe("CI example files", () => {
       ),
     );
     const cmds = khoCommands(runs, { "${{ matrix.shard }}": "2", "${{ env.SHARDS }}": String(shards) });
-    expect(cmds.map((c) => c.slice(0, 2).join(" "))).toEqual([
-      "doctor --install",
-      "run --shard",
-      "report merge",
-      "report kcidb",
-    ]);
-    for (const c of cmds) expect(await accepts(c), c.join(" ")).toBe(true);
+    await expectTheJob(cmds);
   });
 
   it("GitLab CI: every kho command is accepted; shards from parallel", async () => {
@@ -96,12 +101,6 @@ describe("CI example files", () => {
       ...strings(record(job).script),
     ]);
     const cmds = khoCommands(scripts, { $CI_NODE_INDEX: "2", $CI_NODE_TOTAL: "4" });
-    expect(cmds.map((c) => c.slice(0, 2).join(" "))).toEqual([
-      "doctor --install",
-      "run --shard",
-      "report merge",
-      "report kcidb",
-    ]);
-    for (const c of cmds) expect(await accepts(c), c.join(" ")).toBe(true);
+    await expectTheJob(cmds);
   });
 });

@@ -28,6 +28,7 @@ import {
   type RunReportDoc,
 } from "../../src/report/schema.js";
 import type { Verdict } from "../../src/report/verdict.js";
+import { assertBalancedXml } from "./helpers/report-asserts.js";
 
 const REPORTS = join(import.meta.dirname, "..", "fixtures", "reports");
 const HISTORY = join(REPORTS, "history");
@@ -41,18 +42,6 @@ function row(history: History, id: string, arch: string): HistoryRow {
   const r = history.rows.find((x) => x.id === id && x.arch === arch);
   if (!r) throw new Error(`no row ${id}.${arch}`);
   return r;
-}
-
-/** Checks that every element in an XML fragment is closed, in order (SVG must be XML). */
-function assertBalancedXml(xml: string): void {
-  const stack: string[] = [];
-  for (const m of xml.matchAll(/<(\/?)([a-zA-Z][\w:-]*)((?:[^>"']|"[^"]*"|'[^']*')*?)(\/?)>/g)) {
-    const [, closing, name = "", , selfClosing] = m;
-    if (selfClosing) continue;
-    if (closing) expect(stack.pop(), `closing </${name}>`).toBe(name);
-    else stack.push(name);
-  }
-  expect(stack).toEqual([]);
 }
 
 const series = (r: HistoryRow | History["arches"][number], phase: string) =>

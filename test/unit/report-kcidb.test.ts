@@ -6,7 +6,6 @@ import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { HarnessError } from "../../src/errors.js";
 import {
   KCIDB_FILE,
   KCIDB_STATUS,
@@ -19,8 +18,9 @@ import {
   type KcidbOptions,
 } from "../../src/report/kcidb.js";
 import { KCIDB_STATUSES } from "../../src/report/kcidb-schema.js";
-import { BAD_INPUT_EXIT, loadReport, VERDICTS, type RunReportDoc } from "../../src/report/schema.js";
+import { loadReport, VERDICTS, type RunReportDoc } from "../../src/report/schema.js";
 import type { ScenarioResult, SetupFailure, Verdict } from "../../src/report/verdict.js";
+import { refusal } from "./helpers/report-asserts.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "reports");
 /** A real run, copied unchanged: `kho exec --arch x86_64 --stage true --stage 'exit 3'`, TCG. */
@@ -34,19 +34,6 @@ const opts = (over: Partial<KcidbOptions> = {}): KcidbOptions => ({
 });
 
 const realDoc = async (): Promise<RunReportDoc> => (await loadReport(REAL)).doc;
-
-/** The message of what `f` throws: a one-line HarnessError with the bad-input exit code. */
-function refusal(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(HarnessError);
-    expect((e as HarnessError).exitCode).toBe(BAD_INPUT_EXIT);
-    expect((e as Error).message).not.toContain("\n");
-    return (e as Error).message;
-  }
-  throw new Error("it did not throw");
-}
 
 const result = (over: Partial<ScenarioResult> & Pick<ScenarioResult, "id" | "verdict">): ScenarioResult => ({
   arch: "x86_64",

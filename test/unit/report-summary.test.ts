@@ -5,9 +5,7 @@ import { execa } from "execa";
 import { afterAll, describe, expect, it } from "vitest";
 import { configSha256, parseQemuVersion } from "../../src/report/collect.js";
 import { artifactsLink, escapeMarkdownCell, escapeXml, runTime } from "../../src/report/format.js";
-import { HarnessError } from "../../src/errors.js";
 import {
-  BAD_INPUT_EXIT,
   loadReport,
   parseReport,
   RUN_REPORT_SCHEMA,
@@ -20,35 +18,11 @@ import { buildRunDocument } from "../../src/report/write.js";
 import type { RunReport } from "../../src/orchestrate/runner.js";
 import type { Fact } from "../../src/api/facts.js";
 import type { CheckRecord } from "../../src/api/findings.js";
+import { refusal, assertBalancedXml } from "./helpers/report-asserts.js";
 
 const FIXTURES = join(import.meta.dirname, "..", "fixtures", "reports");
 const fixture = (name: string) => loadReport(join(FIXTURES, name));
 const SPECIAL = 'tails {"0":510} <expected 511> & head_ref 2';
-
-/** Checks that every element in an XML fragment is closed, in order (SVG must be XML). */
-function assertBalancedXml(xml: string): void {
-  const stack: string[] = [];
-  for (const m of xml.matchAll(/<(\/?)([a-zA-Z][\w:-]*)((?:[^>"']|"[^"]*"|'[^']*')*?)(\/?)>/g)) {
-    const [, closing, name = "", , selfClosing] = m;
-    if (selfClosing) continue;
-    if (closing) expect(stack.pop(), `closing </${name}>`).toBe(name);
-    else stack.push(name);
-  }
-  expect(stack).toEqual([]);
-}
-
-/** The message of what `f` throws: a one-line HarnessError with the bad-input exit code. */
-function refusal(f: () => unknown): string {
-  try {
-    f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(HarnessError);
-    expect((e as HarnessError).exitCode).toBe(BAD_INPUT_EXIT);
-    expect((e as Error).message).not.toContain("\n");
-    return (e as Error).message;
-  }
-  throw new Error("it did not throw");
-}
 
 const tmpDirs: string[] = [];
 afterAll(async () => {
