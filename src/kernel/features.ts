@@ -41,12 +41,15 @@ export async function kernelFeatures(tree: string): Promise<Set<KernelFeature>> 
       features.add("luo-hugetlb");
   }
   const read = (path: string) => readFile(join(tree, path), "utf8").catch(() => "");
+  /** A C function's definition (its name, a parameter list, the body up to a closing brace in column 0). */
+  const body = (src: string, name: string) =>
+    new RegExp(`\\b${name}\\([^;{)]*\\)\\s*\\{[\\s\\S]*?\\n}`).exec(src)?.[0] ?? "";
   const kho = await read("kernel/liveupdate/kexec_handover.c");
-  const retrieve = /kho_mem_retrieve[\s\S]*?\n}/.exec(kho)?.[0] ?? "";
+  const retrieve = body(kho, "kho_mem_retrieve");
   if (/PAGE_ALIGNED|IS_ALIGNED|pfn_valid|memblock_is_(?:region_)?memory/.test(retrieve))
     features.add("kho-map-checked");
-  const reserve = /kho_preserved_memory_reserve[\s\S]*?\n}/.exec(kho)?.[0] ?? "";
-  if (/MAX_PAGE_ORDER|pfn_valid|memblock_is_(?:region_)?memory/.test(reserve))
+  const reserve = body(kho, "kho_preserved_memory_reserve");
+  if (/MAX_PAGE_ORDER|pfn_valid|memblock_is_(?:region_)?memory|scratch/.test(reserve))
     features.add("kho-radix-checked");
   const luo = await read("kernel/liveupdate/luo_internal.h");
   const restoreFail = /luo_restore_fail[\s\S]{0,400}/.exec(luo)?.[0] ?? "";
@@ -55,7 +58,7 @@ export async function kernelFeatures(tree: string): Promise<Set<KernelFeature>> 
   if (/(?:size|i_size)[^;\n]*[<>][^;\n]*nr_folios|nr_folios[^;\n]*[<>][^;\n]*size/.test(memfd))
     features.add("memfd-size-checked");
   const memblock = await read("mm/memblock.c");
-  const revive = /reserve_mem_kho_revive[\s\S]*?\n}/.exec(memblock)?.[0] ?? "";
+  const revive = body(memblock, "reserve_mem_kho_revive");
   if (/memblock_is_(?:region_)?memory|pfn_valid|memblock_overlaps_region/.test(revive))
     features.add("reserve-mem-checked");
   return features;

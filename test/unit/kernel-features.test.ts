@@ -18,6 +18,15 @@ async function tree(files: Record<string, string>): Promise<string> {
 /** The 7.2 shapes of the functions the damaged-handover features look in. */
 const V72 = {
   "kernel/liveupdate/kexec_handover.c": `
+/*
+ * kho_preserved_memory_reserve() marks the reservation as noinit (a mention before the
+ * definition, and a function with a check in between: neither is the reserve path)
+ */
+static struct page *__init kho_get_preserved_page(phys_addr_t phys, unsigned int order)
+{
+\tif (!pfn_valid(PHYS_PFN(phys))) return NULL;
+\treturn pfn_to_page(PHYS_PFN(phys));
+}
 static int __init kho_preserved_memory_reserve(phys_addr_t phys, unsigned int order)
 {
 \tstruct page *page = kho_get_preserved_page(phys, order);
