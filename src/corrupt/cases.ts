@@ -285,6 +285,37 @@ export function corruptCases(pages: RadixPages): readonly CorruptCase[] {
       },
     },
     {
+      id: "radix-scratch-bit",
+      group: "radix",
+      description:
+        "a bit set in a leaf of the tree for a chunk inside a KHO scratch area (memory the next kernel boots in)",
+      plan: (m) => {
+        for (const leaf of m.leaves) {
+          if (leaf.order === undefined || leaf.order > MAX_PAGE_ORDER) continue;
+          const size = PAGE << BigInt(leaf.order);
+          const base = leafBase(m, leaf.prefix, leaf.order);
+          const windowEnd = base + BigInt(PAGE_SIZE * 8) * size;
+          for (const s of m.scratch) {
+            const from = (((s.start > base ? s.start : base) + size - 1n) / size) * size;
+            if (from + size > s.end || from + size > windowEnd) continue;
+            const bit = Number((from - base) / size);
+            if (leaf.bits.includes(bit)) continue;
+            const old = pages.get(leaf.phys)?.[bit >> 3] ?? 0;
+            return [
+              {
+                phys: leaf.phys + BigInt(bit >> 3),
+                bytes: Uint8Array.of(old | (1 << (bit & 7))),
+                what: `leaf ${hexOf(leaf.phys)} bit ${bit}: an order-${leaf.order} chunk at ${hexOf(from)}, inside the scratch area ${hexOf(s.start)}-${hexOf(s.end)}`,
+              },
+            ];
+          }
+        }
+        return m.scratch.length
+          ? "no leaf of the tree covers a scratch area"
+          : "the scratch areas are not known";
+      },
+    },
+    {
       id: "radix-loop",
       group: "radix",
       description: "a free slot of a level-2 table points back at the root table (an ancestor: a cycle)",

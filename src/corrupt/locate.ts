@@ -99,6 +99,8 @@ export interface HandoverMap {
   /** The LUO subtree FDT node's own `compatible`, when it has one. */
   readonly memblock?: { readonly fdtPhys: bigint; readonly regions: readonly ReserveMemLoc[] };
   readonly ram: readonly { readonly start: bigint; readonly end: bigint }[];
+  /** The old kernel's KHO scratch areas (debugfs kho/out/scratch_phys and scratch_len). */
+  readonly scratch: readonly { readonly start: bigint; readonly end: bigint }[];
   /** Every byte range the map describes: the only places a mutation may write (guard.ts). */
   readonly writable: readonly PhysRange[];
 }
@@ -241,6 +243,7 @@ export async function locateHandover(
   fdt: Uint8Array,
   radixPages: ReadonlyMap<bigint, Uint8Array>,
   ram: readonly { readonly start: bigint; readonly end: bigint }[],
+  scratch: readonly { readonly start: bigint; readonly end: bigint }[] = [],
 ): Promise<HandoverMap> {
   const root = decodeKhoFdt(fdt);
   const node = root.fdt.root;
@@ -306,6 +309,7 @@ export async function locateHandover(
     ...(luo ? { luo } : {}),
     ...(memblock ? { memblock } : {}),
     ram,
+    scratch,
     writable,
   };
 }

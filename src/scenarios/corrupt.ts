@@ -51,12 +51,13 @@ async function mutate(
   seed: number,
   pages: ReadonlyMap<bigint, Uint8Array>,
   ram: readonly { start: bigint; end: bigint }[],
+  scratch: readonly { start: bigint; end: bigint }[],
   fdtPhys: bigint,
   live: Parameters<typeof locateHandover>[0],
 ): Promise<Written | { readonly skip: string } | { readonly error: string }> {
   const fdt = await readRootFdt(live, fdtPhys);
   if (!fdt) return { error: `no root FDT at ${hex(fdtPhys)} at the kexec` };
-  const map = await locateHandover(live, fdtPhys, fdt, pages, ram);
+  const map = await locateHandover(live, fdtPhys, fdt, pages, ram, scratch);
   const planned = corruptCases(pages)
     .find((x) => x.id === c.id)
     ?.plan(map, seededRandom(seed));
@@ -100,9 +101,10 @@ export function corruptScenario(c: CorruptCase, expectation?: Expectation): Scen
       if (kept.memory.kind !== "radix" || kept.memory.snapshot.rootFdtPhys === undefined)
         throw new Error(`the radix tree could not be read live (${kept.note}): no place to write`);
       const snap = kept.memory.snapshot;
+      const scratch = await scratchAreas(ctx);
       const fdtPhys = snap.rootFdtPhys as bigint;
       const at = ctx.guest.atNextHandover(`corrupt-${c.id}`, () =>
-        mutate(ctx, c, seed, snap.pages, snap.ram, fdtPhys, snap.live),
+        mutate(ctx, c, seed, snap.pages, snap.ram, scratch, fdtPhys, snap.live),
       );
       const since = ctx.guest.console.mark();
       // Until the new kernel is judged, its refusals and warnings are what is looked for, not faults.
@@ -114,6 +116,22 @@ export function corruptScenario(c: CorruptCase, expectation?: Expectation): Scen
       }
     },
   };
+}
+
+/** The old kernel's KHO scratch areas, from debugfs (kho/out/scratch_phys and scratch_len). */
+async function scratchAreas(ctx: ScenarioContext): Promise<{ start: bigint; end: bigint }[]> {
+  const out = await ctx.guest.run(
+    "cat /sys/kernel/debug/kho/out/scratch_phys; echo --; cat /sys/kernel/debug/kho/out/scratch_len",
+  );
+  const [phys = "", len = ""] = out.split("--\n");
+  const nums = (text: string) =>
+    text
+      .split("\n")
+      .filter((l) => /^0x[0-9a-f]+$/.test(l.trim()))
+      .map((l) => BigInt(l.trim()));
+  const starts = nums(phys);
+  const sizes = nums(len);
+  return starts.map((start, i) => ({ start, end: start + (sizes[i] ?? 0n) })).filter((r) => r.end > r.start);
 }
 
 /** How the memfd came back: its size against the preserved 4 MiB, and whether its bytes match. */
@@ -240,6 +258,7 @@ export const CORRUPT_EXPECTATIONS: Readonly<Record<string, Expectation>> = {
   "radix-order-too-big": RADIX_UNCHECKED,
   "radix-frame-outside-ram": RADIX_UNCHECKED,
   "radix-loop": RADIX_UNCHECKED,
+  "radix-scratch-bit": RADIX_UNCHECKED,
   "luo-compatible": LUO_PANICS,
   "luo-block-count": LUO_PANICS,
   "luo-block-loop": LUO_PANICS,

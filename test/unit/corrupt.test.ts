@@ -21,11 +21,12 @@ import { A, FakeMemory, memfdFolioPfns, scenario } from "./helpers/synthetic-han
 const FDT_AT = 0x1001_0000n;
 const RAM = [{ start: 0n, end: 0x8000_0000n }];
 const RAM_END = 0x8000_0000n;
+const SCRATCH = [{ start: 0x2800_0000n, end: 0x2900_0000n }];
 
 async function setup() {
   const s = scenario();
   s.memory.write(FDT_AT, s.blob);
-  const map = await locateHandover(s.memory, FDT_AT, s.blob, s.treePages, RAM);
+  const map = await locateHandover(s.memory, FDT_AT, s.blob, s.treePages, RAM, SCRATCH);
   return { ...s, map };
 }
 
@@ -145,6 +146,11 @@ describe("the corruption matrix (host side)", () => {
     const past = added(await chunksAfter("radix-frame-outside-ram"));
     expect(past.length).toBeGreaterThan(0);
     expect(past.every((c) => c.phys >= RAM_END && c.order <= MAX_PAGE_ORDER)).toBe(true);
+    const inScratch = added(await chunksAfter("radix-scratch-bit"));
+    expect(inScratch).toHaveLength(1);
+    expect(
+      inScratch.every((c) => c.phys >= 0x2800_0000n && c.phys + (4096n << BigInt(c.order)) <= 0x2900_0000n),
+    ).toBe(true);
     await expect(chunksAfter("radix-loop")).rejects.toThrow(/points back to an ancestor page \(cycle\)/);
   });
 
