@@ -90,6 +90,8 @@ export interface HandoverMap {
   /** The root's `preserved-memory-map` value (u64, little-endian) and what it holds. */
   readonly mapAt: bigint;
   readonly radixRoot: bigint;
+  /** The tree's pages as the host read them before the kexec (a case simulates a change on them). */
+  readonly radixPages: ReadonlyMap<bigint, Uint8Array>;
   readonly tables: readonly RadixTable[];
   readonly leaves: readonly RadixLeaf[];
   /** Every chunk the tree holds. */
@@ -302,6 +304,7 @@ export async function locateHandover(
     compatible: cstr(compatibleValue, 0, compatibleValue.length),
     mapAt: fdtPhys + off(node, "preserved-memory-map"),
     radixRoot: root.preservedMemoryMap,
+    radixPages,
     tables: layout.tables,
     leaves: layout.leaves,
     chunks: layout.chunks,

@@ -20,10 +20,10 @@ import { MiB, seeded, sessionArgs } from "../agent/memfd-args.js";
 import type { ScenarioContext } from "../api/context.js";
 import { CheckFailed } from "../api/outcome.js";
 import type { Expectation, KernelFeature, Scenario } from "../api/scenario.js";
-import { corruptCases, seededRandom, type CorruptCase } from "../corrupt/cases.js";
+import { CORRUPT_CASES, seededRandom, type CorruptCase } from "../corrupt/cases.js";
 import { guardWrite } from "../corrupt/guard.js";
 import { judge, REFUSAL, WARNING } from "../corrupt/judge.js";
-import { locateHandover, type HandoverMap } from "../corrupt/locate.js";
+import { locateHandover } from "../corrupt/locate.js";
 import { directReader } from "../memory/guest-memory.js";
 import { readMemoryBeforeKexec } from "../memory/handover.js";
 import { readRootFdt } from "../memory/radix-snapshot.js";
@@ -41,7 +41,6 @@ const ALLOWED = [REFUSAL, WARNING];
 
 interface Written {
   readonly writes: { phys: string; what: string; before: string; after: string }[];
-  readonly map: HandoverMap;
 }
 
 /** Writes the case's mutation into the paused guest; what it changed, or why it could not. */
@@ -58,10 +57,7 @@ async function mutate(
   const fdt = await readRootFdt(live, fdtPhys);
   if (!fdt) return { error: `no root FDT at ${hex(fdtPhys)} at the kexec` };
   const map = await locateHandover(live, fdtPhys, fdt, pages, ram, scratch);
-  const planned = corruptCases(pages)
-    .find((x) => x.id === c.id)
-    ?.plan(map, seededRandom(seed));
-  if (planned === undefined) return { error: `unknown case ${c.id}` };
+  const planned = c.plan(map, seededRandom(seed));
   if (typeof planned === "string") return { skip: planned };
   const writer = await directReader(ctx.guest.machine);
   if (!writer) return { error: "this host cannot write QEMU's memory (/proc/<qemu pid>/mem)" };
@@ -74,7 +70,7 @@ async function mutate(
     if (bytesHex(back) !== bytesHex(w.bytes)) return { error: `the write at ${hex(w.phys)} did not stick` };
     writes.push({ phys: hex(w.phys), what: w.what, before: bytesHex(before), after: bytesHex(w.bytes) });
   }
-  return { writes, map };
+  return { writes };
 }
 
 export const CORRUPT_DEFAULT_SEED = 1;
@@ -232,7 +228,7 @@ async function judgeCase(
 export function corruptScenarios(
   expectations: Readonly<Record<string, Expectation>> = CORRUPT_EXPECTATIONS,
 ): Scenario[] {
-  return corruptCases(new Map()).map((c) => corruptScenario(c, expectations[c.id]));
+  return CORRUPT_CASES.map((c) => corruptScenario(c, expectations[c.id]));
 }
 
 const weak = (unless: KernelFeature, reason: string): Expectation => ({ unless, reason, consoleLines: [] });

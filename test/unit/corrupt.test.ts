@@ -3,7 +3,7 @@
 // exactly what the case says (judged by the independent decoders, not by the planner), and the
 // guard refuses anything outside the handover's structures.
 import { describe, expect, it } from "vitest";
-import { corruptCases, CASE_IDS, MAX_PAGE_ORDER, seededRandom } from "../../src/corrupt/cases.js";
+import { CASE_IDS, CORRUPT_CASES, MAX_PAGE_ORDER, seededRandom } from "../../src/corrupt/cases.js";
 import { guardWrite, type PlannedWrite } from "../../src/corrupt/guard.js";
 import { judge, REFUSAL } from "../../src/corrupt/judge.js";
 import { locateHandover, type HandoverMap } from "../../src/corrupt/locate.js";
@@ -39,8 +39,8 @@ async function applied(s: Awaited<ReturnType<typeof setup>>, writes: readonly Pl
   return { mem, fdt, pages };
 }
 
-function planOf(id: string, s: { map: HandoverMap; treePages: Map<bigint, Uint8Array> }, seed = 1) {
-  const c = corruptCases(s.treePages).find((x) => x.id === id);
+function planOf(id: string, s: { map: HandoverMap }, seed = 1) {
+  const c = CORRUPT_CASES.find((x) => x.id === id);
   if (!c) throw new Error(`no case ${id}`);
   const writes = c.plan(s.map, seededRandom(seed));
   if (typeof writes === "string") throw new Error(`${id}: ${writes}`);
