@@ -11,7 +11,7 @@ import {
   parseShard,
   planShards,
   selectionItems,
-  shardUnits,
+  shardResults,
   SHIPPED_DURATIONS,
   type ShardPlan,
 } from "../../src/orchestrate/shard.js";
@@ -112,9 +112,7 @@ async function runAndReport(
   }
   const shard = await planShard(scenarios, opts);
   return reportRun(
-    shard
-      ? shardUnits(shard).reduce((n, u) => n + u.members.length, 0)
-      : scenarios.length * opts.arch.length * (opts.repeat ?? 1),
+    shard ? shardResults(shard) : scenarios.length * opts.arch.length * (opts.repeat ?? 1),
     opts,
     (outDir, onResult, onSetupFailure) =>
       runScenarios({

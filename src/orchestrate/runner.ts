@@ -34,7 +34,7 @@ import {
   type NextVariant,
   type PreparedArch,
 } from "./scenario-run.js";
-import { shardRecord, shardTakes, shareKey, type ShardPlan } from "./shard.js";
+import { shardRecord, shardTakes, shareGroup, type ShardPlan } from "./shard.js";
 import { loadUnitDurations, longestFirst, saveUnitDurations, unitKey } from "./unit-durations.js";
 import type { RunReport, ScenarioResult, SetupFailure } from "../report/verdict.js";
 
@@ -376,7 +376,7 @@ type Unit =
     };
 
 /**
- * Groups the shareable scenarios of one arch, attempt and KHO setting (see shareKey) onto one
+ * Groups the shareable scenarios of one arch, attempt and KHO setting (see shareGroup) onto one
  * guest each (unless `isolate`); the rest run one guest each. Shared guests go first: they are
  * the longest units until `longestFirst` knows better from the last run's times.
  */
@@ -388,7 +388,7 @@ export function planUnits(work: readonly Work[], isolate: boolean): Unit[] {
       units.push({ kind: "one", ...w });
       continue;
     }
-    const key = `${w.prepared.summary.arch}|${w.attempt}|${JSON.stringify(shareKey(w.scenario.boot))}`;
+    const key = shareGroup(w.prepared.summary.arch, w.attempt, w.scenario.boot);
     groups.set(key, [...(groups.get(key) ?? []), w]);
   }
   const shared: Unit[] = [];

@@ -32,6 +32,7 @@ import { CheckFailed, Skipped } from "../api/outcome.js";
 import { LOAD_NEXT_KERNEL } from "../session/kexec.js";
 import { takeTurns } from "../session/shared.js";
 import type { ArchSetup, ScenarioResult } from "../report/verdict.js";
+import { mayShare } from "./shard.js";
 
 export type { ArchSetup } from "../report/verdict.js";
 
@@ -360,8 +361,7 @@ function finish(
 /** Shareable scenarios the runner may group: all capabilities there, no expected failure. */
 export function canShare(scenario: Scenario, prepared: PreparedArch): boolean {
   return (
-    scenario.shareable === true &&
-    scenario.nextKernel === undefined &&
+    mayShare(scenario) &&
     missingCapabilities(scenario, prepared.summary.kernel).length === 0 &&
     activeExpectation(scenario, prepared.features) === undefined
   );

@@ -5,7 +5,7 @@
 // (arches, scenarios, repeats, --isolate) and a durations file: never from this machine's own
 // history, so every job of the matrix computes the same split. The unit is what shares a guest:
 // the scenarios that could share one guest (same arch, attempt, KHO setting, memory class and
-// NUMA layout; see shareKey) always land on the same shard, whatever the kernel later decides
+// NUMA layout; see shareGroup) always land on the same shard, whatever the kernel later decides
 // about each of them. The units are dealt longest first to the least loaded shard (LPT), ties
 // broken by the unit's key, which gives the same answer everywhere.
 import { createHash } from "node:crypto";
@@ -71,10 +71,15 @@ export async function loadDurationsFile(path: string): Promise<UnitDurations> {
  */
 export const MERGED_MEMORY_MIB = 6144;
 
-export function shareKey(boot: GuestBoot): { kho: boolean; memoryMiB?: number; numaNodes?: number } {
+function shareKey(boot: GuestBoot): { kho: boolean; memoryMiB?: number; numaNodes?: number } {
   const big = boot.memoryMiB !== undefined && boot.memoryMiB > MERGED_MEMORY_MIB;
   const numa = boot.numaNodes && boot.numaNodes > 1 ? { numaNodes: boot.numaNodes } : {};
   return big ? { kho: boot.kho, memoryMiB: boot.memoryMiB, ...numa } : { kho: boot.kho, ...numa };
+}
+
+/** The guest a shareable scenario's run may share: the same arch, attempt and memory class. */
+export function shareGroup(arch: string, attempt: number, boot: GuestBoot): string {
+  return `${arch}|${attempt}|${JSON.stringify(shareKey(boot))}`;
 }
 
 /** One (arch, scenario, attempt) of the selection; `attempt` is 0-based. */
@@ -105,9 +110,9 @@ export interface ShardPlan {
 /** A guest that boots, kexecs once and checks, under TCG on a loaded 2-core host. */
 const UNTIMED_SCENARIO_MS = 10_000;
 
-/** Could these scenarios share a guest on some kernel? (The kernel may still split them.) */
-function mayShare(s: Scenario, isolate: boolean): boolean {
-  return !isolate && s.shareable === true && s.nextKernel === undefined;
+/** Whether a scenario may share a guest on some kernel (the kernel may still say no: canShare). */
+export function mayShare(s: Scenario): boolean {
+  return s.shareable === true && s.nextKernel === undefined;
 }
 
 /**
@@ -148,10 +153,10 @@ export function planShards(
 ): ShardPlan {
   const groups = new Map<string, ShardItem[]>();
   for (const item of items) {
-    const share = mayShare(item.scenario, opts.isolate)
-      ? JSON.stringify(shareKey(item.scenario.boot))
-      : `alone:${item.scenario.id}`;
-    const g = `${item.arch}|${item.attempt}|${share}`;
+    const g =
+      !opts.isolate && mayShare(item.scenario)
+        ? shareGroup(item.arch, item.attempt, item.scenario.boot)
+        : `${item.arch}|${item.attempt}|alone:${item.scenario.id}`;
     groups.set(g, [...(groups.get(g) ?? []), item]);
   }
   const drafts = [...groups.values()].map((members) => {
@@ -178,6 +183,11 @@ export function planShards(
 /** The units of this shard. */
 export function shardUnits(plan: ShardPlan): ShardUnit[] {
   return plan.units.filter((u) => u.shard === plan.spec.index);
+}
+
+/** How many results this shard gives (its units' scenarios, each attempt). */
+export function shardResults(plan: ShardPlan): number {
+  return shardUnits(plan).reduce((n, u) => n + u.members.length, 0);
 }
 
 /** Whether this shard runs (arch, scenario, attempt). */
@@ -207,7 +217,7 @@ export function describeShard(plan: ShardPlan): string[] {
   const total = plan.units.reduce((a, u) => a + u.costMs, 0);
   const est = mine.reduce((a, u) => a + u.costMs, 0);
   return [
-    `# shard ${plan.spec.index}/${plan.spec.count}: ${mine.length} of ${plan.units.length} units, ${mine.reduce((a, u) => a + u.members.length, 0)} results, estimated ${(est / 1000).toFixed(0)} s of ${(total / 1000).toFixed(0)} s (durations: ${plan.durationsFrom})`,
+    `# shard ${plan.spec.index}/${plan.spec.count}: ${mine.length} of ${plan.units.length} units, ${shardResults(plan)} results, estimated ${(est / 1000).toFixed(0)} s of ${(total / 1000).toFixed(0)} s (durations: ${plan.durationsFrom})`,
     ...mine.map((u) => `#   ${u.key} (${(u.costMs / 1000).toFixed(1)} s)`),
   ];
 }

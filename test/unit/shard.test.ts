@@ -12,7 +12,7 @@ import {
   shardRecord,
   shardTakes,
   shardUnits,
-  shareKey,
+  shareGroup,
   SHIPPED_DURATIONS,
   type ShardItem,
 } from "../../src/orchestrate/shard.js";
@@ -60,7 +60,7 @@ describe("--shard K/N", () => {
     for (const u of plan.units)
       for (const m of u.members)
         if (m.scenario.shareable && !m.scenario.nextKernel) {
-          const g = `${m.arch}|${JSON.stringify(shareKey(m.scenario.boot))}`;
+          const g = shareGroup(m.arch, m.attempt, m.scenario.boot);
           shardOfGroup.set(g, new Set([...(shardOfGroup.get(g) ?? []), u.shard]));
         }
     expect(shardOfGroup.size).toBeGreaterThan(1);
