@@ -17,6 +17,21 @@ export function escapeXml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => XML_ENTITIES[c] ?? c);
 }
 
+/** The opening of a self-contained page (inline style, nothing fetched), up to <body>. */
+export function htmlHead(title: string, css: string): string[] {
+  return [
+    "<!DOCTYPE html>",
+    '<html lang="en">',
+    "<head>",
+    '<meta charset="utf-8">',
+    '<meta name="viewport" content="width=device-width, initial-scale=1">',
+    `<title>${escapeXml(title)}</title>`,
+    `<style>${css}</style>`,
+    "</head>",
+    "<body>",
+  ];
+}
+
 /**
  * Escapes text for one Markdown table cell: one line, `|` and the characters that would start
  * markup or raw HTML are escaped, so a kernel message such as `<oops> & "x"` shows as it is.

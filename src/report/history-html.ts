@@ -3,7 +3,7 @@
 // their kernels on top, the timeline (scenario × arch by run), then each phase's time across the
 // runs as line charts drawn here, with the phase colours of the summary page's chart.
 import { TOTAL } from "./compare.js";
-import { displayTime, escapeXml as h, runStatus, seconds, totalsLine } from "./format.js";
+import { displayTime, escapeXml as h, htmlHead, runStatus, seconds, totalsLine } from "./format.js";
 import type { History, HistoryCell, HistoryKernel, HistoryRow, PhaseSeries } from "./history-schema.js";
 import { niceStep, phaseLegend, VERDICT_COLOURS } from "./svg.js";
 import type { Verdict } from "./verdict.js";
@@ -498,15 +498,7 @@ export function renderHistoryHtml(history: History, opts: HistoryPageOptions = {
       "</div></details>",
   );
   return [
-    "<!DOCTYPE html>",
-    '<html lang="en">',
-    "<head>",
-    '<meta charset="utf-8">',
-    '<meta name="viewport" content="width=device-width, initial-scale=1">',
-    `<title>${h(heading(history))}</title>`,
-    `<style>${CSS}</style>`,
-    "</head>",
-    "<body>",
+    ...htmlHead(heading(history), CSS),
     `<h1>${h(heading(history))}</h1>`,
     overview(history),
     "<h2>Runs</h2>",
