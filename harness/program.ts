@@ -3,6 +3,7 @@
 import { Command } from "commander";
 import { reportError } from "./cli-support.js";
 import { parseTimeoutFactor, TIMEOUT_FACTOR_ENV, timeoutFactor } from "../src/util/deadline.js";
+import { registerBench } from "./commands/bench.js";
 import { registerDoctor } from "./commands/doctor.js";
 import { registerInspectFdt } from "./commands/inspect-fdt.js";
 import { registerKernel } from "./commands/kernel.js";
@@ -37,5 +38,6 @@ export function buildProgram(): Command {
   registerInspectFdt(program);
   registerRun(program);
   registerReport(program);
+  registerBench(program);
   return program;
 }

@@ -85,6 +85,15 @@ export type Fact =
         readonly after: string;
       }[];
     }
+  /** One handover of `kho bench handover` (src/scenarios/handover-cost.ts): what was preserved,
+   *  its phases (src/bench/handover-phases.ts) and memory figures (src/bench/handover-types.ts). */
+  | {
+      readonly kind: "handover-cost";
+      readonly shape: string;
+      readonly sizeBytes: number;
+      readonly phasesMs: Readonly<Record<string, number>>;
+      readonly memory: Readonly<Record<string, number>>;
+    }
   /** What a race scenario counted (src/scenarios/luo-races.ts): outcomes by kind. */
   | { readonly kind: "race"; readonly race: string; readonly counts: Readonly<Record<string, number>> }
   /** A model-based run of /dev/liveupdate (src/uapi): what it covered, and its first mismatch. */

@@ -6,7 +6,8 @@ import type { Summary } from "./stats.js";
 const sec = (ms: number) => (Number.isFinite(ms) ? `${(ms / 1000).toFixed(2)}s` : "-");
 const times = (x: number) => (Number.isFinite(x) ? `${x.toFixed(2)}x` : "-");
 
-function table(rows: readonly (readonly string[])[]): string[] {
+/** Rows as aligned columns: the first left-aligned, the rest right-aligned, two spaces apart. */
+export function table(rows: readonly (readonly string[])[]): string[] {
   const widths = rows[0]?.map((_, i) => Math.max(...rows.map((r) => (r[i] ?? "").length))) ?? [];
   return rows.map((r) =>
     r

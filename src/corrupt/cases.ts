@@ -9,6 +9,8 @@ import type { PlannedWrite } from "./guard.js";
 import { radixGeometry } from "../kho/radix.js";
 import { radixLayout, type HandoverMap } from "./locate.js";
 
+export { seededRandom } from "../util/seeded-random.js";
+
 const PAGE = BigInt(PAGE_SIZE);
 /** MAX_PAGE_ORDER of the harness's kernels (4 KiB pages, both arches): 10. */
 export const MAX_PAGE_ORDER = 10;
@@ -23,18 +25,6 @@ export interface CorruptCase {
   readonly description: string;
   /** The writes, or a sentence saying why this handover has nothing to corrupt. */
   plan(m: HandoverMap, rand: () => number): readonly PlannedWrite[] | string;
-}
-
-/** mulberry32: the case's choices from its seed, the same on every host. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 /** `text` in a fixed-size char field, NUL-padded. */

@@ -28,6 +28,8 @@ export interface RadixSnapshot {
   readonly root: bigint;
   /** Every tree page, by physical address. */
   readonly pages: ReadonlyMap<bigint, Uint8Array>;
+  /** What the tree marks preserved, as walked. */
+  readonly chunks: readonly PreservedChunk[];
   readonly ram: readonly RamRange[];
   /** The pages and the RAM map as JSON in the artifacts (kept when the scenario fails). */
   readonly artifact: string;
@@ -96,7 +98,17 @@ export async function snapshotRadixTree(
     await writeFile(artifact, snapshotJson(abi, root, ram, pages));
     const readMs = performance.now() - started;
     return {
-      snapshot: { abi, root, pages, ram, artifact, readMs, live, ...(rootFdtPhys ? { rootFdtPhys } : {}) },
+      snapshot: {
+        abi,
+        root,
+        pages,
+        chunks,
+        ram,
+        artifact,
+        readMs,
+        live,
+        ...(rootFdtPhys ? { rootFdtPhys } : {}),
+      },
     };
   } catch (err) {
     if (!(err instanceof DecodeError)) throw err;

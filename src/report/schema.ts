@@ -337,6 +337,13 @@ export const FactSchema = z.discriminatedUnion("kind", [
     outcome: z.enum(["refused", "accepted", "warned", "oops", "panic", "hang"]),
     writes: z.array(z.object({ phys: z.string(), what: z.string(), before: z.string(), after: z.string() })),
   }),
+  z.object({
+    kind: z.literal("handover-cost"),
+    shape: z.string(),
+    sizeBytes: z.number().int(),
+    phasesMs: z.record(z.string(), z.number()),
+    memory: z.record(z.string(), z.number()),
+  }),
   z.object({ kind: z.literal("race"), race: z.string(), counts: z.record(z.string(), z.number().int()) }),
   z.object({
     kind: z.literal("uapi-model"),

@@ -53,12 +53,15 @@ export function niceStep(maxSeconds: number, target = 6): number {
   return step < 1 && maxSeconds >= 1 ? 1 : step;
 }
 
-const FONT = 'font-family="system-ui, sans-serif" font-size="11"';
+/** The charts' font attributes. */
+export const FONT = 'font-family="system-ui, sans-serif" font-size="11"';
 const ROW_H = 22;
 const BAR_H = 14;
-const CHAR_W = 6.4;
+/** About the width of one character of FONT, for laying out labels. */
+export const CHAR_W = 6.4;
 
-const fmt = (n: number) => String(Math.round(n * 10) / 10);
+/** A coordinate with one decimal at most. */
+export const fmt = (n: number) => String(Math.round(n * 10) / 10);
 
 /** The chart as a standalone SVG element (also valid inline in HTML). */
 export function timingChart(rows: readonly TimingRow[], width = 820): string {

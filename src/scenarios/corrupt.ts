@@ -30,6 +30,7 @@ import { readRootFdt } from "../memory/radix-snapshot.js";
 import type { ScenarioResult } from "../report/verdict.js";
 import type { AtHandover } from "../session/handover-pause.js";
 import { GuestFault } from "../vm/fault.js";
+import { scratchAreas } from "./handover-step.js";
 import { holdSessions, kexecHeld } from "./memfd-common.js";
 
 const REGION = "harness_rm";
@@ -112,22 +113,6 @@ export function corruptScenario(c: CorruptCase, expectation?: Expectation): Scen
       }
     },
   };
-}
-
-/** The old kernel's KHO scratch areas, from debugfs (kho/out/scratch_phys and scratch_len). */
-async function scratchAreas(ctx: ScenarioContext): Promise<{ start: bigint; end: bigint }[]> {
-  const out = await ctx.guest.run(
-    "cat /sys/kernel/debug/kho/out/scratch_phys; echo --; cat /sys/kernel/debug/kho/out/scratch_len",
-  );
-  const [phys = "", len = ""] = out.split("--\n");
-  const nums = (text: string) =>
-    text
-      .split("\n")
-      .filter((l) => /^0x[0-9a-f]+$/.test(l.trim()))
-      .map((l) => BigInt(l.trim()));
-  const starts = nums(phys);
-  const sizes = nums(len);
-  return starts.map((start, i) => ({ start, end: start + (sizes[i] ?? 0n) })).filter((r) => r.end > r.start);
 }
 
 /** How the memfd came back: its size against the preserved 4 MiB, and whether its bytes match. */

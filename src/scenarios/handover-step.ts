@@ -77,3 +77,19 @@ export function hexAround(bytes: Uint8Array, offset: number): string[] {
   }
   return lines;
 }
+
+/** The old kernel's KHO scratch areas, from debugfs (kho/out/scratch_phys and scratch_len). */
+export async function scratchAreas(ctx: ScenarioContext): Promise<{ start: bigint; end: bigint }[]> {
+  const out = await ctx.guest.run(
+    "cat /sys/kernel/debug/kho/out/scratch_phys; echo --; cat /sys/kernel/debug/kho/out/scratch_len",
+  );
+  const [phys = "", len = ""] = out.split("--\n");
+  const nums = (text: string) =>
+    text
+      .split("\n")
+      .filter((l) => /^0x[0-9a-f]+$/.test(l.trim()))
+      .map((l) => BigInt(l.trim()));
+  const starts = nums(phys);
+  const sizes = nums(len);
+  return starts.map((start, i) => ({ start, end: start + (sizes[i] ?? 0n) })).filter((r) => r.end > r.start);
+}

@@ -5,12 +5,13 @@
 // shared guest the rendezvous loads once for all members (kexecLoadsNextKernel).
 import { AgentOkSchema } from "../agent/protocol.js";
 import type { ScenarioContext } from "../api/context.js";
-import { formatTimeline } from "../session/boot-timeline.js";
+import { formatTimeline, type BootTiming } from "../session/boot-timeline.js";
 import { LOAD_NEXT_KERNEL } from "../session/kexec.js";
 
 const REBOOT = "kho-agent kexec --loaded";
 
-export async function kexecWithAgent(ctx: ScenarioContext, step = "kexec"): Promise<void> {
+/** Returns the blackout (the trigger to SSH in the new kernel), as noted. */
+export async function kexecWithAgent(ctx: ScenarioContext, step = "kexec"): Promise<BootTiming> {
   if (!ctx.guest.kexecLoadsNextKernel)
     await ctx.phase(`${step} load`, () => ctx.agent(LOAD_NEXT_KERNEL, AgentOkSchema));
   const blackout = await ctx.phase(step, () =>
@@ -24,4 +25,5 @@ export async function kexecWithAgent(ctx: ScenarioContext, step = "kexec"): Prom
     step,
     totalMs: blackout.totalMs,
   });
+  return blackout;
 }

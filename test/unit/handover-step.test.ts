@@ -22,7 +22,7 @@ async function context(): Promise<RunContext> {
 
 const before = {
   kind: "radix",
-  snapshot: { abi: "v3", root: 0n, pages: new Map(), ram: [], artifact: "", readMs: 0, live: {} },
+  snapshot: { abi: "v3", root: 0n, pages: new Map(), chunks: [], ram: [], artifact: "", readMs: 0, live: {} },
 } as unknown as PreKexecMemory;
 
 describe("a handover that does not decode", () => {
