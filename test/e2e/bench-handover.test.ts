@@ -1,0 +1,121 @@
+// Issue 22 on real guests of both arches, through `kho bench handover`: the same kernel against
+// itself finds no difference on any phase (and the memory side decodes: the tree marks the
+// memfd's pages, LUO's state grows with it, the next kernel reserves what was preserved until
+// the restore hands it back); the same kernel booted with memblock=debug (a line per
+// memblock_reserve, one per preserved folio in kho_memory_init) is found slower at mm-init.
+import { readFile, stat } from "node:fs/promises";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { execa } from "execa";
+import { describe, expect, it } from "vitest";
+import { ARCH_NAMES } from "../../src/arch.js";
+import type { HandoverBenchReport } from "../../src/bench/handover-types.js";
+import { defaultKernel, e2eOutDir, HOUR } from "./helpers.js";
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url));
+const MiB = 1024 * 1024;
+
+async function bench(
+  args: readonly string[],
+): Promise<{ report: HandoverBenchReport; out: string; all: string; code: number }> {
+  for (const arch of ARCH_NAMES) await defaultKernel(arch);
+  const out = await e2eOutDir("bench-handover-");
+  const run = await execa("node", [join(ROOT, "bin/kho"), "bench", "handover", ...args, "--out", out], {
+    cwd: ROOT,
+    reject: false,
+    all: true,
+  });
+  const text = await readFile(join(out, "bench-handover.json"), "utf8").catch(() => "{}");
+  return {
+    report: JSON.parse(text) as HandoverBenchReport,
+    out,
+    all: run.all ?? "",
+    code: run.exitCode ?? -1,
+  };
+}
+
+describe("kho bench handover", () => {
+  it(
+    "the same kernel against itself: no difference on any phase; the memory side decodes",
+    { timeout: HOUR },
+    async () => {
+      const { report, out, all, code } = await bench([
+        "--sizes",
+        "0,64M",
+        "--repeat",
+        "4",
+        "--compare-kernel",
+        "default",
+      ]);
+      expect(code, all).toBe(0);
+      expect(report.failures, all).toEqual([]);
+      // 2 arches x 2 sizes x 4 repeats x 2 kernels, one kexec each
+      expect(report.samples).toHaveLength(ARCH_NAMES.length * 2 * 4 * 2);
+      for (const arch of ARCH_NAMES) {
+        const c = report.comparisons.find((x) => x.arch === arch);
+        expect(c?.phases.map((p) => p.phase)).toEqual(
+          expect.arrayContaining([
+            "shutdown",
+            "purgatory",
+            "early-boot",
+            "mm-init",
+            "kernel-init",
+            "userspace",
+            "luo-retrieve",
+            "readback",
+          ]),
+        );
+        for (const p of c?.phases ?? [])
+          expect(`${arch} ${p.phase} ${p.verdict}`, all).toBe(`${arch} ${p.phase} no difference`);
+
+        const f = report.figures.find((x) => x.arch === arch && x.kernel === "A");
+        expect(f?.sizes).toEqual([0, 64 * MiB]);
+        const [none, some] = f?.memory ?? [];
+        // the tree marks every page of the 64 MiB memfd (and LUO's own), in pages of its own
+        expect((some?.preservedPages ?? 0) - (none?.preservedPages ?? 0)).toBeGreaterThanOrEqual(
+          (64 * MiB) / 4096,
+        );
+        expect(some?.radixPages).toBeGreaterThan(0);
+        // the memfd's folio array alone is 16384 x 16 bytes: 64 pages
+        expect(some?.luoPages).toBeGreaterThanOrEqual(64);
+        expect(some?.scratchBytes).toBeGreaterThan(0);
+        // the next kernel boots with the preserved pages reserved, and has them all back after the restore
+        expect((some?.reservedKiBAfter ?? 0) - (none?.reservedKiBAfter ?? 0)).toBeGreaterThanOrEqual(
+          64 * 1024,
+        );
+        expect(some?.memTotalKiBAfter).toBe(none?.memTotalKiBAfter);
+        // KHO's restore walks and reserves every preserved folio: mm-init grows with the size
+        expect(f?.slopes.find((s) => s.phase === "mm-init")?.msPerGiB).toBeGreaterThan(0);
+        await stat(join(out, `chart-${arch}-memfd.svg`));
+      }
+      const html = await readFile(join(out, "summary.html"), "utf8");
+      expect(html).toContain("handover phases vs preserved size");
+    },
+  );
+
+  it(
+    "memblock=debug on kernel B: slower at mm-init, where KHO reserves every preserved folio",
+    { timeout: HOUR },
+    async () => {
+      const { report, all, code } = await bench([
+        "--sizes",
+        "0,16M",
+        "--repeat",
+        "4",
+        "--compare-append",
+        "memblock=debug",
+      ]);
+      expect(code, all).toBe(0);
+      expect(report.kernels.map((k) => k.append ?? "")).toEqual(["", "memblock=debug"]);
+      for (const arch of ARCH_NAMES) {
+        const c = report.comparisons.find((x) => x.arch === arch);
+        const verdict = (phase: string) => c?.phases.find((p) => p.phase === phase);
+        expect(verdict("mm-init")?.verdict, all).toBe("slower");
+        expect(verdict("mm-init")?.lo, all).toBeGreaterThan(2);
+        // before the new kernel starts, nothing changed
+        expect(verdict("shutdown")?.verdict, all).toBe("no difference");
+        expect(verdict("purgatory")?.verdict, all).toBe("no difference");
+      }
+    },
+  );
+});
