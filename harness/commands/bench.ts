@@ -19,6 +19,7 @@ import {
   renderHandoverHtml,
 } from "../../src/bench/handover-format.js";
 import { HANDOVER_SHAPES, type HandoverShape } from "../../src/bench/handover-types.js";
+import { DEFAULT_MIN_EFFECT_MS } from "../../src/bench/interval.js";
 import { BAD_INPUT_EXIT } from "../../src/report/schema.js";
 import { stderrLogger } from "../../src/util/log.js";
 import { action, archOption, intOption } from "../cli-support.js";
@@ -33,6 +34,7 @@ interface HandoverCli {
   shape: string;
   repeat: number;
   minEffect: string;
+  minEffectMs: string;
   jobs: number;
   out?: string;
 }
@@ -54,6 +56,13 @@ function minEffect(text: string): number {
   const v = Number(text);
   if (!(v >= 0 && v < 1))
     throw new HarnessError(`--min-effect: expected 0..1, got "${text}"`, [], BAD_INPUT_EXIT);
+  return v;
+}
+
+function minEffectMs(text: string): number {
+  const v = Number(text);
+  if (!(v >= 0))
+    throw new HarnessError(`--min-effect-ms: expected ms >= 0, got "${text}"`, [], BAD_INPUT_EXIT);
   return v;
 }
 
@@ -84,6 +93,11 @@ export function registerBench(program: Command): void {
     .option("--repeat <n>", "guests per arch, shape and kernel", intOption, DEFAULT_REPEAT)
     .option("--min-effect <f>", "a ratio within 1 ± f is 'no difference'", String(DEFAULT_MIN_EFFECT))
     .option(
+      "--min-effect-ms <ms>",
+      "so is a difference of the medians under this many ms a size",
+      String(DEFAULT_MIN_EFFECT_MS),
+    )
+    .option(
       "--jobs <n>",
       "guests at once (default 1: timings undisturbed; 2 halves the wall time)",
       intOption,
@@ -106,6 +120,7 @@ export function registerBench(program: Command): void {
             ? { b: { spec: compare, ...(opts.compareAppend ? { append: opts.compareAppend } : {}) } }
             : {}),
           minEffect: minEffect(opts.minEffect),
+          minEffectMs: minEffectMs(opts.minEffectMs),
           outDir: join(out, "guests"),
           jobs: opts.jobs,
           log: stderrLogger,

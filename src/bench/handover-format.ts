@@ -9,7 +9,7 @@ import {
   htmlHead,
   seconds,
 } from "../report/format.js";
-import { CHAR_W, FONT, fmt, niceStep, VERDICT_COLOURS } from "../report/svg.js";
+import { CHAR_W, FONT, fmt, lineLegend, niceStep, VERDICT_COLOURS } from "../report/svg.js";
 import { table } from "./format.js";
 import {
   HANDOVER_METRICS,
@@ -184,8 +184,14 @@ export function slopeLines(f: HandoverFigures): string[] {
 
 function comparisonTable(c: HandoverComparison): Table {
   return {
-    head: ["phase", "ratio B/A", "interval", "verdict"],
-    rows: c.phases.map((p) => [p.phase, ratio(p.ratio), `${ratio(p.lo)}-${ratio(p.hi)}`, p.verdict]),
+    head: ["phase", "ratio B/A", "interval", "B-A ms", "verdict"],
+    rows: c.phases.map((p) => [
+      p.phase,
+      ratio(p.ratio),
+      `${ratio(p.lo)}-${ratio(p.hi)}`,
+      p.deltaMs === undefined ? "-" : p.deltaMs.toFixed(1),
+      p.verdict,
+    ]),
   };
 }
 
@@ -198,7 +204,8 @@ function comparisonNote(c: HandoverComparison): string {
   const effect = Number((c.minEffect * 100).toFixed(2));
   return (
     `method: ${c.method}; ${level}% intervals; ` +
-    `minEffect ${c.minEffect} (a ratio within 1 ±${effect}% counts as no difference)`
+    `minEffect ${c.minEffect} (a ratio within 1 ±${effect}% counts as no difference` +
+    (c.minEffectMs ? `, and so does a difference under ${c.minEffectMs} ms a size)` : ")")
   );
 }
 
@@ -367,19 +374,8 @@ export function handoverChart(figures: HandoverFigures, opts: HandoverChartOptio
       { name: figures.kernel, colour: "#555", dashed: false },
       { name: compare.kernel, colour: "#555", dashed: true },
     );
-  const legend: string[] = [];
-  let lx = left;
-  let ly = 22;
-  for (const e of entries) {
-    const w = 26 + e.name.length * CHAR_W + 14;
-    if (lx > left && lx + w > width) [lx, ly] = [left, ly + 18];
-    legend.push(
-      `<g transform="translate(${fmt(lx)},${ly})"><line x1="0" y1="6" x2="20" y2="6" stroke="${e.colour}" stroke-width="2.5"${e.dashed ? ' stroke-dasharray="5 3"' : ""}/>` +
-        `<text x="25" y="10">${h(e.name)}</text></g>`,
-    );
-    lx += w;
-  }
-  const top = ly + 32;
+  const { svg: legend, lastY } = lineLegend(entries, left, width, 22);
+  const top = lastY + 32;
   const plotH = 240;
   const bottom = top + plotH;
 
@@ -500,13 +496,15 @@ function figuresHtml(report: HandoverBenchReport, f: HandoverFigures): string {
 }
 
 function comparisonHtml(c: HandoverComparison): string {
+  const table = comparisonTable(c);
+  const verdictColumn = table.head.indexOf("verdict");
   const verdictCell = (text: string, col: number) =>
-    col === 3 && text in VERDICT_COLOUR
+    col === verdictColumn && text in VERDICT_COLOUR
       ? `<span class="verdict" style="background:${VERDICT_COLOUR[text as ComparisonVerdict]}">${h(text)}</span>`
       : h(text);
   return [
     `<h4>${h(comparisonTitle(c))}</h4>`,
-    htmlTable(comparisonTable(c), verdictCell),
+    htmlTable(table, verdictCell),
     `<p class="note">${h(comparisonNote(c))}</p>`,
   ].join("\n");
 }

@@ -112,6 +112,8 @@ export interface PhaseComparison {
   /** The confidence interval of the ratio (see interval.ts for the method). */
   readonly lo: number;
   readonly hi: number;
+  /** B's median minus A's, averaged over the sizes (ms). */
+  readonly deltaMs?: number;
   readonly verdict: ComparisonVerdict;
 }
 
@@ -141,6 +143,8 @@ export interface HandoverComparison {
   readonly level: number;
   /** A ratio within 1 ± minEffect is "no difference" even when the interval excludes 1. */
   readonly minEffect: number;
+  /** So is a difference of the medians under this many ms (per size, on average). */
+  readonly minEffectMs?: number;
   readonly phases: readonly PhaseComparison[];
 }
 

@@ -87,6 +87,7 @@ export interface HandoverBenchOptions {
   readonly a: KernelSide;
   readonly b?: KernelSide;
   readonly minEffect?: number;
+  readonly minEffectMs?: number;
   /** Each guest run's artifacts go under it. */
   readonly outDir: string;
   readonly log: Logger;
@@ -197,6 +198,7 @@ export function comparisonOf(
   a: readonly HandoverSample[],
   b: readonly HandoverSample[],
   minEffect = DEFAULT_MIN_EFFECT,
+  minEffectMs?: number,
 ): Omit<HandoverComparison, "arch" | "shape"> {
   const sizes = [...new Set(a.map((s) => s.sizeBytes))].filter((size) => b.some((s) => s.sizeBytes === size));
   const values = (samples: readonly HandoverSample[], phase: string, size: number) =>
@@ -210,7 +212,7 @@ export function comparisonOf(
       strata: sizes.map((size) => ({ a: values(a, phase, size), b: values(b, phase, size) })),
     }))
     .filter((p) => p.strata.some((s) => s.a.length > 0 && s.b.length > 0));
-  return comparePhases(phases, { minEffect });
+  return comparePhases(phases, { minEffect, ...(minEffectMs !== undefined ? { minEffectMs } : {}) });
 }
 
 export async function runHandoverBench(opts: HandoverBenchOptions): Promise<HandoverBenchReport> {
@@ -320,7 +322,11 @@ export async function runHandoverBench(opts: HandoverBenchOptions): Promise<Hand
         if (f) figures.push(f);
       }
       if (opts.b && of("A").length && of("B").length)
-        comparisons.push({ arch, shape, ...comparisonOf(of("A"), of("B"), opts.minEffect) });
+        comparisons.push({
+          arch,
+          shape,
+          ...comparisonOf(of("A"), of("B"), opts.minEffect, opts.minEffectMs),
+        });
     }
   return {
     schema: HANDOVER_BENCH_SCHEMA,

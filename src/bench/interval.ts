@@ -214,19 +214,27 @@ export function bootstrapRatio(strata: readonly Stratum[], opts: BootstrapOption
  * difference".
  */
 export function verdictOf(
-  r: { readonly ratio: number; readonly lo: number; readonly hi: number },
+  r: { readonly ratio: number; readonly lo: number; readonly hi: number; readonly deltaMs?: number },
   minEffect = 0.1,
+  minEffectMs = 0,
 ): ComparisonVerdict {
+  // A few ms either way is no difference however steady: a 7 ms phase 3 ms shorter is noise of
+  // the guest's printk and the host's scheduling, not a kernel change worth a verdict.
+  if (r.deltaMs !== undefined && Math.abs(r.deltaMs) < minEffectMs) return "no difference";
   if (r.lo > 1 && r.ratio > 1 + minEffect) return "slower";
   if (r.hi < 1 && r.ratio < 1 - minEffect) return "faster";
   return "no difference";
 }
+
+/** The default of comparePhases' minEffectMs. */
+export const DEFAULT_MIN_EFFECT_MS = 5;
 
 export interface PhaseComparisons {
   readonly method: string;
   /** The level of each interval, after the Bonferroni correction over the phases compared. */
   readonly level: number;
   readonly minEffect: number;
+  readonly minEffectMs: number;
   readonly phases: PhaseComparison[];
 }
 
@@ -241,6 +249,8 @@ export function comparePhases(
   opts: {
     readonly level?: number;
     readonly minEffect?: number;
+    /** A difference of the medians under this many ms (per size, on average) is no difference. */
+    readonly minEffectMs?: number;
     readonly iterations?: number;
     readonly seed?: number;
   } = {},
@@ -248,6 +258,7 @@ export function comparePhases(
   const iterations = opts.iterations ?? DEFAULT_ITERATIONS;
   const familyLevel = opts.level ?? DEFAULT_LEVEL;
   const minEffect = opts.minEffect ?? 0.1;
+  const minEffectMs = opts.minEffectMs ?? DEFAULT_MIN_EFFECT_MS;
   const withData = phases.filter((p) => p.strata.some((s) => s.a.length > 0 && s.b.length > 0));
   const family = Math.max(1, withData.length);
   checkOptions(iterations, familyLevel, family);
@@ -255,9 +266,19 @@ export function comparePhases(
     method: methodText(iterations, familyLevel, family),
     level: perIntervalLevel(familyLevel, family),
     minEffect,
+    minEffectMs,
     phases: withData.map((p) => {
       const r = bootstrapRatio(p.strata, { iterations, level: familyLevel, family, seed: opts.seed });
-      return { phase: p.phase, ratio: r.ratio, lo: r.lo, hi: r.hi, verdict: verdictOf(r, minEffect) };
+      const both = p.strata.filter((s) => s.a.length > 0 && s.b.length > 0);
+      const deltaMs = both.reduce((d, s) => d + median(s.b) - median(s.a), 0) / Math.max(1, both.length);
+      return {
+        phase: p.phase,
+        ratio: r.ratio,
+        lo: r.lo,
+        hi: r.hi,
+        deltaMs,
+        verdict: verdictOf({ ...r, deltaMs }, minEffect, minEffectMs),
+      };
     }),
   };
 }

@@ -5,7 +5,7 @@
 import { TOTAL } from "./compare.js";
 import { displayTime, escapeXml as h, htmlHead, runStatus, seconds, totalsLine } from "./format.js";
 import type { History, HistoryCell, HistoryKernel, HistoryRow, PhaseSeries } from "./history-schema.js";
-import { niceStep, phaseLegend, VERDICT_COLOURS } from "./svg.js";
+import { CHAR_W, FONT, fmt, lineLegend, niceStep, phaseLegend, VERDICT_COLOURS } from "./svg.js";
 import type { Verdict } from "./verdict.js";
 
 /** One colour per kernel of the history (in History.kernels order), for chips and chart bands. */
@@ -21,10 +21,6 @@ const KERNEL_COLOURS = [
 ];
 const ABSENT_COLOUR = "#eeeeee";
 const TOTAL_COLOUR = "#333333";
-const CHAR_W = 6.4;
-const FONT = 'font-family="system-ui, sans-serif" font-size="11"';
-
-const fmt = (n: number) => String(Math.round(n * 10) / 10);
 const pct = (r: number) => `${Math.round(r * 100)}%`;
 
 export interface HistoryPageOptions {
@@ -124,20 +120,8 @@ export function phaseLineChart(
   const left = 56;
   const right = 16;
   const plotW = width - left - right;
-  // Legend: flows left to right and wraps.
-  const legend: string[] = [];
-  let lx = left;
-  let ly = 0;
-  for (const line of lines) {
-    const w = 26 + line.name.length * CHAR_W + 14;
-    if (lx > left && lx + w > width) [lx, ly] = [left, ly + 18];
-    legend.push(
-      `<g transform="translate(${fmt(lx)},${ly})"><line x1="0" y1="6" x2="20" y2="6" stroke="${line.colour}" stroke-width="2.5"${line.dashed ? ' stroke-dasharray="5 3"' : ""}/>` +
-        `<text x="25" y="10">${h(line.name)}</text></g>`,
-    );
-    lx += w;
-  }
-  const top = ly + 30;
+  const { svg: legend, lastY } = lineLegend(lines, left, width, 0);
+  const top = lastY + 30;
   const plotH = 200;
   const bottom = top + plotH;
   const n = Math.max(1, runs.length);

@@ -63,6 +63,38 @@ export const CHAR_W = 6.4;
 /** A coordinate with one decimal at most. */
 export const fmt = (n: number) => String(Math.round(n * 10) / 10);
 
+/** A chart legend entry: a line sample (dashed or not) and its name. */
+export interface LegendLine {
+  readonly name: string;
+  readonly colour: string;
+  readonly dashed?: boolean;
+}
+
+/**
+ * Legend entries flowing left to right from `left`, wrapping at `width`, the first row at `y`;
+ * returns the SVG groups and the last row's y.
+ */
+export function lineLegend(
+  entries: readonly LegendLine[],
+  left: number,
+  width: number,
+  y: number,
+): { readonly svg: string[]; readonly lastY: number } {
+  const svg: string[] = [];
+  let lx = left;
+  let ly = y;
+  for (const e of entries) {
+    const w = 26 + e.name.length * CHAR_W + 14;
+    if (lx > left && lx + w > width) [lx, ly] = [left, ly + 18];
+    svg.push(
+      `<g transform="translate(${fmt(lx)},${ly})"><line x1="0" y1="6" x2="20" y2="6" stroke="${e.colour}" stroke-width="2.5"${e.dashed ? ' stroke-dasharray="5 3"' : ""}/>` +
+        `<text x="25" y="10">${escapeXml(e.name)}</text></g>`,
+    );
+    lx += w;
+  }
+  return { svg, lastY: ly };
+}
+
 /** The chart as a standalone SVG element (also valid inline in HTML). */
 export function timingChart(rows: readonly TimingRow[], width = 820): string {
   const legend = phaseLegend(rows);

@@ -112,8 +112,7 @@ describe("kho bench handover", () => {
         const verdict = (phase: string) => c?.phases.find((p) => p.phase === phase);
         expect(verdict("mm-init")?.verdict, all).toBe("slower");
         expect(verdict("mm-init")?.lo, all).toBeGreaterThan(2);
-        // before the new kernel starts, nothing changed
-        expect(verdict("shutdown")?.verdict, all).toBe("no difference");
+        // purgatory and decompression (0.1-0.6 s) run no memblock code: no difference
         expect(verdict("purgatory")?.verdict, all).toBe("no difference");
       }
     },

@@ -280,8 +280,22 @@ describe("comparePhases", () => {
       ratio: mm.ratio,
       lo: mm.lo,
       hi: mm.hi,
+      // medians 100 and 400, doubled: 100 and 400 ms more, 250 on average
+      deltaMs: 250,
       verdict: "slower",
     });
+  });
+
+  it("a steady difference of a few ms is no difference (minEffectMs), unless asked otherwise", () => {
+    // a 7 ms phase, 3 ms shorter every time: the interval excludes 1 and the ratio is 0.57
+    const short = [{ a: [7, 7.1, 6.9, 7, 7], b: [4, 4.1, 3.9, 4, 4] }];
+    const dflt = comparePhases([{ phase: "shutdown", strata: short }]);
+    expect(dflt.minEffectMs).toBe(5);
+    expect(dflt.phases[0]?.deltaMs).toBeCloseTo(-3, 9);
+    expect(dflt.phases[0]?.verdict).toBe("no difference");
+    expect(comparePhases([{ phase: "shutdown", strata: short }], { minEffectMs: 0 }).phases[0]?.verdict).toBe(
+      "faster",
+    );
   });
 
   it("does not correct a single phase, and passes level and minEffect on", () => {
