@@ -134,17 +134,14 @@ export function samplesOf(
   return costs.map((c) => {
     const mem = c.memory;
     const memfdPages = shapeParts(where.shape, c.sizeBytes).memfd / 4096;
+    const given = Object.fromEntries(MEMORY_KEYS.flatMap((k) => (k in mem ? [[k, mem[k]]] : [])));
     const memory: HandoverMemory = {
+      ...given,
       preservedPages: mem.preservedPages ?? 0,
       radixPages: mem.radixPages ?? 0,
       ...(memfdPages > 0 && baseline !== undefined && mem.preservedPages !== undefined
         ? { luoPages: mem.preservedPages - baseline - memfdPages - folioPages(where.shape, c.sizeBytes) }
         : {}),
-      ...Object.fromEntries(
-        MEMORY_KEYS.filter((k) => k !== "luoPages" && k !== "preservedPages" && k !== "radixPages")
-          .filter((k) => mem[k] !== undefined)
-          .map((k) => [k, mem[k]]),
-      ),
     };
     return { ...where, sizeBytes: c.sizeBytes, phasesMs: { ...c.phasesMs }, memory };
   });
@@ -160,7 +157,6 @@ export function figuresOf(samples: readonly HandoverSample[]): HandoverFigures |
   const first = samples[0];
   if (!first) return undefined;
   const sizes = [...new Set(samples.map((s) => s.sizeBytes))].sort((a, b) => a - b);
-  const at = (size: number) => samples.filter((s) => s.sizeBytes === size);
   const phases: Partial<Record<HandoverPhase | HandoverMetric, (Spread | null)[]>> = {};
   const slopes: PhaseSlope[] = [];
   for (const phase of [...HANDOVER_PHASES, ...HANDOVER_METRICS]) {
@@ -177,18 +173,13 @@ export function figuresOf(samples: readonly HandoverSample[]): HandoverFigures |
     if (new Set(points.map((p) => p.sizeBytes)).size >= 2) slopes.push(phaseSlope(phase, points));
   }
   const memory = sizes.map((size): MemoryAtSize => {
-    const values = (k: keyof HandoverMemory) =>
-      at(size).flatMap((s) => (s.memory[k] === undefined ? [] : [s.memory[k]]));
-    const med = (k: keyof HandoverMemory) => (values(k).length ? median(values(k)) : undefined);
-    return {
-      preservedPages: med("preservedPages"),
-      radixPages: med("radixPages"),
-      luoPages: med("luoPages"),
-      scratchBytes: med("scratchBytes"),
-      reservedKiBBefore: med("reservedKiBBefore"),
-      reservedKiBAfter: med("reservedKiBAfter"),
-      memTotalKiBAfter: med("memTotalKiBAfter"),
+    const med = (k: keyof HandoverMemory) => {
+      const values = samples.flatMap((s) =>
+        s.sizeBytes === size && s.memory[k] !== undefined ? [s.memory[k]] : [],
+      );
+      return values.length ? median(values) : undefined;
     };
+    return Object.fromEntries(MEMORY_KEYS.map((k) => [k, med(k)])) as MemoryAtSize;
   });
   return { arch: first.arch, shape: first.shape, kernel: first.kernel, sizes, phases, memory, slopes };
 }
