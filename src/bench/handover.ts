@@ -229,6 +229,10 @@ export async function runHandoverBench(opts: HandoverBenchOptions): Promise<Hand
         [],
         BAD_INPUT_EXIT,
       );
+  if (opts.b && opts.repeat % 2 === 1)
+    opts.log(
+      `# --repeat ${opts.repeat} is odd: kernel A goes first in more repeats than B (A B, B A, B A, A B...); an even one balances them`,
+    );
   const random = seededRandom(opts.seed ?? 1);
   const sides = opts.b
     ? ([
