@@ -107,24 +107,27 @@ export function registerBench(program: Command): void {
     .action(
       action(async (opts: HandoverCli) => {
         const sizes = parseSizes(opts.sizes);
+        const shapeList = shapes(opts.shape);
+        const effect = minEffect(opts.minEffect);
+        const effectMs = minEffectMs(opts.minEffectMs);
         const compare = opts.compareKernel ?? (opts.compareAppend ? opts.kernel : undefined);
         const out = resolve(opts.out ?? join("out", "bench", new Date().toISOString().replace(/[:.]/g, "-")));
-        await mkdir(out, { recursive: true });
         const report = await runHandoverBench({
           arches: opts.arch,
-          shapes: shapes(opts.shape),
+          shapes: shapeList,
           sizes,
           repeat: opts.repeat,
           a: { spec: opts.kernel, ...(opts.append ? { append: opts.append } : {}) },
           ...(compare
             ? { b: { spec: compare, ...(opts.compareAppend ? { append: opts.compareAppend } : {}) } }
             : {}),
-          minEffect: minEffect(opts.minEffect),
-          minEffectMs: minEffectMs(opts.minEffectMs),
+          minEffect: effect,
+          minEffectMs: effectMs,
           outDir: join(out, "guests"),
           jobs: opts.jobs,
           log: stderrLogger,
         });
+        await mkdir(out, { recursive: true });
         await writeFile(join(out, "bench-handover.json"), JSON.stringify(report, null, 2) + "\n");
         await writeFile(join(out, "summary.md"), formatHandoverMarkdown(report));
         await writeFile(join(out, "summary.html"), renderHandoverHtml(report));
