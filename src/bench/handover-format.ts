@@ -12,8 +12,7 @@ import {
 import { CHAR_W, FONT, fmt, lineLegend, niceStep, VERDICT_COLOURS } from "../report/svg.js";
 import { table } from "./format.js";
 import {
-  HANDOVER_METRICS,
-  HANDOVER_PHASES,
+  HANDOVER_COLUMNS,
   type ComparisonVerdict,
   type HandoverBenchReport,
   type HandoverComparison,
@@ -25,8 +24,7 @@ import {
 
 type PhaseName = HandoverPhase | HandoverMetric;
 
-/** Every phase and metric, in the order the tables and charts show them. */
-const ALL_PHASES: readonly PhaseName[] = [...HANDOVER_PHASES, ...HANDOVER_METRICS];
+const ALL_PHASES = HANDOVER_COLUMNS;
 
 /** The first chart of the HTML page: the kernel's own phases, tens to hundreds of ms. */
 export const BOOT_CHART_PHASES: readonly PhaseName[] = [

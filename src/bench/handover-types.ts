@@ -46,6 +46,12 @@ export const HANDOVER_METRICS = [
 ] as const;
 export type HandoverMetric = (typeof HANDOVER_METRICS)[number];
 
+/** Every phase, then every metric: the order of the tables, charts and comparisons. */
+export const HANDOVER_COLUMNS: readonly (HandoverPhase | HandoverMetric)[] = [
+  ...HANDOVER_PHASES,
+  ...HANDOVER_METRICS,
+];
+
 /** The memory side of one handover. Undefined where this kernel or shape does not show it. */
 export interface HandoverMemory {
   /** Pages the preserved-memory tree marks (chunks by order, summed as 4 KiB pages). */

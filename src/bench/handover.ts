@@ -18,8 +18,7 @@ import type { Logger } from "../util/log.js";
 import { comparePhases, phaseSlope, spreadOf, median } from "./interval.js";
 import {
   HANDOVER_BENCH_SCHEMA,
-  HANDOVER_METRICS,
-  HANDOVER_PHASES,
+  HANDOVER_COLUMNS,
   type BenchKernel,
   type HandoverBenchReport,
   type HandoverComparison,
@@ -159,7 +158,7 @@ export function figuresOf(samples: readonly HandoverSample[]): HandoverFigures |
   const sizes = [...new Set(samples.map((s) => s.sizeBytes))].sort((a, b) => a - b);
   const phases: Partial<Record<HandoverPhase | HandoverMetric, (Spread | null)[]>> = {};
   const slopes: PhaseSlope[] = [];
-  for (const phase of [...HANDOVER_PHASES, ...HANDOVER_METRICS]) {
+  for (const phase of HANDOVER_COLUMNS) {
     const points = samples.flatMap((s) => {
       const ms = s.phasesMs[phase];
       return ms !== undefined && Number.isFinite(ms)
@@ -197,12 +196,10 @@ export function comparisonOf(
       const ms = s.sizeBytes === size ? s.phasesMs[phase as keyof HandoverSample["phasesMs"]] : undefined;
       return ms !== undefined && Number.isFinite(ms) ? [ms] : [];
     });
-  const phases = [...HANDOVER_PHASES, ...HANDOVER_METRICS]
-    .map((phase) => ({
-      phase,
-      strata: sizes.map((size) => ({ a: values(a, phase, size), b: values(b, phase, size) })),
-    }))
-    .filter((p) => p.strata.some((s) => s.a.length > 0 && s.b.length > 0));
+  const phases = HANDOVER_COLUMNS.map((phase) => ({
+    phase,
+    strata: sizes.map((size) => ({ a: values(a, phase, size), b: values(b, phase, size) })),
+  })).filter((p) => p.strata.some((s) => s.a.length > 0 && s.b.length > 0));
   return comparePhases(phases, { minEffect, ...(minEffectMs !== undefined ? { minEffectMs } : {}) });
 }
 
