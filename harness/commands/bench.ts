@@ -5,13 +5,7 @@ import { join, resolve } from "node:path";
 import type { Command } from "commander";
 import { ARCH_NAMES, type ArchName } from "../../src/arch.js";
 import { HarnessError } from "../../src/errors.js";
-import {
-  DEFAULT_MIN_EFFECT,
-  DEFAULT_REPEAT,
-  DEFAULT_SIZES,
-  parseSizes,
-  runHandoverBench,
-} from "../../src/bench/handover.js";
+import { DEFAULT_REPEAT, DEFAULT_SIZES, parseSizes, runHandoverBench } from "../../src/bench/handover.js";
 import {
   formatHandoverMarkdown,
   formatHandoverText,
@@ -19,7 +13,7 @@ import {
   renderHandoverHtml,
 } from "../../src/bench/handover-format.js";
 import { HANDOVER_SHAPES, type HandoverShape } from "../../src/bench/handover-types.js";
-import { DEFAULT_MIN_EFFECT_MS } from "../../src/bench/interval.js";
+import { DEFAULT_MIN_EFFECT, DEFAULT_MIN_EFFECT_MS } from "../../src/bench/interval.js";
 import { BAD_INPUT_EXIT } from "../../src/report/schema.js";
 import { stderrLogger } from "../../src/util/log.js";
 import { action, archOption, intOption } from "../cli-support.js";

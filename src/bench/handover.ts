@@ -15,7 +15,7 @@ import { runScenarios, type RunOptions } from "../orchestrate/runner.js";
 import { handoverCostScenario, shapeParts, sizeLabel } from "../scenarios/handover-cost.js";
 import { seededRandom } from "../util/seeded-random.js";
 import type { Logger } from "../util/log.js";
-import { comparePhases, phaseSlope, spreadOf, median } from "./interval.js";
+import { comparePhases, DEFAULT_MIN_EFFECT, phaseSlope, spreadOf, median } from "./interval.js";
 import {
   HANDOVER_BENCH_SCHEMA,
   HANDOVER_COLUMNS,
@@ -37,7 +37,6 @@ const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
 export const DEFAULT_SIZES = [0, 64 * MiB, 256 * MiB, GiB] as const;
 export const DEFAULT_REPEAT = 3;
-export const DEFAULT_MIN_EFFECT = 0.1;
 /** The test module keeps at most 2048 blocks (guest/kmod): order-0 folios up to 8 MiB. */
 const MODULE_MAX_BLOCKS = 2048;
 
@@ -191,15 +190,16 @@ export function comparisonOf(
   minEffectMs?: number,
 ): Omit<HandoverComparison, "arch" | "shape"> {
   const sizes = [...new Set(a.map((s) => s.sizeBytes))].filter((size) => b.some((s) => s.sizeBytes === size));
-  const values = (samples: readonly HandoverSample[], phase: string, size: number) =>
+  const values = (samples: readonly HandoverSample[], phase: HandoverPhase | HandoverMetric, size: number) =>
     samples.flatMap((s) => {
-      const ms = s.sizeBytes === size ? s.phasesMs[phase as keyof HandoverSample["phasesMs"]] : undefined;
+      const ms = s.sizeBytes === size ? s.phasesMs[phase] : undefined;
       return ms !== undefined && Number.isFinite(ms) ? [ms] : [];
     });
+  // comparePhases leaves out the phases no size has on both sides
   const phases = HANDOVER_COLUMNS.map((phase) => ({
     phase,
     strata: sizes.map((size) => ({ a: values(a, phase, size), b: values(b, phase, size) })),
-  })).filter((p) => p.strata.some((s) => s.a.length > 0 && s.b.length > 0));
+  }));
   return comparePhases(phases, { minEffect, ...(minEffectMs !== undefined ? { minEffectMs } : {}) });
 }
 

@@ -117,6 +117,8 @@ export interface BootstrapOptions {
 export interface BootstrapRatio {
   /** Sum over strata of B's median / the same of A's. */
   readonly ratio: number;
+  /** The same sums' difference, B - A, per stratum (ms a size, on average). */
+  readonly deltaMs: number;
   readonly lo: number;
   readonly hi: number;
   /** The level of this interval, after the Bonferroni correction. */
@@ -176,13 +178,23 @@ export function bootstrapRatio(strata: readonly Stratum[], opts: BootstrapOption
   checkOptions(iterations, familyLevel, family);
   const level = perIntervalLevel(familyLevel, family);
   const method = methodText(iterations, familyLevel, family);
-  const nan = { ratio: Number.NaN, lo: Number.NaN, hi: Number.NaN, level, iterations: 0, method };
+  const nan = {
+    ratio: Number.NaN,
+    deltaMs: Number.NaN,
+    lo: Number.NaN,
+    hi: Number.NaN,
+    level,
+    iterations: 0,
+    method,
+  };
 
   const used = strata.filter((s) => s.a.length > 0 && s.b.length > 0);
   if (used.length === 0) return nan;
   const sumOf = (xs: readonly (readonly number[])[]) => xs.reduce((s, x) => s + median(x), 0);
-  const point = safeRatio(sumOf(used.map((s) => s.b)), sumOf(used.map((s) => s.a)));
-  if (Number.isNaN(point)) return nan;
+  const [sumA, sumB] = [sumOf(used.map((s) => s.a)), sumOf(used.map((s) => s.b))];
+  const deltaMs = (sumB - sumA) / used.length;
+  const point = safeRatio(sumB, sumA);
+  if (Number.isNaN(point)) return { ...nan, deltaMs };
 
   const rand = seededRandom(opts.seed ?? 1);
   const dist: number[] = [];
@@ -195,10 +207,11 @@ export function bootstrapRatio(strata: readonly Stratum[], opts: BootstrapOption
     }
     if (sumA !== 0) dist.push(sumB / sumA);
   }
-  if (dist.length === 0) return { ...nan, ratio: point };
+  if (dist.length === 0) return { ...nan, ratio: point, deltaMs };
   const tail = (1 - level) / 2;
   return {
     ratio: point,
+    deltaMs,
     lo: percentile(dist, 100 * tail),
     hi: percentile(dist, 100 * (1 - tail)),
     level,
@@ -215,7 +228,7 @@ export function bootstrapRatio(strata: readonly Stratum[], opts: BootstrapOption
  */
 export function verdictOf(
   r: { readonly ratio: number; readonly lo: number; readonly hi: number; readonly deltaMs?: number },
-  minEffect = 0.1,
+  minEffect = DEFAULT_MIN_EFFECT,
   minEffectMs = 0,
 ): ComparisonVerdict {
   // A few ms either way is no difference however steady: a 7 ms phase 3 ms shorter is noise of
@@ -226,7 +239,9 @@ export function verdictOf(
   return "no difference";
 }
 
-/** The default of comparePhases' minEffectMs. */
+/** comparePhases' defaults: a ratio within 1 ± 0.1, or a difference under 5 ms a size, is no
+ *  difference. */
+export const DEFAULT_MIN_EFFECT = 0.1;
 export const DEFAULT_MIN_EFFECT_MS = 5;
 
 export interface PhaseComparisons {
@@ -257,7 +272,7 @@ export function comparePhases(
 ): PhaseComparisons {
   const iterations = opts.iterations ?? DEFAULT_ITERATIONS;
   const familyLevel = opts.level ?? DEFAULT_LEVEL;
-  const minEffect = opts.minEffect ?? 0.1;
+  const minEffect = opts.minEffect ?? DEFAULT_MIN_EFFECT;
   const minEffectMs = opts.minEffectMs ?? DEFAULT_MIN_EFFECT_MS;
   const withData = phases.filter((p) => p.strata.some((s) => s.a.length > 0 && s.b.length > 0));
   const family = Math.max(1, withData.length);
@@ -269,15 +284,13 @@ export function comparePhases(
     minEffectMs,
     phases: withData.map((p) => {
       const r = bootstrapRatio(p.strata, { iterations, level: familyLevel, family, seed: opts.seed });
-      const both = p.strata.filter((s) => s.a.length > 0 && s.b.length > 0);
-      const deltaMs = both.reduce((d, s) => d + median(s.b) - median(s.a), 0) / Math.max(1, both.length);
       return {
         phase: p.phase,
         ratio: r.ratio,
         lo: r.lo,
         hi: r.hi,
-        deltaMs,
-        verdict: verdictOf({ ...r, deltaMs }, minEffect, minEffectMs),
+        deltaMs: r.deltaMs,
+        verdict: verdictOf(r, minEffect, minEffectMs),
       };
     }),
   };
