@@ -13,6 +13,7 @@ import {
   renderHandoverHtml,
 } from "../../src/bench/handover-format.js";
 import { HANDOVER_SHAPES, type HandoverShape } from "../../src/bench/handover-types.js";
+import { sizeArg } from "../../src/scenarios/handover-cost.js";
 import { DEFAULT_MIN_EFFECT, DEFAULT_MIN_EFFECT_MS } from "../../src/bench/interval.js";
 import { BAD_INPUT_EXIT } from "../../src/report/schema.js";
 import { stderrLogger } from "../../src/util/log.js";
@@ -79,9 +80,7 @@ export function registerBench(program: Command): void {
     .option(
       "--sizes <list>",
       "bytes preserved, one kexec each (K, M, G suffixes)",
-      DEFAULT_SIZES.map((s) => (s === 0 ? "0" : s >= 1 << 30 ? `${s / 2 ** 30}G` : `${s / 2 ** 20}M`)).join(
-        ",",
-      ),
+      DEFAULT_SIZES.map(sizeArg).join(","),
     )
     .option("--shape <shapes>", `what is preserved: ${HANDOVER_SHAPES.join(", ")} (a list)`, "memfd")
     .option("--repeat <n>", "guests per arch, shape and kernel", intOption, DEFAULT_REPEAT)

@@ -12,7 +12,7 @@ import { HarnessError } from "../errors.js";
 import { BAD_INPUT_EXIT } from "../report/schema.js";
 import { isKernelVariant } from "../kernel/variants.js";
 import { runScenarios, type RunOptions } from "../orchestrate/runner.js";
-import { handoverCostScenario, shapeParts, sizeLabel } from "../scenarios/handover-cost.js";
+import { handoverCostScenario, shapeParts, sizeArg } from "../scenarios/handover-cost.js";
 import { seededRandom } from "../util/seeded-random.js";
 import type { Logger } from "../util/log.js";
 import { comparePhases, DEFAULT_MIN_EFFECT, phaseSlope, spreadOf, median } from "./interval.js";
@@ -251,7 +251,7 @@ export async function runHandoverBench(opts: HandoverBenchOptions): Promise<Hand
         const outDir = join(opts.outDir, `${shape}-${label}-r${repeat}`);
         await mkdir(outDir, { recursive: true });
         opts.log(
-          `# bench handover ${shape}, kernel ${label}, repeat ${repeat}/${opts.repeat}: ${sizes.map(sizeLabel).join(" ")}`,
+          `# bench handover ${shape}, kernel ${label}, repeat ${repeat}/${opts.repeat}: ${sizes.map(sizeArg).join(" ")}`,
         );
         const report = await runScenarios({
           arches: opts.arches,

@@ -149,7 +149,7 @@ async function oneHandover(ctx: ScenarioContext, shape: HandoverShape, size: num
     .map(([k, v]) => `${k} ${Math.round(v)}`)
     .join(", ");
   ctx.note(
-    `${shape} ${sizeLabel(size)}: ${phases} ms; tree ${tree.radixPages} pages for ${tree.preservedPages}`,
+    `${shape} ${sizeArg(size)}: ${phases} ms; tree ${tree.radixPages} pages for ${tree.preservedPages}`,
     {
       kind: "handover-cost",
       shape,
@@ -160,8 +160,8 @@ async function oneHandover(ctx: ScenarioContext, shape: HandoverShape, size: num
   );
 }
 
-/** "64M", "1G", "0": a size in a scenario id. */
-export function sizeLabel(size: number): string {
+/** "64M", "1G", "0": a size as `--sizes` takes it (parseSizes reads it back), and in scenario ids. */
+export function sizeArg(size: number): string {
   if (size >= 1024 * MiB && size % (1024 * MiB) === 0) return `${size / 1024 / MiB}G`;
   if (size >= MiB && size % MiB === 0) return `${size / MiB}M`;
   return size >= 1024 && size % 1024 === 0 ? `${size / 1024}K` : String(size);
@@ -169,8 +169,8 @@ export function sizeLabel(size: number): string {
 
 export function handoverCostScenario(o: HandoverCostOptions): Scenario {
   return {
-    id: `handover-${o.shape}-${sizeLabel(o.size)}`,
-    description: `the cost of a handover preserving ${sizeLabel(o.size)} as ${o.shape}: phases from the console, memory from the decoded tree`,
+    id: `handover-${o.shape}-${sizeArg(o.size)}`,
+    description: `the cost of a handover preserving ${sizeArg(o.size)} as ${o.shape}: phases from the console, memory from the decoded tree`,
     needs: ["kho", "kho-debugfs", ...(shapeParts(o.shape, MiB).memfd ? (["luo", "luo-memfd"] as const) : [])],
     boot: {
       kho: true,

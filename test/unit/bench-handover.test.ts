@@ -12,6 +12,7 @@ import {
   sizeProblem,
 } from "../../src/bench/handover.js";
 import type { HandoverSample } from "../../src/bench/handover-types.js";
+import { sizeArg } from "../../src/scenarios/handover-cost.js";
 import { HarnessError } from "../../src/errors.js";
 
 const MiB = 1024 * 1024;
@@ -21,6 +22,12 @@ describe("sizes and shapes", () => {
     expect(parseSizes("1G,0, 64M,256m,64MiB,4K")).toEqual([0, 4096, 64 * MiB, 256 * MiB, 1024 * MiB]);
     expect(() => parseSizes("64X")).toThrow(HarnessError);
     expect(() => parseSizes("")).toThrow(/is not a size/);
+  });
+
+  it("writes sizes back in the form --sizes takes (scenario ids, the default's help)", () => {
+    const sizes = [0, 4096, 1000, 64 * MiB, 1024 * MiB, 3 * 1024 * MiB];
+    expect(sizes.map(sizeArg)).toEqual(["0", "4K", "1000", "64M", "1G", "3G"]);
+    expect(parseSizes(sizes.map(sizeArg).join(","))).toEqual([...sizes].sort((a, b) => a - b));
   });
 
   it("refuses what a shape cannot preserve, in one sentence", () => {
