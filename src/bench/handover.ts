@@ -230,6 +230,10 @@ export async function runHandoverBench(opts: HandoverBenchOptions): Promise<Hand
     opts.log(
       `# --repeat ${opts.repeat} is odd: kernel A goes first in more repeats than B (A B, B A, B A, A B...); an even one balances them`,
     );
+  if (opts.b && opts.repeat < 4)
+    opts.log(
+      `# --repeat ${opts.repeat}: with fewer than 4 samples a side, the bootstrap's intervals are too narrow to trust (an A/A run with 2 found a phase "slower"); use 4 or more for verdicts`,
+    );
   const random = seededRandom(opts.seed ?? 1);
   const sides = opts.b
     ? ([
