@@ -83,7 +83,13 @@ describe("kho bench handover", () => {
         expect((some?.reservedKiBAfter ?? 0) - (none?.reservedKiBAfter ?? 0)).toBeGreaterThanOrEqual(
           64 * 1024,
         );
-        expect(some?.memTotalKiBAfter).toBe(none?.memTotalKiBAfter);
+        // MemTotal has the 64 MiB back: the restore returns preserved pages to the allocator. x86
+        // boots a page short now and then at any size (1012240 vs 1012244 KiB, about 1 boot in 16
+        // in CI), and a median of 4 can land between: allow a few pages, not 64 MiB.
+        expect(Math.abs((some?.memTotalKiBAfter ?? 0) - (none?.memTotalKiBAfter ?? 0))).toBeLessThanOrEqual(
+          16,
+        );
+        expect(some?.memTotalKiBAfter).toBeGreaterThan(512 * 1024);
         // KHO's restore walks and reserves every preserved folio: mm-init grows with the size
         expect(f?.slopes.find((s) => s.phase === "mm-init")?.msPerGiB).toBeGreaterThan(0);
         await stat(join(out, `chart-${arch}-memfd.svg`));
