@@ -58,6 +58,19 @@ export interface ArchSpec {
 
 const HOST_IS_ARM64 = process.arch === "arm64";
 
+/**
+ * Kernel parameters for the guest's NIC, both arches. TX completions reaped on transmit instead
+ * of in NAPI: 7.2's device_shutdown() breaks every virtqueue (virtio_device_shutdown) while NAPI
+ * still polls, and virtnet_poll_cleantx() can then loop forever on a broken TX queue whose
+ * device had completed most buffers (fixed upstream by 0d0eff39ceb3 "virtio_ring: fix infinite
+ * loop in virtnet_poll_cleantx when device is broken", in 7.3; not in 7.2.13). It hung the
+ * kexec about 1 in 150 `memfd-basic` runs (an RCU stall, or a silent guest with CPU0 in
+ * virtqueue_enable_cb_delayed), and 3 in 55 `kexec-traffic` runs (bulk TCP at the kexec) on
+ * arm64; with this, none of 90 (README, Flakes). The kexec'd kernel inherits it (the agent's
+ * kexec_file_load passes the running command line). A user's own kernel gets it too.
+ */
+const NET_PARAMS = ["virtio_net.napi_tx=0"];
+
 const X86_64: ArchSpec = {
   name: "x86_64",
   debianArch: "amd64",
@@ -81,7 +94,7 @@ const X86_64: ArchSpec = {
   // measured on the TSC (io_apic.c timer_irq_works), and a TCG vCPU starved by a busy host
   // gets too few ticks in that window and panics ("IO-APIC + timer doesn't work!"), seen here
   // in a kexec'd kernel with four guests on two cores. The timer itself is the same either way.
-  kernelParams: ["no_timer_check"],
+  kernelParams: ["no_timer_check", ...NET_PARAMS],
   earlyConsole: "earlyprintk=serial,ttyS0,115200",
   elfMachine: 62,
   handover: "setup_data SETUP_KEXEC_KHO (type 0xa) in boot_params",
@@ -115,7 +128,7 @@ const ARM64: ArchSpec = {
   cpu: "neoverse-n2,pauth-impdef=on",
   tcgAccel: "tcg",
   console: "ttyAMA0",
-  kernelParams: [],
+  kernelParams: [...NET_PARAMS],
   // The device tree's /chosen stdout-path (QEMU virt: the PL011), before amba-pl011 registers.
   earlyConsole: "earlycon",
   elfMachine: 183,

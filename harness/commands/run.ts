@@ -43,6 +43,7 @@ interface BootOptions {
   isolate?: boolean;
   base?: string;
   variant?: string;
+  append?: string;
   shard?: string;
   durations?: string;
 }
@@ -56,6 +57,10 @@ function bootOptions(cmd: Command): Command {
     .option("--next-kernel <file>", "kexec into this image instead of the booted one")
     .option("--base <base>", BASE_HELP)
     .option("--variant <name>", VARIANT_HELP)
+    .option(
+      "--append <params>",
+      "extra kernel parameters for every boot, after the harness's own (the kexec'd kernel inherits them)",
+    )
     .option("--out <dir>", "artifacts folder (default out/runs/<time>)")
     .option("--jobs <n>", JOBS_HELP, intOption)
     .option("--repeat <n>", "run every scenario n times and count flakes (default 1)", intOption)
@@ -129,6 +134,7 @@ async function runAndReport(
         ...(opts.kernel ? { kernel: resolve(opts.kernel) } : {}),
         ...(opts.base ? { base: parseBase(opts.base) } : {}),
         ...(variant ? { variant: variant.name } : {}),
+        ...(opts.append ? { append: opts.append } : {}),
         ...(opts.nextKernel ? { nextKernel: resolve(opts.nextKernel) } : {}),
       }),
     epilogue,

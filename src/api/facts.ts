@@ -94,6 +94,17 @@ export type Fact =
       readonly phasesMs: Readonly<Record<string, number>>;
       readonly memory: Readonly<Record<string, number>>;
     }
+  /** Bytes the streams of `kexec-traffic` moved in all, and until the kexec was triggered. */
+  | {
+      readonly kind: "traffic";
+      readonly upBytes: number;
+      readonly downBytes: number;
+      readonly upBytesAtTrigger: number;
+      readonly downBytesAtTrigger: number;
+      /** What the guest's eth0 sent and received in the window right before the trigger. */
+      readonly windowTxBytes: number;
+      readonly windowRxBytes: number;
+    }
   /** What a race scenario counted (src/scenarios/luo-races.ts): outcomes by kind. */
   | { readonly kind: "race"; readonly race: string; readonly counts: Readonly<Record<string, number>> }
   /** A model-based run of /dev/liveupdate (src/uapi): what it covered, and its first mismatch. */

@@ -62,6 +62,8 @@ export interface RunOptions {
   readonly base?: KernelBase;
   /** Boot a variant of the harness's kernel (both boots), e.g. the debug one. */
   readonly variant?: KernelVariantName;
+  /** Kernel parameters every guest boots with, after the arch's and the variant's. */
+  readonly append?: string;
   /** What the guest kexecs into (default: the kernel it booted). */
   readonly nextKernel?: string;
   /** Artifacts root of this run. */
@@ -286,11 +288,22 @@ async function prepareArch(
     bootInitrd,
     nextDisk,
     variant,
-    ...(opts.variant && KERNEL_VARIANTS[opts.variant].append
-      ? { bootAppend: KERNEL_VARIANTS[opts.variant].append }
-      : {}),
+    ...bootAppendOf(opts),
     keys,
     features,
+  };
+}
+
+/** The parameters every guest of the run adds: the variant's (which depend on the guest's
+ *  memory), then the user's --append. */
+export function bootAppendOf(opts: Pick<RunOptions, "variant" | "append">): {
+  bootAppend?: (memoryMiB: number) => string;
+} {
+  const fromVariant = opts.variant ? KERNEL_VARIANTS[opts.variant].append : undefined;
+  const extra = opts.append?.trim();
+  if (!fromVariant && !extra) return {};
+  return {
+    bootAppend: (memoryMiB) => [fromVariant?.(memoryMiB) ?? "", extra ?? ""].join(" ").trim(),
   };
 }
 

@@ -344,6 +344,15 @@ export const FactSchema = z.discriminatedUnion("kind", [
     phasesMs: z.record(z.string(), z.number()),
     memory: z.record(z.string(), z.number()),
   }),
+  z.object({
+    kind: z.literal("traffic"),
+    upBytes: count,
+    downBytes: count,
+    upBytesAtTrigger: count,
+    downBytesAtTrigger: count,
+    windowTxBytes: count,
+    windowRxBytes: count,
+  }),
   z.object({ kind: z.literal("race"), race: z.string(), counts: z.record(z.string(), z.number().int()) }),
   z.object({
     kind: z.literal("uapi-model"),

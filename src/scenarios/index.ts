@@ -3,6 +3,7 @@ import picomatch from "picomatch";
 import { HarnessError } from "../errors.js";
 import { chainMemfd } from "./chain.js";
 import { pagesNextMaxOrder } from "./max-order.js";
+import { kexecTraffic } from "./kexec-traffic.js";
 import { memfdBasic } from "./memfd-basic.js";
 import { noKho } from "./no-kho.js";
 import { NUMA_SCENARIOS } from "./numa.js";
@@ -22,6 +23,7 @@ export const SCENARIOS: readonly Scenario[] = [
   ...RACE_SCENARIOS,
   pagesNextMaxOrder,
   chainMemfd,
+  kexecTraffic,
 ];
 
 /** Scenarios matching any of the comma-separated ids or globs ("memfd-*"), in suite order. */

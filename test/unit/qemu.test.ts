@@ -34,7 +34,7 @@ describe("qemuArgs", () => {
     expect(after("-accel")).toBe("tcg,thread=single");
     // With SSH the kernel configures slirp's network itself (ip=), sparing init four processes.
     expect(after("-append")).toBe(
-      "console=ttyS0 no_timer_check kho=on liveupdate=on ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off panic=-1 quiet",
+      "console=ttyS0 no_timer_check virtio_net.napi_tx=0 kho=on liveupdate=on ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off panic=-1 quiet",
     );
     expect(after("-initrd")).toBe("/k/initrd");
     expect(after("-netdev")).toBe("user,id=n0,hostfwd=tcp:127.0.0.1:0-:22");
@@ -50,14 +50,14 @@ describe("qemuArgs", () => {
     // Under KVM the guest gets the host's CPU; TCG-only properties (pauth-impdef) would be refused.
     expect(args.slice(0, 6)).toEqual(["-M", "virt", "-cpu", "host", "-accel", "kvm"]);
     expect(kernelCmdline("arm64", { kind: "kernel", kernel: "/k/Image", kho: false })).toBe(
-      "console=ttyAMA0 panic=-1",
+      "console=ttyAMA0 virtio_net.napi_tx=0 panic=-1",
     );
     // a boot that asks for the early console gets the arch's, right after console=
     expect(
       kernelCmdline("arm64", { kind: "kernel", kernel: "/k/Image", kho: false, earlyConsole: true }),
-    ).toBe("console=ttyAMA0 earlycon panic=-1");
+    ).toBe("console=ttyAMA0 earlycon virtio_net.napi_tx=0 panic=-1");
     expect(kernelCmdline("x86_64", { kind: "kernel", kernel: "/k/bzImage", earlyConsole: true })).toMatch(
-      /^console=ttyS0 earlyprintk=serial,ttyS0,115200 no_timer_check kho=on/,
+      /^console=ttyS0 earlyprintk=serial,ttyS0,115200 no_timer_check virtio_net.napi_tx=0 kho=on/,
     );
     expect(args).not.toContain("-netdev");
   });
