@@ -66,7 +66,7 @@ const HOST_IS_ARM64 = process.arch === "arm64";
  * loop in virtnet_poll_cleantx when device is broken", in 7.3; not in 7.2.13). It hung the
  * kexec about 1 in 150 `memfd-basic` runs (an RCU stall, or a silent guest with CPU0 in
  * virtqueue_enable_cb_delayed), and 3 in 55 `kexec-traffic` runs (bulk TCP at the kexec) on
- * arm64; with this, none of 90 (README, Flakes). The kexec'd kernel inherits it (the agent's
+ * arm64; with this, none of 89 (README, "Flakes"). The kexec'd kernel inherits it (the agent's
  * kexec_file_load passes the running command line). A user's own kernel gets it too.
  */
 const NET_PARAMS = ["virtio_net.napi_tx=0"];

@@ -104,6 +104,8 @@ export type Fact =
       /** What the guest's eth0 sent and received in the window right before the trigger. */
       readonly windowTxBytes: number;
       readonly windowRxBytes: number;
+      /** virtio_net.napi_tx as the guest ran it. */
+      readonly napiTx: boolean;
     }
   /** What a race scenario counted (src/scenarios/luo-races.ts): outcomes by kind. */
   | { readonly kind: "race"; readonly race: string; readonly counts: Readonly<Record<string, number>> }

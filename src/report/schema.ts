@@ -352,6 +352,7 @@ export const FactSchema = z.discriminatedUnion("kind", [
     downBytesAtTrigger: count,
     windowTxBytes: count,
     windowRxBytes: count,
+    napiTx: z.boolean(),
   }),
   z.object({ kind: z.literal("race"), race: z.string(), counts: z.record(z.string(), z.number().int()) }),
   z.object({

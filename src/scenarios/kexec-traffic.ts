@@ -102,6 +102,8 @@ export const kexecTraffic: Scenario = {
     const down = await Stream.listen("host to guest", "source");
     try {
       await ctx.phase("kexec load", () => ctx.agent(LOAD_NEXT_KERNEL, AgentOkSchema));
+      // Y: TX completions reaped in NAPI, where 7.2.13 can loop (the harness boots with N)
+      const napiTx = (await ctx.guest.run("cat /sys/module/virtio_net/parameters/napi_tx")).trim();
       await ctx.phase("streams", async () => {
         // busybox nc in the background, every descriptor off the SSH channel (which then closes):
         // the streams outlive the command until the kexec
@@ -132,7 +134,7 @@ export const kexecTraffic: Scenario = {
       ctx.note(
         `streams before the kexec: guest to host ${mib(atTrigger.up)}, host to guest ${mib(atTrigger.down)}; ` +
           `after the trigger until the link died: ${mib(up.bytes - atTrigger.up)} and ${mib(down.bytes - atTrigger.down)}; ` +
-          `the guest's NIC in the last ${MOVING_WINDOW_MS} ms: sent ${mib(window.tx)}, received ${mib(window.rx)}; new kernel up in ${(blackout.totalMs / 1000).toFixed(1)} s`,
+          `napi_tx=${napiTx}; the guest's NIC in the last ${MOVING_WINDOW_MS} ms: sent ${mib(window.tx)}, received ${mib(window.rx)}; new kernel up in ${(blackout.totalMs / 1000).toFixed(1)} s`,
         {
           kind: "traffic",
           upBytes: up.bytes,
@@ -141,6 +143,7 @@ export const kexecTraffic: Scenario = {
           downBytesAtTrigger: atTrigger.down,
           windowTxBytes: window.tx,
           windowRxBytes: window.rx,
+          napiTx: napiTx === "Y",
         },
       );
     } finally {

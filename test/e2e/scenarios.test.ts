@@ -139,8 +139,8 @@ describe.each(ARCH_NAMES)("scenarios on %s", (arch) => {
         expect(traffic.windowTxBytes).toBeGreaterThanOrEqual(128 * 1024);
         expect(traffic.upBytesAtTrigger).toBeGreaterThan(1 << 20);
         expect(traffic.downBytesAtTrigger).toBeGreaterThan(0);
-        const cmd = await readFile(join(r.artifactsDir ?? "", "qemu.cmd"), "utf8");
-        expect(cmd).toContain("virtio_net.napi_tx=0");
+        // the harness's remedy, as the guest ran it
+        expect(traffic.napiTx).toBe(false);
       }
     },
   );
