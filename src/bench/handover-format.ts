@@ -182,12 +182,13 @@ export function slopeLines(f: HandoverFigures): string[] {
 
 function comparisonTable(c: HandoverComparison): Table {
   return {
-    head: ["phase", "ratio B/A", "interval", "B-A ms", "verdict"],
+    head: ["phase", "ratio B/A", "interval", "B-A ms", "p", "verdict"],
     rows: c.phases.map((p) => [
       p.phase,
       ratio(p.ratio),
       `${ratio(p.lo)}-${ratio(p.hi)}`,
       p.deltaMs === undefined ? "-" : p.deltaMs.toFixed(1),
+      p.p === undefined ? "-" : p.p.toPrecision(2),
       p.verdict,
     ]),
   };

@@ -120,6 +120,8 @@ export interface PhaseComparison {
   readonly hi: number;
   /** B's median minus A's, averaged over the sizes (ms). */
   readonly deltaMs?: number;
+  /** The stratified rank permutation test's two-sided p-value (interval.ts). */
+  readonly p?: number;
   readonly verdict: ComparisonVerdict;
 }
 

@@ -1,7 +1,7 @@
 // Pure statistics for `kho bench handover`: the spread of a phase at one size, how a phase grows
 // with the preserved size (least squares, overall and per repeat), and the A/B verdicts (a
-// stratified bootstrap interval of the ratio of summed medians, Bonferroni-corrected over the
-// phases compared). No I/O and no clock: the resamples come from a seeded generator, so the same
+// stratified bootstrap interval of the ratio of summed medians and a stratified rank permutation
+// test, both Bonferroni-corrected over the phases compared). No I/O and no clock: the resamples come from a seeded generator, so the same
 // samples give the same report on every host (test/unit/bench-interval.test.ts).
 import { seededRandom } from "../util/seeded-random.js";
 import type {
@@ -130,6 +130,8 @@ export interface BootstrapRatio {
 }
 
 const DEFAULT_ITERATIONS = 4000;
+/** Relabellings of the rank test: its p-value's Monte Carlo error is under 0.0005 near 0.005. */
+const PERMUTATIONS = 20_000;
 const DEFAULT_LEVEL = 0.95;
 
 /** 0.9875 -> "98.75%", 0.95 -> "95%". */
@@ -220,20 +222,82 @@ export function bootstrapRatio(strata: readonly Stratum[], opts: BootstrapOption
   };
 }
 
+/** Mid-ranks (1-based, ties share their mean rank) of `xs`. */
+function midRanks(xs: readonly number[]): number[] {
+  const order = xs.map((x, i) => ({ x, i })).sort((p, q) => p.x - q.x);
+  const ranks = new Array<number>(xs.length).fill(0);
+  for (let lo = 0; lo < order.length;) {
+    let hi = lo;
+    while (hi + 1 < order.length && order[hi + 1]?.x === order[lo]?.x) hi++;
+    for (let k = lo; k <= hi; k++) ranks[order[k]?.i ?? 0] = (lo + hi) / 2 + 1;
+    lo = hi + 1;
+  }
+  return ranks;
+}
+
 /**
- * The verdict on one ratio: "slower" or "faster" only when the interval excludes 1 AND the
- * ratio is more than `minEffect` away from 1, so a real but negligible change (a tight interval
+ * Whether B's samples rank apart from A's more than chance allows: the two-sided p-value of a
+ * stratified rank permutation test (van Elteren's statistic: per size, B's rank sum among that
+ * size's samples over (n + 1), summed over the sizes; its null distribution from random
+ * relabellings within each size, seeded). Unlike the bootstrap interval of medians, whose
+ * resamples of 4 values are too few to show their own spread, it keeps its level however few
+ * repeats there are: with 4 a side and one size it cannot go below 1/35, so a lone size with so
+ * few repeats never gets a verdict. Sizes missing a side are left out; 1 when none remain.
+ */
+export function rankPermutationP(
+  strata: readonly Stratum[],
+  opts: { readonly iterations?: number; readonly seed?: number } = {},
+): number {
+  const used = strata.filter((s) => s.a.length > 0 && s.b.length > 0);
+  if (used.length === 0) return 1;
+  const iterations = opts.iterations ?? PERMUTATIONS;
+  const ranked = used.map((s) => ({ ranks: midRanks([...s.a, ...s.b]), nb: s.b.length }));
+  // B's share of each size's ranks, centred on its mean under no difference (nb / 2)
+  const statistic = (pick: (r: { ranks: number[]; nb: number }) => number[]) =>
+    Math.abs(
+      ranked.reduce((t, r) => t + pick(r).reduce((x, y) => x + y, 0) / (r.ranks.length + 1) - r.nb / 2, 0),
+    );
+  const observed = statistic((r) => r.ranks.slice(r.ranks.length - r.nb));
+  const rand = seededRandom(opts.seed ?? 1);
+  const drawB = (r: { ranks: number[]; nb: number }) => {
+    const pool = [...r.ranks];
+    for (let k = 0; k < r.nb; k++) {
+      const j = k + Math.floor(rand() * (pool.length - k));
+      [pool[k], pool[j]] = [pool[j] as number, pool[k] as number];
+    }
+    return pool.slice(0, r.nb);
+  };
+  let asExtreme = 0;
+  for (let i = 0; i < iterations; i++) if (statistic(drawB) >= observed - 1e-9) asExtreme++;
+  return (asExtreme + 1) / (iterations + 1);
+}
+
+/**
+ * The verdict on one ratio: "slower" or "faster" only when the interval excludes 1, the rank
+ * test's p-value is at most `alpha` (when given) AND the ratio is more than `minEffect` away
+ * from 1, so a real but negligible change (a tight interval
  * from many repeats) is not reported as a regression; anything else, NaN included, is "no
  * difference".
  */
 export function verdictOf(
-  r: { readonly ratio: number; readonly lo: number; readonly hi: number; readonly deltaMs?: number },
+  r: {
+    readonly ratio: number;
+    readonly lo: number;
+    readonly hi: number;
+    readonly deltaMs?: number;
+    /** The rank test's p-value (rankPermutationP): above `alpha`, no difference. */
+    readonly p?: number;
+  },
   minEffect = DEFAULT_MIN_EFFECT,
   minEffectMs = 0,
+  alpha = 1,
 ): ComparisonVerdict {
   // A few ms either way is no difference however steady: a 7 ms phase 3 ms shorter is noise of
   // the guest's printk and the host's scheduling, not a kernel change worth a verdict.
   if (r.deltaMs !== undefined && Math.abs(r.deltaMs) < minEffectMs) return "no difference";
+  // The bootstrap interval of 4 medians is too narrow (an A/A run got "faster", 0.87 with
+  // 0.66-0.97); the rank test must agree that B's samples stand apart.
+  if (r.p !== undefined && !(r.p <= alpha)) return "no difference";
   if (r.lo > 1 && r.ratio > 1 + minEffect) return "slower";
   if (r.hi < 1 && r.ratio < 1 - minEffect) return "faster";
   return "no difference";
@@ -254,8 +318,8 @@ export interface PhaseComparisons {
 }
 
 /**
- * B against A on every phase of one arch and shape: a bootstrap interval per phase, Bonferroni
- * over the phases that have data (at least one size with samples on both sides; the others are
+ * B against A on every phase of one arch and shape: a bootstrap interval and a rank test per
+ * phase, both Bonferroni over the phases that have data (at least one size with samples on both sides; the others are
  * left out), and its verdict. Every phase uses the same seed, so a phase's interval depends on
  * its own samples only, not on which other phases were compared.
  */
@@ -278,19 +342,23 @@ export function comparePhases(
   const family = Math.max(1, withData.length);
   checkOptions(iterations, familyLevel, family);
   return {
-    method: methodText(iterations, familyLevel, family),
+    method:
+      `${methodText(iterations, familyLevel, family)}; a verdict also needs a stratified rank ` +
+      `permutation test (van Elteren, ${PERMUTATIONS} relabellings within each size) at that level`,
     level: perIntervalLevel(familyLevel, family),
     minEffect,
     minEffectMs,
     phases: withData.map((p) => {
       const r = bootstrapRatio(p.strata, { iterations, level: familyLevel, family, seed: opts.seed });
+      const pValue = rankPermutationP(p.strata, { seed: opts.seed ?? 1 });
       return {
         phase: p.phase,
         ratio: r.ratio,
         lo: r.lo,
         hi: r.hi,
         deltaMs: r.deltaMs,
-        verdict: verdictOf(r, minEffect, minEffectMs),
+        p: pValue,
+        verdict: verdictOf({ ...r, p: pValue }, minEffect, minEffectMs, (1 - familyLevel) / family),
       };
     }),
   };

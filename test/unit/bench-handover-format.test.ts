@@ -95,7 +95,7 @@ function report(over: Partial<HandoverBenchReport> = {}): HandoverBenchReport {
         level: 0.975,
         minEffect: 0.02,
         phases: [
-          { phase: "mm-init", ratio: 1.1, lo: 1.072, hi: 1.131, deltaMs: 12.5, verdict: "slower" },
+          { phase: "mm-init", ratio: 1.1, lo: 1.072, hi: 1.131, deltaMs: 12.5, p: 0.0004, verdict: "slower" },
           { phase: "userspace", ratio: 1.004, lo: 0.981, hi: 1.027, verdict: "no difference" },
         ],
       },
@@ -201,9 +201,9 @@ describe("formatHandoverText", () => {
 
   it("gives the comparison's verdicts, interval and method", () => {
     const rows = block(text, "x86_64 memfd: kernel B against kernel A").map((l) => l.trim().split(/\s{2,}/));
-    expect(rows[0]).toEqual(["phase", "ratio B/A", "interval", "B-A ms", "verdict"]);
-    expect(rows[1]).toEqual(["mm-init", "1.100", "1.072-1.131", "12.5", "slower"]);
-    expect(rows[2]).toEqual(["userspace", "1.004", "0.981-1.027", "-", "no difference"]);
+    expect(rows[0]).toEqual(["phase", "ratio B/A", "interval", "B-A ms", "p", "verdict"]);
+    expect(rows[1]).toEqual(["mm-init", "1.100", "1.072-1.131", "12.5", "0.00040", "slower"]);
+    expect(rows[2]).toEqual(["userspace", "1.004", "0.981-1.027", "-", "-", "no difference"]);
     expect(text).toContain(
       "  method: bootstrap of the paired repeats, 2000 resamples; 97.5% intervals; minEffect 0.02 (a ratio within 1 ±2% counts as no difference)",
     );
@@ -229,8 +229,8 @@ describe("formatHandoverMarkdown", () => {
       "| size | mm-init | userspace |\n| --- | ---: | ---: |\n| 0 | 40 ±3 | 2010 ±20 |",
     );
     expect(markdown).toContain("| 256 MiB | 412 ±9 | - |");
-    expect(markdown).toContain("| mm-init | 1.100 | 1.072-1.131 | 12.5 | slower |");
-    expect(markdown).toContain("| userspace | 1.004 | 0.981-1.027 | - | no difference |");
+    expect(markdown).toContain("| mm-init | 1.100 | 1.072-1.131 | 12.5 | 0.00040 | slower |");
+    expect(markdown).toContain("| userspace | 1.004 | 0.981-1.027 | - | - | no difference |");
     expect(markdown).toContain("- mm-init: 1437 ms/GiB (per repeat 1402-1475)");
     expect(markdown).toContain("\nmethod: bootstrap of the paired repeats, 2000 resamples; 97.5% intervals;");
     // The failure's reason is escaped: no raw HTML reaches the page.

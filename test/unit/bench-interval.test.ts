@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import {
   bootstrapRatio,
   comparePhases,
+  rankPermutationP,
   linearFit,
   median,
   phaseSlope,
@@ -229,7 +230,61 @@ describe("bootstrapRatio (stratified percentile bootstrap)", () => {
   });
 });
 
+describe("rankPermutationP (stratified rank permutation test)", () => {
+  it("is 1 for the same samples and at its floor when every B is above every A", () => {
+    expect(rankPermutationP([{ a: [1, 2, 3, 4], b: [1, 2, 3, 4] }])).toBe(1);
+    // one size, 4 a side: 2 of the 70 labellings are as extreme, p = 1/35 at best
+    const one = rankPermutationP([{ a: [1, 2, 3, 4], b: [5, 6, 7, 8] }]);
+    expect(one).toBeGreaterThan(0.02);
+    expect(one).toBeLessThan(0.04);
+    // two sizes: 2 in 70 x 70
+    const two = rankPermutationP([
+      { a: [1, 2, 3, 4], b: [5, 6, 7, 8] },
+      { a: [10, 20, 30, 40], b: [50, 60, 70, 80] },
+    ]);
+    expect(two).toBeLessThan(0.002);
+    // the direction does not matter (two-sided), and sizes missing a side are left out
+    expect(
+      rankPermutationP([
+        { a: [5, 6, 7, 8], b: [1, 2, 3, 4] },
+        { a: [50, 60, 70, 80], b: [10, 20, 30, 40] },
+        { a: [1], b: [] },
+      ]),
+    ).toBeCloseTo(two, 2);
+    expect(rankPermutationP([{ a: [1], b: [] }])).toBe(1);
+  });
+
+  it("is seeded: the same samples and seed give the same p-value", () => {
+    const strata = [{ a: [3, 1, 4, 1, 5], b: [9, 2, 6, 5, 3] }];
+    expect(rankPermutationP(strata, { seed: 3 })).toBe(rankPermutationP(strata, { seed: 3 }));
+  });
+
+  it("keeps an A/A run from CI out of a verdict that the bootstrap alone gave", () => {
+    // arm64 readback of the same kernel against itself, --sizes 0,64M --repeat 4 (readback has
+    // no samples at size 0): the bootstrap said "faster", 0.87 with 0.66-0.97 at 99.5%
+    const strata = [{ a: [336, 279, 234, 230], b: [222, 223, 222, 225] }];
+    const boot = bootstrapRatio(strata, { family: 10 });
+    expect(verdictOf(boot, 0.1, 5)).toBe("faster");
+    const res = comparePhases([
+      { phase: "readback", strata },
+      ...["shutdown", "purgatory", "early-boot", "mm-init", "kernel-init", "userspace", "luo-retrieve"].map(
+        (phase) => ({ phase: phase as "mm-init", strata: [{ a: [1, 2, 3, 4], b: [1, 2, 3, 4] }] }),
+      ),
+      { phase: "deferred-pages", strata: [{ a: [1, 2, 3, 4], b: [1, 2, 3, 4] }] },
+      { phase: "blackout", strata: [{ a: [1, 2, 3, 4], b: [1, 2, 3, 4] }] },
+    ]);
+    expect(res.phases[0]?.p).toBeGreaterThan(0.005);
+    expect(res.phases[0]?.verdict).toBe("no difference");
+  });
+});
+
 describe("verdictOf", () => {
+  it("needs the rank test's p-value at most alpha when one is given", () => {
+    expect(verdictOf({ ratio: 1.5, lo: 1.2, hi: 1.8, p: 0.03 }, 0.1, 0, 0.005)).toBe("no difference");
+    expect(verdictOf({ ratio: 1.5, lo: 1.2, hi: 1.8, p: 0.004 }, 0.1, 0, 0.005)).toBe("slower");
+    expect(verdictOf({ ratio: 1.5, lo: 1.2, hi: 1.8, p: Number.NaN }, 0.1, 0, 0.005)).toBe("no difference");
+  });
+
   it("calls slower or faster only when the interval excludes 1 and the effect is above minEffect", () => {
     expect(verdictOf({ ratio: 1.2, lo: 1.05, hi: 1.4 })).toBe("slower");
     expect(verdictOf({ ratio: 0.8, lo: 0.7, hi: 0.95 })).toBe("faster");
@@ -282,8 +337,12 @@ describe("comparePhases", () => {
       hi: mm.hi,
       // medians 100 and 400, doubled: 100 and 400 ms more, 250 on average
       deltaMs: 250,
+      p: expect.any(Number) as number,
       verdict: "slower",
     });
+    // every B sample above every A one in both sizes: as far apart as ranks go
+    expect(res.phases[0]?.p).toBeLessThan(0.001);
+    expect(res.method).toContain("stratified rank permutation test (van Elteren, 20000 relabellings");
   });
 
   it("a steady difference of a few ms is no difference (minEffectMs), unless asked otherwise", () => {
