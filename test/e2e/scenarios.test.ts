@@ -137,6 +137,7 @@ describe.each(ARCH_NAMES)("scenarios on %s", (arch) => {
         });
         if (traffic?.kind !== "traffic") throw new Error("no traffic fact");
         expect(traffic.windowTxBytes).toBeGreaterThanOrEqual(128 * 1024);
+        expect(traffic.windowRxBytes).toBeGreaterThan(0);
         expect(traffic.upBytesAtTrigger).toBeGreaterThan(1 << 20);
         expect(traffic.downBytesAtTrigger).toBeGreaterThan(0);
         // the harness's remedy, as the guest ran it
