@@ -11,13 +11,12 @@
 // the kernel's clock runs (printk 0.000000: arm64 before sched_clock, the banner) is at its
 // arrival. That is exact only when early lines reach the host as they are printed: the bench
 // boots its guests with the arch's early console (ArchSpec.earlyConsole).
+import { REBOOT_MARK } from "../session/kexec.js";
 import type { ConsoleLine } from "../vm/console.js";
 import type { HandoverMetric, HandoverPhase } from "./handover-types.js";
 
 const PRINTK = /\[\s*(\d+)\.(\d{6})\]/;
 
-/** The agent's mark just before reboot(LINUX_REBOOT_CMD_KEXEC) (guest/agent/kexec.c). */
-export const REBOOT_MARK = /kho-agent: reboot\(KEXEC\)/;
 const STARTING = /kexec_core: Starting new kernel/;
 const BANNER = /Linux version \d/;
 

@@ -1,8 +1,9 @@
 // Pure statistics for `kho bench handover`: the spread of a phase at one size, how a phase grows
 // with the preserved size (least squares, overall and per repeat), and the A/B verdicts (a
 // stratified bootstrap interval of the ratio of summed medians and a stratified rank permutation
-// test, both Bonferroni-corrected over the phases compared). No I/O and no clock: the resamples come from a seeded generator, so the same
-// samples give the same report on every host (test/unit/bench-interval.test.ts).
+// test, both Bonferroni-corrected over the phases compared). No I/O and no clock: the resamples
+// come from a seeded generator, so the same samples give the same report on every host
+// (test/unit/bench-interval.test.ts).
 import { seededRandom } from "../util/seeded-random.js";
 import type {
   ComparisonVerdict,
@@ -319,8 +320,8 @@ export interface PhaseComparisons {
 
 /**
  * B against A on every phase of one arch and shape: a bootstrap interval and a rank test per
- * phase, both Bonferroni over the phases that have data (at least one size with samples on both sides; the others are
- * left out), and its verdict. Every phase uses the same seed, so a phase's interval depends on
+ * phase, both Bonferroni over the phases that have data (at least one size with samples on both
+ * sides; the others are left out), and its verdict. Every phase uses the same seed, so a phase's interval depends on
  * its own samples only, not on which other phases were compared.
  */
 export function comparePhases(

@@ -6,8 +6,7 @@
 import { AgentOkSchema } from "../agent/protocol.js";
 import type { ScenarioContext } from "../api/context.js";
 import { formatTimeline, type BootTiming } from "../session/boot-timeline.js";
-import { REBOOT_MARK } from "../bench/handover-phases.js";
-import { LOAD_NEXT_KERNEL } from "../session/kexec.js";
+import { LOAD_NEXT_KERNEL, REBOOT_MARK } from "../session/kexec.js";
 
 const REBOOT = "kho-agent kexec --loaded";
 

@@ -9,3 +9,5 @@
 export const NEXT_KERNEL = { kernel: "/boot/next-kernel", initrd: "/sys/firmware/initrd" } as const;
 /** The agent command that loads the next kernel for a KHO kexec. */
 export const LOAD_NEXT_KERNEL = `kexec --kernel ${NEXT_KERNEL.kernel} --initrd ${NEXT_KERNEL.initrd} --reuse-cmdline --load-only`;
+/** The agent's console mark just before reboot(LINUX_REBOOT_CMD_KEXEC) (guest/agent/kexec.c). */
+export const REBOOT_MARK = /kho-agent: reboot\(KEXEC\)/;
