@@ -118,8 +118,13 @@ describe("kho bench handover", () => {
         const verdict = (phase: string) => c?.phases.find((p) => p.phase === phase);
         expect(verdict("mm-init")?.verdict, all).toBe("slower");
         expect(verdict("mm-init")?.lo, all).toBeGreaterThan(2);
-        // purgatory and decompression (0.1-0.6 s) run no memblock code: no difference
-        expect(verdict("purgatory")?.verdict, all).toBe("no difference");
+        // Controls: the initcalls and userspace (1.2 s and 0.3 s under TCG) run after memblock
+        // has done its work, so they must not be called slower. Not purgatory: on arm64 it
+        // also holds the new kernel's start up to its early console, 70-110 ms in all, and one
+        // CI run found B 30 ms slower there on nearly every sample (1.42x, p 0.0025) where a
+        // quiet host found 0.97x; the cause is not known, so it is no control.
+        for (const control of ["kernel-init", "userspace"])
+          expect(verdict(control)?.verdict, `${arch} ${control}\n${all}`).toBe("no difference");
       }
     },
   );
