@@ -321,8 +321,8 @@ export interface PhaseComparisons {
 /**
  * B against A on every phase of one arch and shape: a bootstrap interval and a rank test per
  * phase, both Bonferroni over the phases that have data (at least one size with samples on both
- * sides; the others are left out), and its verdict. Every phase uses the same seed, so a phase's interval depends on
- * its own samples only, not on which other phases were compared.
+ * sides; the others are left out), and its verdict. Every phase uses the same seed, so a phase's
+ * interval depends on its own samples only, not on which other phases were compared.
  */
 export function comparePhases(
   phases: readonly { readonly phase: PhaseComparison["phase"]; readonly strata: readonly Stratum[] }[],
