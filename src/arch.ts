@@ -94,7 +94,12 @@ const X86_64: ArchSpec = {
   // measured on the TSC (io_apic.c timer_irq_works), and a TCG vCPU starved by a busy host
   // gets too few ticks in that window and panics ("IO-APIC + timer doesn't work!"), seen here
   // in a kexec'd kernel with four guests on two cores. The timer itself is the same either way.
-  kernelParams: ["no_timer_check", ...NET_PARAMS],
+  // No clocksource watchdog on the TSC, as VM images with a reliable TSC have: under TCG the TSC
+  // and the HPET are both read off the host clock, and a vCPU starved by a busy host can make
+  // them disagree. Seen here once in 652 x86_64 boots (`--repeat 20`): the watchdog marked the
+  // TSC unstable ("frequency skew") right after /init wrote its ready line to /dev/kmsg, and that
+  // line never reached the console (README, "Flakes").
+  kernelParams: ["no_timer_check", "tsc=nowatchdog", ...NET_PARAMS],
   earlyConsole: "earlyprintk=serial,ttyS0,115200",
   elfMachine: 62,
   handover: "setup_data SETUP_KEXEC_KHO (type 0xa) in boot_params",

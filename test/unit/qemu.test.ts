@@ -34,7 +34,7 @@ describe("qemuArgs", () => {
     expect(after("-accel")).toBe("tcg,thread=single");
     // With SSH the kernel configures slirp's network itself (ip=), sparing init four processes.
     expect(after("-append")).toBe(
-      "console=ttyS0 no_timer_check virtio_net.napi_tx=0 kho=on liveupdate=on ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off panic=-1 quiet",
+      "console=ttyS0 no_timer_check tsc=nowatchdog virtio_net.napi_tx=0 kho=on liveupdate=on ip=10.0.2.15::10.0.2.2:255.255.255.0::eth0:off panic=-1 quiet",
     );
     expect(after("-initrd")).toBe("/k/initrd");
     expect(after("-netdev")).toBe("user,id=n0,hostfwd=tcp:127.0.0.1:0-:22");
@@ -57,7 +57,7 @@ describe("qemuArgs", () => {
       kernelCmdline("arm64", { kind: "kernel", kernel: "/k/Image", kho: false, earlyConsole: true }),
     ).toBe("console=ttyAMA0 earlycon virtio_net.napi_tx=0 panic=-1");
     expect(kernelCmdline("x86_64", { kind: "kernel", kernel: "/k/bzImage", earlyConsole: true })).toMatch(
-      /^console=ttyS0 earlyprintk=serial,ttyS0,115200 no_timer_check virtio_net.napi_tx=0 kho=on/,
+      /^console=ttyS0 earlyprintk=serial,ttyS0,115200 no_timer_check tsc=nowatchdog virtio_net.napi_tx=0 kho=on/,
     );
     expect(args).not.toContain("-netdev");
   });
