@@ -9,6 +9,7 @@ import { registerInspectFdt } from "./commands/inspect-fdt.js";
 import { registerKernel } from "./commands/kernel.js";
 import { registerReport } from "./commands/report.js";
 import { registerRun } from "./commands/run.js";
+import { registerTarget } from "./commands/target.js";
 
 export function buildProgram(): Command {
   const program = new Command("kho")
@@ -39,5 +40,6 @@ export function buildProgram(): Command {
   registerRun(program);
   registerReport(program);
   registerBench(program);
+  registerTarget(program);
   return program;
 }

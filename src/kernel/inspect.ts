@@ -171,7 +171,7 @@ export async function inspectKernelBytes(
     const file = await siblingConfig(path, release);
     if (file) [config, configSource] = [file.config, { kind: "file", path: file.path }];
   }
-  const readiness = ROWS.map((row) => rowFor(row.feature, row.options, row.required ?? false, config));
+  const readiness = readinessOf(config);
   const problems = findProblems(path, image.arch, release, opts.expectArch, configSource, readiness);
   return {
     path,
@@ -284,6 +284,11 @@ async function siblingConfig(
     if (text !== undefined) return { path: candidate, config: parseConfig(text) };
   }
   return undefined;
+}
+
+/** The readiness table for a config (undefined: every row unknown); also a machine target's. */
+export function readinessOf(config: ConfigMap | undefined): ReadinessRow[] {
+  return ROWS.map((row) => rowFor(row.feature, row.options, row.required ?? false, config));
 }
 
 function rowFor(

@@ -29,8 +29,12 @@ export interface SshLogin {
   readonly username?: string;
   /** The client's private key (OpenSSH format). */
   readonly privateKey: string;
-  /** The guest's host public key line ("ssh-ed25519 AAAA..."): any other key is refused. */
-  readonly hostKey: string;
+  /**
+   * The host public key line ("ssh-ed25519 AAAA...") the server must present, or several (a
+   * machine's known_hosts entries): any other key is refused, and the key exchange asks only
+   * for these keys' types.
+   */
+  readonly hostKey: string | readonly string[];
 }
 
 export type SshConnectOptions = SshTarget &
@@ -383,7 +387,8 @@ function retryable(err: Error & { code?: string; level?: string }): boolean {
 
 /** Connects, retrying until the guest's sshd answers or `deadlineMs` passes. */
 export async function connectSsh(opts: SshConnectOptions): Promise<SshLink> {
-  const expected = publicKeyBlob(opts.hostKey);
+  const expected = (typeof opts.hostKey === "string" ? [opts.hostKey] : opts.hostKey).map(publicKeyBlob);
+  if (expected.length === 0) throw new SshFailure("host-key", `no host key is pinned for ${describe(opts)}`);
   const end = Date.now() + opts.deadlineMs;
   for (let attempts = 1; ; attempts++) {
     opts.signal?.throwIfAborted();
@@ -406,7 +411,19 @@ export async function connectSsh(opts: SshConnectOptions): Promise<SshLink> {
   }
 }
 
-async function attempt(opts: SshConnectOptions, expected: Buffer, readyTimeout: number): Promise<SshLink> {
+/** The host key algorithms that present one of `blobs` (an RSA key signs in three ways). */
+function hostKeyAlgorithms(blobs: readonly Buffer[]): string[] {
+  const types = blobs.map((b) => b.subarray(4, 4 + b.readUInt32BE(0)).toString());
+  return [
+    ...new Set(types.flatMap((t) => (t === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [t]))),
+  ];
+}
+
+async function attempt(
+  opts: SshConnectOptions,
+  expected: readonly Buffer[],
+  readyTimeout: number,
+): Promise<SshLink> {
   const sock = await openSocket(opts);
   return new Promise<SshLink>((resolve, reject) => {
     const client = new Client();
@@ -415,15 +432,24 @@ async function attempt(opts: SshConnectOptions, expected: Buffer, readyTimeout: 
       client.removeAllListeners();
       client.on("error", () => undefined); // late errors of a dead attempt
       client.end();
-      if (presented && !presented.equals(expected)) {
+      const got = presented;
+      if (got && !expected.some((k) => k.equals(got))) {
         reject(
           new SshFailure(
             "host-key",
-            `the SSH server at ${describe(opts)} is not our guest: its host key differs`,
+            `the SSH server at ${describe(opts)} is not the one expected: its host key differs`,
             [
-              `expected: ${opts.hostKey.trim()}`,
-              `got:      ${presented.subarray(4, 4 + presented.readUInt32BE(0)).toString()} key of ${presented.length} bytes`,
+              ...[opts.hostKey].flat().map((k) => `expected: ${k.trim()}`),
+              `got:      ${got.subarray(4, 4 + got.readUInt32BE(0)).toString()} key of ${got.length} bytes`,
             ],
+          ),
+        );
+      } else if (/no matching host key format/.test(err.message)) {
+        reject(
+          new SshFailure(
+            "host-key",
+            `the SSH server at ${describe(opts)} has no host key of the pinned type (${hostKeyAlgorithms(expected).join(", ")})`,
+            [err.message],
           ),
         );
       } else if (/authentication methods failed/.test(err.message)) {
@@ -448,9 +474,10 @@ async function attempt(opts: SshConnectOptions, expected: Buffer, readyTimeout: 
       // Notices a guest that vanished without a FIN (kexec, panic) within ~15 s.
       keepaliveInterval: KEEPALIVE_MS,
       keepaliveCountMax: KEEPALIVE_COUNT_MAX,
+      algorithms: { serverHostKey: hostKeyAlgorithms(expected) as ssh2.ServerHostKeyAlgorithm[] },
       hostVerifier: (key: Buffer) => {
         presented = key;
-        return key.equals(expected);
+        return expected.some((k) => k.equals(key));
       },
     });
   });

@@ -184,6 +184,33 @@ describe("connecting", () => {
     expect(Date.now() - start).toBeLessThan(3_000);
   });
 
+  it("accepts any of several pinned host keys (a machine's known_hosts lines)", async () => {
+    const other = generateKeys("other");
+    const link = await connectSsh({
+      host: "127.0.0.1",
+      port,
+      privateKey: keys.client.private,
+      hostKey: [other.host.public, keys.host.public],
+      deadlineMs: 5_000,
+    });
+    await link.close();
+  });
+
+  it("asks only for the pinned keys' types, and says so when the server has none of them", async () => {
+    const ecdsa = ssh2.utils.generateKeyPairSync("ecdsa", { bits: 256 }).public;
+    const start = Date.now();
+    const err: unknown = await connectSsh({
+      host: "127.0.0.1",
+      port,
+      privateKey: keys.client.private,
+      hostKey: [ecdsa],
+      deadlineMs: 10_000,
+    }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ kind: "host-key" });
+    expect((err as Error).message).toMatch(/has no host key of the pinned type \(ecdsa-sha2-nistp256\)$/);
+    expect(Date.now() - start).toBeLessThan(3_000);
+  });
+
   it("reports a refused client key", async () => {
     const other = generateKeys("other");
     const err: unknown = await connectSsh({
