@@ -14,7 +14,7 @@ import { HarnessError } from "../errors.js";
 import { parseConfig, type ConfigMap } from "../kernel/config.js";
 import { readinessOf, type ReadinessRow } from "../kernel/inspect.js";
 import { scaled } from "../util/deadline.js";
-import { connectSsh, type SshLink } from "../vm/ssh.js";
+import { connectSsh, SshFailure, type SshLink } from "../vm/ssh.js";
 import { knownHostKeys, knownHostsName } from "./known-hosts.js";
 import { describeTarget, type TargetAddress } from "./url.js";
 
@@ -115,14 +115,25 @@ export async function pinnedHostKeys(address: TargetAddress, knownHosts?: string
 export async function connectTarget(opts: TargetLoginOptions): Promise<SshLink> {
   const identity = await loadIdentity(opts.identity);
   const hostKeys = await pinnedHostKeys(opts.address, opts.knownHosts);
-  return connectSsh({
-    host: opts.address.host,
-    port: opts.address.port,
-    username: opts.address.user,
-    privateKey: identity.key,
-    hostKey: hostKeys,
-    deadlineMs: scaled(opts.deadlineMs ?? 30_000),
-  });
+  try {
+    return await connectSsh({
+      host: opts.address.host,
+      port: opts.address.port,
+      username: opts.address.user,
+      privateKey: identity.key,
+      hostKey: hostKeys,
+      deadlineMs: scaled(opts.deadlineMs ?? 30_000),
+    });
+  } catch (err) {
+    // Another host key or a refused key is the setup's to fix, as a missing pin is: exit 2.
+    if (err instanceof SshFailure && (err.kind === "host-key" || err.kind === "auth"))
+      throw new HarnessError(
+        err.kind === "auth" ? `${err.message} (--identity ${identity.path})` : err.message,
+        err.evidence,
+        2,
+      );
+    throw err;
+  }
 }
 
 /** Refuses, before anything else runs there, a machine without the marker file. */

@@ -453,7 +453,7 @@ async function attempt(
           ),
         );
       } else if (/authentication methods failed/.test(err.message)) {
-        reject(new SshFailure("auth", `the guest at ${describe(opts)} refused our SSH key`, [err.message]));
+        reject(new SshFailure("auth", `the SSH server at ${describe(opts)} refused our key`, [err.message]));
       } else {
         reject(err);
       }

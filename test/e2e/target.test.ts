@@ -145,7 +145,7 @@ describe.each(ARCH_NAMES as readonly ArchName[])("kho target check on %s", (arch
       ]);
 
       // A host key other than the pinned one: refused before logging in.
-      expect(seen.wrongKey?.exitCode).not.toBe(0);
+      expect(seen.wrongKey?.exitCode).toBe(2);
       expect(seen.wrongKey?.stderr).toMatch(
         /^kho: the SSH server at 127\.0\.0\.1:\d+ is not the one expected: its host key differs/,
       );
