@@ -61,6 +61,8 @@ export interface TargetReport {
   readonly khoEnabled: boolean;
   readonly liveupdateDevice: boolean;
   readonly kcore: boolean;
+  /** What stands between the harness and a kexec: the sysctl and the lockdown mode ("none"). */
+  readonly kexec: { readonly loadDisabled: boolean; readonly lockdown: string };
   readonly capabilities: readonly TargetCapability[];
   readonly problems: readonly TargetProblem[];
   readonly ready: boolean;
@@ -154,7 +156,15 @@ const FACTS = [
   "cat /proc/cmdline",
   "if test -e /dev/liveupdate; then echo yes; else echo no; fi",
   "if test -r /proc/kcore; then echo yes; else echo no; fi",
+  "cat /proc/sys/kernel/kexec_load_disabled 2>/dev/null || echo unknown",
+  // "none [integrity] confidentiality": the bracketed mode is on; absent without the LSM
+  "cat /sys/kernel/security/lockdown 2>/dev/null || echo absent",
 ].join("; ");
+
+/** The lockdown mode in force, from securityfs's "none [integrity] confidentiality". */
+export function lockdownMode(line: string): string | undefined {
+  return /\[(\w+)\]/.exec(line)?.[1];
+}
 
 /** The running kernel's config: /proc/config.gz (IKCONFIG_PROC), else Debian's /boot file. */
 async function readTargetConfig(
@@ -213,6 +223,7 @@ function problemsOf(
   source: string | undefined,
   readiness: readonly ReadinessRow[],
   khoEnabled: boolean,
+  kexec: TargetReport["kexec"],
 ): TargetProblem[] {
   const problems: TargetProblem[] = [];
   if (!isArchName(machine === "aarch64" ? "arm64" : machine))
@@ -234,6 +245,16 @@ function problemsOf(
       ),
     });
   }
+  if (kexec.loadDisabled)
+    problems.push({
+      sentence: `${target} has kexec turned off for this boot (kernel.kexec_load_disabled=1, which only a reboot undoes): the scenarios kexec the machine`,
+      evidence: ["/proc/sys/kernel/kexec_load_disabled: 1"],
+    });
+  if (kexec.lockdown !== "none")
+    problems.push({
+      sentence: `${target} runs in kernel lockdown (${kexec.lockdown}): kexec_file_load takes only a signed next kernel there, and the harness's are not signed`,
+      evidence: [`/sys/kernel/security/lockdown: ${kexec.lockdown}`],
+    });
   if (source !== undefined && problems.length === 0 && !khoEnabled)
     problems.push({
       sentence: `${target}'s kernel ${release} has KHO built in but not enabled for this boot: boot it with kho=on (and liveupdate=on)`,
@@ -249,9 +270,16 @@ export async function checkTarget(opts: TargetLoginOptions): Promise<TargetRepor
   try {
     await assertMarker(link, target);
     const facts = await link.exec(FACTS, { deadlineMs: scaled(30_000) });
-    const [machine = "", release = "", bootId = "", cmdline = "", dev = "", kcoreLine = ""] = facts.stdout
-      .split("\n")
-      .map((l) => l.trim());
+    const [
+      machine = "",
+      release = "",
+      bootId = "",
+      cmdline = "",
+      dev = "",
+      kcoreLine = "",
+      disabled = "",
+      lockdown = "",
+    ] = facts.stdout.split("\n").map((l) => l.trim());
     if (facts.code !== 0 || !machine || !release)
       throw new HarnessError(`${target} did not answer the harness's first questions (uname, /proc)`, [
         `exit ${facts.code ?? facts.signal}`,
@@ -262,7 +290,8 @@ export async function checkTarget(opts: TargetLoginOptions): Promise<TargetRepor
     const readiness = readinessOf(config);
     const khoEnabled =
       /(^|\s)kho=(on|1|y)(\s|$)/.test(cmdline) || config?.get("KEXEC_HANDOVER_ENABLE_DEFAULT") === "y";
-    const problems = problemsOf(target, machine, release, read?.source, readiness, khoEnabled);
+    const kexec = { loadDisabled: disabled === "1", lockdown: lockdownMode(lockdown) ?? "none" };
+    const problems = problemsOf(target, machine, release, read?.source, readiness, khoEnabled, kexec);
     const arch = machine === "aarch64" ? "arm64" : machine;
     const kcore = kcoreLine === "yes";
     return {
@@ -278,6 +307,7 @@ export async function checkTarget(opts: TargetLoginOptions): Promise<TargetRepor
       khoEnabled,
       liveupdateDevice: dev === "yes",
       kcore,
+      kexec,
       capabilities: capabilitiesOf(kcore),
       problems,
       ready: problems.length === 0,
@@ -299,6 +329,8 @@ export function formatTargetReport(r: TargetReport): string {
     ["KHO", r.khoEnabled ? "enabled for this boot" : "not enabled for this boot"],
     ["/dev/liveupdate", r.liveupdateDevice ? "present" : "absent"],
     ["/proc/kcore", r.kcore ? "present" : "absent"],
+    ["kexec", r.kexec.loadDisabled ? "disabled (kexec_load_disabled=1)" : "allowed"],
+    ["lockdown", r.kexec.lockdown],
   ];
   const w = Math.max(...facts.map(([k]) => k.length));
   const lines = facts.map(([k, v]) => `${k.padEnd(w)}  ${v}`);

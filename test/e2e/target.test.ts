@@ -128,6 +128,7 @@ describe.each(ARCH_NAMES as readonly ArchName[])("kho target check on %s", (arch
         khoEnabled: true,
         liveupdateDevice: true,
         kcore: false, // the harness's lean kernels have no CONFIG_PROC_KCORE
+        kexec: { loadDisabled: false, lockdown: "none" },
         ready: true,
         problems: [],
       });

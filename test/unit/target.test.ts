@@ -3,6 +3,7 @@
 // test/fixtures/target/known_hosts` printed for it (OpenSSH 9.2).
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { lockdownMode } from "../../src/target/check.js";
 import { knownHostKeys, knownHostsName } from "../../src/target/known-hosts.js";
 import { describeTarget, parseTargetUrl } from "../../src/target/url.js";
 import fc from "fast-check";
@@ -94,5 +95,13 @@ describe("knownHostKeys", () => {
     const text = `a.b ${ED25519}\n`;
     expect(knownHostKeys(text, "a.b", 22).keys).toEqual([ED25519]);
     expect(knownHostKeys(text, "axb", 22).keys).toEqual([]);
+  });
+});
+
+describe("lockdownMode", () => {
+  it("reads the bracketed mode of securityfs's lockdown file", () => {
+    expect(lockdownMode("[none] integrity confidentiality")).toBe("none");
+    expect(lockdownMode("none [integrity] confidentiality")).toBe("integrity");
+    expect(lockdownMode("absent")).toBeUndefined();
   });
 });
