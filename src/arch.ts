@@ -87,7 +87,10 @@ const X86_64: ArchSpec = {
   cpu: "max",
   // One TCG thread for all vCPUs: with multi-threaded TCG, x86's int3-based live text patching
   // (static keys) races with the other vCPU's translated code and oopses at boot now and then
-  // ("Oops: int3" in enqueue_task_fair, seen here); arm64 patches under stop_machine.
+  // ("Oops: int3" in enqueue_task_fair, seen here with the first round's defconfig kernels);
+  // arm64 patches under stop_machine. With the lean kernels MTTCG showed no Oops in 5 suites
+  // (550 boots), but was slower here: two guests on two cores, 5m13s against 4m36s (README,
+  // "Flakes").
   tcgAccel: "tcg,thread=single",
   console: "ttyS0",
   // Boot-time IO-APIC timer test off, as VM images do: it counts timer ticks during a delay
