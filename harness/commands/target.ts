@@ -6,6 +6,7 @@ import { action } from "../cli-support.js";
 interface TargetCheckOptions {
   identity?: string;
   knownHosts?: string;
+  consoleCmd?: string;
   json?: boolean;
 }
 
@@ -23,6 +24,10 @@ export function registerTarget(program: Command): void {
       "the private key to log in with (default ~/.ssh/id_ed25519, id_ecdsa, id_rsa)",
     )
     .option("--known-hosts <file>", "where the machine's host key is pinned (default ~/.ssh/known_hosts)")
+    .option(
+      "--console-cmd <cmd>",
+      "a shell command whose output is the machine's console (ipmitool ... sol activate, socat to a serial server): checked with a line written to its /dev/kmsg",
+    )
     .option("--json", "machine-readable output")
     .action(
       action(async (url: string, opts: TargetCheckOptions) => {
@@ -30,6 +35,7 @@ export function registerTarget(program: Command): void {
           address: parseTargetUrl(url),
           ...(opts.identity ? { identity: opts.identity } : {}),
           ...(opts.knownHosts ? { knownHosts: opts.knownHosts } : {}),
+          ...(opts.consoleCmd ? { consoleCmd: opts.consoleCmd } : {}),
         });
         process.stdout.write(
           opts.json

@@ -4,9 +4,12 @@
 // machine carries the marker file, because the scenarios kexec it; then its running kernel is
 // read as `kho kernel inspect` reads an image (/proc/config.gz, else /boot/config-RELEASE) and
 // what the harness could and could not check there is listed.
+import { spawn } from "node:child_process";
+import { randomUUID } from "node:crypto";
 import { readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import { gunzipSync } from "node:zlib";
 import ssh2 from "ssh2";
 import { isArchName, type ArchName } from "../arch.js";
@@ -14,6 +17,8 @@ import { HarnessError } from "../errors.js";
 import { parseConfig, type ConfigMap } from "../kernel/config.js";
 import { readinessOf, type ReadinessRow } from "../kernel/inspect.js";
 import { scaled } from "../util/deadline.js";
+import { endProcessGroup } from "../util/process-group.js";
+import { trackProcess } from "../vm/reaper.js";
 import { connectSsh, SshFailure, type SshLink } from "../vm/ssh.js";
 import { knownHostKeys, knownHostsName } from "./known-hosts.js";
 import { describeTarget, type TargetAddress } from "./url.js";
@@ -29,6 +34,8 @@ export interface TargetLoginOptions {
   readonly knownHosts?: string;
   /** How long to keep trying to reach the machine (before the timeout factor). */
   readonly deadlineMs?: number;
+  /** A shell command whose output is the machine's console (checked by probeConsole). */
+  readonly consoleCmd?: string;
 }
 
 export type CapabilityStatus = "possible" | "not possible";
@@ -63,6 +70,8 @@ export interface TargetReport {
   readonly kcore: boolean;
   /** What stands between the harness and a kexec: the sysctl and the lockdown mode ("none"). */
   readonly kexec: { readonly loadDisabled: boolean; readonly lockdown: string };
+  /** The console command's probe, when one was given. */
+  readonly console: ConsoleProbe | undefined;
   readonly capabilities: readonly TargetCapability[];
   readonly problems: readonly TargetProblem[];
   readonly ready: boolean;
@@ -148,6 +157,8 @@ export async function assertMarker(link: SshLink, target: string): Promise<void>
     2,
   );
 }
+
+const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
 
 const FACTS = [
   "uname -m",
@@ -263,6 +274,70 @@ function problemsOf(
   return problems;
 }
 
+/** The console command's test: did a line written to the machine's /dev/kmsg come out of it? */
+export interface ConsoleProbe {
+  readonly command: string;
+  readonly seen: boolean;
+  /** From the first write to the line coming out (or to the deadline). */
+  readonly ms: number;
+  /** How many probe lines were written (one every PROBE_EVERY_MS until one came out). */
+  readonly writes: number;
+  /** The command's last lines, as evidence. */
+  readonly tail: readonly string[];
+}
+
+const PROBE_DEADLINE_MS = 10_000;
+const PROBE_EVERY_MS = 2_000;
+
+/**
+ * Runs the console command (`ipmitool ... sol activate`, a `socat` to a serial server) and writes
+ * a line with a fresh nonce to the machine's /dev/kmsg over SSH until it comes out of the
+ * command: proof that the command shows this machine's console. The line is KERN_ERR, so a
+ * console under `quiet` prints it; it is written again every 2 s, for a command that takes a
+ * while to attach. The command's process group is ended afterwards.
+ */
+export async function probeConsole(link: SshLink, command: string): Promise<ConsoleProbe> {
+  const nonce = randomUUID();
+  const child = spawn("bash", ["-c", command], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const untrack =
+    child.pid !== undefined ? trackProcess(-child.pid, "console command", "SIGTERM") : () => false;
+  let text = "";
+  const started = performance.now();
+  const deadline = started + scaled(PROBE_DEADLINE_MS);
+  let writes = 0;
+  try {
+    const seen = new Promise<boolean>((resolve) => {
+      const look = () => text.includes(nonce) && resolve(true);
+      child.stdout.on("data", (d: Buffer) => {
+        text = (text + d.toString()).slice(-65_536); // a console can print for ever
+        look();
+      });
+      child.stderr.on("data", (d: Buffer) => (text = (text + d.toString()).slice(-65_536)));
+      child.on("error", () => resolve(false));
+      child.on("close", () => resolve(text.includes(nonce)));
+    });
+    let found = false;
+    while (!found && performance.now() < deadline) {
+      writes++;
+      await link.exec(`echo '<3>kho-harness: console probe ${nonce}' > /dev/kmsg`, {
+        deadlineMs: scaled(30_000),
+      });
+      const wait = Math.min(PROBE_EVERY_MS, Math.max(0, deadline - performance.now()));
+      found = await Promise.race([seen, sleep(wait).then(() => false)]);
+    }
+    return {
+      command,
+      seen: found,
+      ms: Math.round(performance.now() - started),
+      writes,
+      tail: text.trimEnd().split("\n").slice(-5),
+    };
+  } finally {
+    if (child.pid !== undefined) await endProcessGroup(child.pid, 1_000);
+    untrack();
+  }
+}
+
 /** Reaches the target, checks the marker, reads its kernel: the whole `kho target check`. */
 export async function checkTarget(opts: TargetLoginOptions): Promise<TargetReport> {
   const target = describeTarget(opts.address);
@@ -292,6 +367,12 @@ export async function checkTarget(opts: TargetLoginOptions): Promise<TargetRepor
       /(^|\s)kho=(on|1|y)(\s|$)/.test(cmdline) || config?.get("KEXEC_HANDOVER_ENABLE_DEFAULT") === "y";
     const kexec = { loadDisabled: disabled === "1", lockdown: lockdownMode(lockdown) ?? "none" };
     const problems = problemsOf(target, machine, release, read?.source, readiness, khoEnabled, kexec);
+    const console = opts.consoleCmd === undefined ? undefined : await probeConsole(link, opts.consoleCmd);
+    if (console && !console.seen)
+      problems.push({
+        sentence: `the console command did not show the line the harness wrote to ${target}'s /dev/kmsg within ${Math.round(console.ms / 1000)}s (${plural(console.writes, "write")}): it is not this machine's console, or it is not connected`,
+        evidence: [`--console-cmd ${console.command}`, ...console.tail.map((l) => `console: ${l}`)],
+      });
     const arch = machine === "aarch64" ? "arm64" : machine;
     const kcore = kcoreLine === "yes";
     return {
@@ -308,6 +389,7 @@ export async function checkTarget(opts: TargetLoginOptions): Promise<TargetRepor
       liveupdateDevice: dev === "yes",
       kcore,
       kexec,
+      console,
       capabilities: capabilitiesOf(kcore),
       problems,
       ready: problems.length === 0,
@@ -331,6 +413,12 @@ export function formatTargetReport(r: TargetReport): string {
     ["/proc/kcore", r.kcore ? "present" : "absent"],
     ["kexec", r.kexec.loadDisabled ? "disabled (kexec_load_disabled=1)" : "allowed"],
     ["lockdown", r.kexec.lockdown],
+    [
+      "console",
+      r.console
+        ? `${r.console.seen ? "shows" : "does not show"} this machine's /dev/kmsg (${r.console.ms} ms, ${plural(r.console.writes, "write")}): ${r.console.command}`
+        : "none (--console-cmd)",
+    ],
   ];
   const w = Math.max(...facts.map(([k]) => k.length));
   const lines = facts.map(([k, v]) => `${k.padEnd(w)}  ${v}`);
@@ -355,6 +443,7 @@ export function targetReportToJson(r: TargetReport): Record<string, unknown> {
     ...r,
     arch: r.arch ?? null,
     configSource: r.configSource ?? null,
+    console: r.console ?? null,
     config: r.config ? Object.fromEntries([...r.config].map(([k, v]) => [`CONFIG_${k}`, v])) : null,
   };
 }

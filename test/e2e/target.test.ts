@@ -55,6 +55,8 @@ interface Seen {
   bootId?: string;
   noMarker?: Ran;
   ready?: Ran;
+  otherConsole?: Ran;
+  text?: Ran;
   wrongKey?: Ran;
 }
 
@@ -86,7 +88,17 @@ describe.each(ARCH_NAMES as readonly ArchName[])("kho target check on %s", (arch
 
           seen.noMarker = await check("--known-hosts", knownHosts, "--json");
           await ctx.guest.run(`touch ${TARGET_MARKER}`);
-          seen.ready = await check("--known-hosts", knownHosts, "--json");
+          // The guest's serial console as a lab's console server would give it: QEMU's log.
+          const consoleLog = join(ctx.guest.logDir, "console.log");
+          seen.ready = await check(
+            "--known-hosts",
+            knownHosts,
+            "--json",
+            "--console-cmd",
+            `tail -n 0 -F ${consoleLog}`,
+          );
+          seen.text = await check("--known-hosts", knownHosts, "--console-cmd", `tail -n 0 -F ${consoleLog}`);
+          seen.otherConsole = await check("--known-hosts", knownHosts, "--console-cmd", "tail -F /dev/null");
 
           const other = join(dir, "known_hosts.other");
           await writeFile(other, `[127.0.0.1]:${port} ${generateKeys("other").host.public}\n`);
@@ -144,6 +156,20 @@ describe.each(ARCH_NAMES as readonly ArchName[])("kho target check on %s", (arch
         expect.stringMatching(/^the pause at the kexec/),
         expect.stringMatching(/^guests of a given memory size or NUMA layout/),
       ]);
+
+      // The same as text, as a user reads it.
+      console.log(seen.text?.stdout);
+      expect(seen.text?.exitCode).toBe(0);
+      expect(seen.text?.stdout).toMatch(/\nverdict: root@127\.0\.0\.1:\d+ is ready for KHO scenarios$/); // execa drops the last newline
+      expect(seen.text?.stdout).toMatch(/\nconsole +shows this machine's \/dev\/kmsg \(\d+ ms, 1 write\)/);
+
+      // The console command shows this guest's console: the probe line came out of it.
+      expect(report.console).toMatchObject({ seen: true });
+      // A console command that shows another console: not ready, with the sentence.
+      expect(seen.otherConsole?.exitCode).toBe(1);
+      expect(seen.otherConsole?.stdout).toMatch(
+        /verdict: not ready: the console command did not show the line the harness wrote to root@127\.0\.0\.1:\d+'s \/dev\/kmsg within 1\ds \(\d writes\)/,
+      );
 
       // A host key other than the pinned one: refused before logging in.
       expect(seen.wrongKey?.exitCode).toBe(2);
