@@ -3,7 +3,7 @@
 // test/fixtures/target/known_hosts` printed for it (OpenSSH 9.2).
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { lockdownMode } from "../../src/target/check.js";
+import { loadIdentity, lockdownMode, pinnedHostKeys } from "../../src/target/check.js";
 import { knownHostKeys, knownHostsName } from "../../src/target/known-hosts.js";
 import { describeTarget, parseTargetUrl } from "../../src/target/url.js";
 import fc from "fast-check";
@@ -103,5 +103,45 @@ describe("lockdownMode", () => {
     expect(lockdownMode("[none] integrity confidentiality")).toBe("none");
     expect(lockdownMode("none [integrity] confidentiality")).toBe("integrity");
     expect(lockdownMode("absent")).toBeUndefined();
+  });
+});
+
+describe("the user's key and the machine's pinned key", () => {
+  const fixtures = new URL("../fixtures/target/", import.meta.url).pathname;
+
+  it("refuses a key with a passphrase, naming it, exit 2", async () => {
+    const err: unknown = await loadIdentity(`${fixtures}id_ed25519_passphrase`).catch((e: unknown) => e);
+    expect(err).toMatchObject({ exitCode: 2 });
+    expect((err as Error).message).toBe(
+      `the SSH key ${fixtures}id_ed25519_passphrase is protected by a passphrase: give the harness a key without one (--identity) for the lab machines`,
+    );
+  });
+
+  it("refuses a file that is no key, and a missing one", async () => {
+    await expect(loadIdentity(`${fixtures}known_hosts`)).rejects.toThrow(
+      /is not an SSH private key the harness can use/,
+    );
+    await expect(loadIdentity(`${fixtures}absent`)).rejects.toThrow(
+      /^cannot read the SSH key .*absent \(--identity\)$/,
+    );
+  });
+
+  it("refuses a machine without a pinned key, giving the ssh-keyscan line and the revoked keys", async () => {
+    const err: unknown = await pinnedHostKeys(
+      { user: "root", host: "server2", port: 22 },
+      `${fixtures}known_hosts`,
+    ).catch((e: unknown) => e);
+    expect(err).toMatchObject({ exitCode: 2, evidence: [] });
+    expect((err as Error).message).toContain(`\`ssh-keyscan server2 >> ${fixtures}known_hosts\``);
+    const port: unknown = await pinnedHostKeys(
+      { user: "root", host: "10.0.0.5", port: 2200 },
+      `${fixtures}known_hosts`,
+    ).catch((e: unknown) => e);
+    expect((port as Error).message).toMatch(
+      /^\[10\.0\.0\.5\]:2200 has no host key in .*`ssh-keyscan -p 2200 10\.0\.0\.5 >> /,
+    );
+    expect(
+      await pinnedHostKeys({ user: "root", host: "server1", port: 22 }, `${fixtures}known_hosts`),
+    ).toEqual([ECDSA]);
   });
 });
