@@ -4,36 +4,18 @@
 // machine carries the marker file, because the scenarios kexec it; then its running kernel is
 // read as `kho kernel inspect` reads an image (/proc/config.gz, else /boot/config-RELEASE) and
 // what the harness could and could not check there is listed.
-import { spawn } from "node:child_process";
-import { randomUUID } from "node:crypto";
-import { readFile } from "node:fs/promises";
-import { homedir } from "node:os";
-import { join } from "node:path";
-import { setTimeout as sleep } from "node:timers/promises";
 import { gunzipSync } from "node:zlib";
-import ssh2 from "ssh2";
 import { isArchName, type ArchName } from "../arch.js";
 import { HarnessError } from "../errors.js";
 import { parseConfig, type ConfigMap } from "../kernel/config.js";
 import { readinessOf, type ReadinessRow } from "../kernel/inspect.js";
 import { scaled } from "../util/deadline.js";
-import { endProcessGroup } from "../util/process-group.js";
-import { trackProcess } from "../vm/reaper.js";
-import { connectSsh, SshFailure, type SshLink } from "../vm/ssh.js";
-import { knownHostKeys, knownHostsName } from "./known-hosts.js";
-import { describeTarget, type TargetAddress } from "./url.js";
+import type { SshLink } from "../vm/ssh.js";
+import { probeConsole, type ConsoleProbe } from "./console-probe.js";
+import { assertMarker, connectTarget, type TargetLoginOptions } from "./login.js";
+import { describeTarget } from "./url.js";
 
-/** The file a machine must have before the harness touches it (README, "Real machines"). */
-export const TARGET_MARKER = "/etc/kho-harness-target";
-
-export interface TargetLoginOptions {
-  readonly address: TargetAddress;
-  /** The private key to log in with; default the first of ~/.ssh/id_ed25519, id_ecdsa, id_rsa. */
-  readonly identity?: string;
-  /** Where the target's host key is pinned; default ~/.ssh/known_hosts. */
-  readonly knownHosts?: string;
-  /** How long to keep trying to reach the machine (before the timeout factor). */
-  readonly deadlineMs?: number;
+export interface TargetCheckOptions extends TargetLoginOptions {
   /** A shell command whose output is the machine's console (checked by probeConsole). */
   readonly consoleCmd?: string;
 }
@@ -75,87 +57,6 @@ export interface TargetReport {
   readonly capabilities: readonly TargetCapability[];
   readonly problems: readonly TargetProblem[];
   readonly ready: boolean;
-}
-
-const DEFAULT_IDENTITIES = ["id_ed25519", "id_ecdsa", "id_rsa"];
-
-/** The private key text to log in with, or one sentence on why there is none to use. */
-export async function loadIdentity(given: string | undefined): Promise<{ path: string; key: string }> {
-  const candidates = given ? [given] : DEFAULT_IDENTITIES.map((n) => join(homedir(), ".ssh", n));
-  for (const path of candidates) {
-    const key = await readFile(path, "utf8").catch(() => undefined);
-    if (key === undefined) continue;
-    const parsed = ssh2.utils.parseKey(key);
-    if (parsed instanceof Error) {
-      const encrypted = /passphrase|encrypted/i.test(parsed.message);
-      throw new HarnessError(
-        encrypted
-          ? `the SSH key ${path} is protected by a passphrase: give the harness a key without one (--identity) for the lab machines`
-          : `${path} is not an SSH private key the harness can use: ${parsed.message}`,
-        [],
-        2,
-      );
-    }
-    return { path, key };
-  }
-  throw new HarnessError(
-    given
-      ? `cannot read the SSH key ${given} (--identity)`
-      : `no SSH key to log in with: none of ~/.ssh/${DEFAULT_IDENTITIES.join(", ")} exists; name one with --identity`,
-    [],
-    2,
-  );
-}
-
-/** The host keys pinned for the target, or one sentence on how to pin one. */
-export async function pinnedHostKeys(address: TargetAddress, knownHosts?: string): Promise<string[]> {
-  const file = knownHosts ?? join(homedir(), ".ssh", "known_hosts");
-  const text = await readFile(file, "utf8").catch(() => "");
-  const found = knownHostKeys(text, address.host, address.port);
-  const name = knownHostsName(address.host, address.port);
-  if (found.keys.length > 0) return [...found.keys];
-  const scan = `ssh-keyscan${address.port === 22 ? "" : ` -p ${address.port}`} ${address.host}`;
-  throw new HarnessError(
-    `${name} has no host key in ${file}: the harness only talks to a machine whose key you pinned; check the machine's key and add it (for example \`${scan} >> ${file}\`, then compare the fingerprint with the machine's own)`,
-    found.revoked.map((k) => `revoked for ${name}: ${k}`),
-    2,
-  );
-}
-
-/** Connects to the target as the user asked: their key, their pinned host key. */
-export async function connectTarget(opts: TargetLoginOptions): Promise<SshLink> {
-  const identity = await loadIdentity(opts.identity);
-  const hostKeys = await pinnedHostKeys(opts.address, opts.knownHosts);
-  try {
-    return await connectSsh({
-      host: opts.address.host,
-      port: opts.address.port,
-      username: opts.address.user,
-      privateKey: identity.key,
-      hostKey: hostKeys,
-      deadlineMs: scaled(opts.deadlineMs ?? 30_000),
-    });
-  } catch (err) {
-    // Another host key or a refused key is the setup's to fix, as a missing pin is: exit 2.
-    if (err instanceof SshFailure && (err.kind === "host-key" || err.kind === "auth"))
-      throw new HarnessError(
-        err.kind === "auth" ? `${err.message} (--identity ${identity.path})` : err.message,
-        err.evidence,
-        2,
-      );
-    throw err;
-  }
-}
-
-/** Refuses, before anything else runs there, a machine without the marker file. */
-export async function assertMarker(link: SshLink, target: string): Promise<void> {
-  const r = await link.exec(`test -e ${TARGET_MARKER}`, { deadlineMs: scaled(30_000) });
-  if (r.code === 0) return;
-  throw new HarnessError(
-    `${target} has no ${TARGET_MARKER}: the harness kexecs the machines it tests, so it touches only a machine that carries this marker (create the file there to allow it)`,
-    [`test -e ${TARGET_MARKER}: exit ${r.code ?? r.signal}`],
-    2,
-  );
 }
 
 const plural = (n: number, word: string) => `${n} ${word}${n === 1 ? "" : "s"}`;
@@ -274,72 +175,8 @@ function problemsOf(
   return problems;
 }
 
-/** The console command's test: did a line written to the machine's /dev/kmsg come out of it? */
-export interface ConsoleProbe {
-  readonly command: string;
-  readonly seen: boolean;
-  /** From the first write to the line coming out (or to the deadline). */
-  readonly ms: number;
-  /** How many probe lines were written (one every PROBE_EVERY_MS until one came out). */
-  readonly writes: number;
-  /** The command's last lines, as evidence. */
-  readonly tail: readonly string[];
-}
-
-const PROBE_DEADLINE_MS = 10_000;
-const PROBE_EVERY_MS = 2_000;
-
-/**
- * Runs the console command (`ipmitool ... sol activate`, a `socat` to a serial server) and writes
- * a line with a fresh nonce to the machine's /dev/kmsg over SSH until it comes out of the
- * command: proof that the command shows this machine's console. The line is KERN_ERR, so a
- * console under `quiet` prints it; it is written again every 2 s, for a command that takes a
- * while to attach. The command's process group is ended afterwards.
- */
-export async function probeConsole(link: SshLink, command: string): Promise<ConsoleProbe> {
-  const nonce = randomUUID();
-  const child = spawn("bash", ["-c", command], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  const untrack =
-    child.pid !== undefined ? trackProcess(-child.pid, "console command", "SIGTERM") : () => false;
-  let text = "";
-  const started = performance.now();
-  const deadline = started + scaled(PROBE_DEADLINE_MS);
-  let writes = 0;
-  try {
-    const seen = new Promise<boolean>((resolve) => {
-      const look = () => text.includes(nonce) && resolve(true);
-      child.stdout.on("data", (d: Buffer) => {
-        text = (text + d.toString()).slice(-65_536); // a console can print for ever
-        look();
-      });
-      child.stderr.on("data", (d: Buffer) => (text = (text + d.toString()).slice(-65_536)));
-      child.on("error", () => resolve(false));
-      child.on("close", () => resolve(text.includes(nonce)));
-    });
-    let found = false;
-    while (!found && performance.now() < deadline) {
-      writes++;
-      await link.exec(`echo '<3>kho-harness: console probe ${nonce}' > /dev/kmsg`, {
-        deadlineMs: scaled(30_000),
-      });
-      const wait = Math.min(PROBE_EVERY_MS, Math.max(0, deadline - performance.now()));
-      found = await Promise.race([seen, sleep(wait).then(() => false)]);
-    }
-    return {
-      command,
-      seen: found,
-      ms: Math.round(performance.now() - started),
-      writes,
-      tail: text.trimEnd().split("\n").slice(-5),
-    };
-  } finally {
-    if (child.pid !== undefined) await endProcessGroup(child.pid, 1_000);
-    untrack();
-  }
-}
-
 /** Reaches the target, checks the marker, reads its kernel: the whole `kho target check`. */
-export async function checkTarget(opts: TargetLoginOptions): Promise<TargetReport> {
+export async function checkTarget(opts: TargetCheckOptions): Promise<TargetReport> {
   const target = describeTarget(opts.address);
   const link = await connectTarget(opts);
   try {

@@ -14,7 +14,7 @@ import { ARCH_NAMES, type ArchName } from "../../src/arch.js";
 import type { Scenario } from "../../src/api/scenario.js";
 import { runScenarios } from "../../src/orchestrate/runner.js";
 import type { Guest } from "../../src/session/guest.js";
-import { TARGET_MARKER } from "../../src/target/check.js";
+import { TARGET_MARKER } from "../../src/target/login.js";
 import { stderrLogger } from "../../src/util/log.js";
 import { generateKeys } from "../../src/vm/keys.js";
 import { defaultKernel, e2eOutDir, explain, HOUR } from "./helpers.js";

@@ -3,7 +3,8 @@
 // test/fixtures/target/known_hosts` printed for it (OpenSSH 9.2).
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { loadIdentity, lockdownMode, pinnedHostKeys } from "../../src/target/check.js";
+import { lockdownMode } from "../../src/target/check.js";
+import { loadIdentity, pinnedHostKeys } from "../../src/target/login.js";
 import { knownHostKeys, knownHostsName } from "../../src/target/known-hosts.js";
 import { describeTarget, parseTargetUrl } from "../../src/target/url.js";
 import fc from "fast-check";
