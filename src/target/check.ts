@@ -204,11 +204,11 @@ export async function checkTarget(opts: TargetCheckOptions): Promise<TargetRepor
       /(^|\s)kho=(on|1|y)(\s|$)/.test(cmdline) || config?.get("KEXEC_HANDOVER_ENABLE_DEFAULT") === "y";
     const kexec = { loadDisabled: disabled === "1", lockdown: lockdownMode(lockdown) ?? "none" };
     const problems = problemsOf(target, machine, release, read?.source, readiness, khoEnabled, kexec);
-    const console = opts.consoleCmd === undefined ? undefined : await probeConsole(link, opts.consoleCmd);
-    if (console && !console.seen)
+    const probe = opts.consoleCmd === undefined ? undefined : await probeConsole(link, opts.consoleCmd);
+    if (probe && !probe.seen)
       problems.push({
-        sentence: `the console command did not show the line the harness wrote to ${target}'s /dev/kmsg within ${Math.round(console.ms / 1000)}s (${plural(console.writes, "write")}): it is not this machine's console, or it is not connected`,
-        evidence: [`--console-cmd ${console.command}`, ...console.tail.map((l) => `console: ${l}`)],
+        sentence: `the console command did not show the line the harness wrote to ${target}'s /dev/kmsg within ${Math.round(probe.ms / 1000)}s (${plural(probe.writes, "write")}): it is not this machine's console, or it is not connected`,
+        evidence: [`--console-cmd ${probe.command}`, ...probe.tail.map((l) => `console: ${l}`)],
       });
     const arch = machine === "aarch64" ? "arm64" : machine;
     const kcore = kcoreLine === "yes";
@@ -226,7 +226,7 @@ export async function checkTarget(opts: TargetCheckOptions): Promise<TargetRepor
       liveupdateDevice: dev === "yes",
       kcore,
       kexec,
-      console,
+      console: probe,
       capabilities: capabilitiesOf(kcore),
       problems,
       ready: problems.length === 0,
