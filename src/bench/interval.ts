@@ -304,9 +304,15 @@ export function verdictOf(
   return "no difference";
 }
 
-/** comparePhases' defaults: a ratio within 1 ± 0.1, or a difference under 5 ms a size, is no
- *  difference. */
-export const DEFAULT_MIN_EFFECT = 0.1;
+/**
+ * comparePhases' defaults: a ratio within 1 ± 0.25, or a difference under 5 ms a size, is no
+ * difference. 0.25, not 0.1: two A/A runs of the e2e test on this shared 2-core CI host found
+ * 0.89 (x86_64 blackout, --repeat 4) and 1.23 (arm64 userspace, interval 1.05-1.43, --repeat 8)
+ * with the interval off 1 and the rank test agreeing: bursts of host load that hit one side's
+ * guests. TCG guests on a busy host cannot tell such effects from noise; --min-effect 0.1 asks
+ * for more on a quiet host.
+ */
+export const DEFAULT_MIN_EFFECT = 0.25;
 export const DEFAULT_MIN_EFFECT_MS = 5;
 
 export interface PhaseComparisons {

@@ -286,11 +286,16 @@ describe("verdictOf", () => {
   });
 
   it("calls slower or faster only when the interval excludes 1 and the effect is above minEffect", () => {
-    expect(verdictOf({ ratio: 1.2, lo: 1.05, hi: 1.4 })).toBe("slower");
-    expect(verdictOf({ ratio: 0.8, lo: 0.7, hi: 0.95 })).toBe("faster");
+    expect(verdictOf({ ratio: 1.2, lo: 1.05, hi: 1.4 }, 0.1)).toBe("slower");
+    expect(verdictOf({ ratio: 0.8, lo: 0.7, hi: 0.95 }, 0.1)).toBe("faster");
+    // The default: within 1 ± 0.25 (the A/A false effects seen in CI, 0.89 and 1.23, among them).
+    expect(verdictOf({ ratio: 1.23, lo: 1.05, hi: 1.43 })).toBe("no difference");
+    expect(verdictOf({ ratio: 0.89, lo: 0.76, hi: 0.98 })).toBe("no difference");
+    expect(verdictOf({ ratio: 1.3, lo: 1.05, hi: 1.5 })).toBe("slower");
+    expect(verdictOf({ ratio: 0.7, lo: 0.6, hi: 0.9 })).toBe("faster");
     // Interval excludes 1, but within 1 ± 0.1.
-    expect(verdictOf({ ratio: 1.05, lo: 1.01, hi: 1.1 })).toBe("no difference");
-    expect(verdictOf({ ratio: 0.95, lo: 0.9, hi: 0.99 })).toBe("no difference");
+    expect(verdictOf({ ratio: 1.05, lo: 1.01, hi: 1.1 }, 0.1)).toBe("no difference");
+    expect(verdictOf({ ratio: 0.95, lo: 0.9, hi: 0.99 }, 0.1)).toBe("no difference");
     expect(verdictOf({ ratio: 1.05, lo: 1.01, hi: 1.1 }, 0.01)).toBe("slower");
     expect(verdictOf({ ratio: 0.95, lo: 0.9, hi: 0.99 }, 0.01)).toBe("faster");
     // The bounds are strict.
@@ -321,7 +326,7 @@ describe("comparePhases", () => {
     ]);
     expect(res.level).toBeCloseTo(1 - 0.05 / 4, 12);
     expect(res.level).toBeCloseTo(0.9875, 12);
-    expect(res.minEffect).toBe(0.1);
+    expect(res.minEffect).toBe(0.25);
     expect(res.method).toContain("98.75% per phase (95% over 4 phases, Bonferroni)");
     expect(res.phases.map((p) => [p.phase, p.verdict])).toEqual([
       ["mm-init", "slower"],
