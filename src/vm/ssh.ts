@@ -387,7 +387,7 @@ function retryable(err: Error & { code?: string; level?: string }): boolean {
 
 /** Connects, retrying until the guest's sshd answers or `deadlineMs` passes. */
 export async function connectSsh(opts: SshConnectOptions): Promise<SshLink> {
-  const expected = (typeof opts.hostKey === "string" ? [opts.hostKey] : opts.hostKey).map(publicKeyBlob);
+  const expected = [opts.hostKey].flat().map(publicKeyBlob);
   if (expected.length === 0) throw new SshFailure("host-key", `no host key is pinned for ${describe(opts)}`);
   const end = Date.now() + opts.deadlineMs;
   for (let attempts = 1; ; attempts++) {
@@ -411,9 +411,12 @@ export async function connectSsh(opts: SshConnectOptions): Promise<SshLink> {
   }
 }
 
+/** A public key blob's type, its first SSH string ("ssh-ed25519"). */
+const keyType = (blob: Buffer) => blob.subarray(4, 4 + blob.readUInt32BE(0)).toString();
+
 /** The host key algorithms that present one of `blobs` (an RSA key signs in three ways). */
 function hostKeyAlgorithms(blobs: readonly Buffer[]): string[] {
-  const types = blobs.map((b) => b.subarray(4, 4 + b.readUInt32BE(0)).toString());
+  const types = blobs.map(keyType);
   return [
     ...new Set(types.flatMap((t) => (t === "ssh-rsa" ? ["rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"] : [t]))),
   ];
@@ -440,7 +443,7 @@ async function attempt(
             `the SSH server at ${describe(opts)} is not the one expected: its host key differs`,
             [
               ...[opts.hostKey].flat().map((k) => `expected: ${k.trim()}`),
-              `got:      ${got.subarray(4, 4 + got.readUInt32BE(0)).toString()} key of ${got.length} bytes`,
+              `got:      ${keyType(got)} key of ${got.length} bytes`,
             ],
           ),
         );
