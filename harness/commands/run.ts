@@ -5,6 +5,8 @@ import { HarnessError } from "../../src/errors.js";
 import { pairTable, runCross, seriesPairs } from "../../src/orchestrate/cross.js";
 import { defaultGuestJobs, runScenarios } from "../../src/orchestrate/runner.js";
 import { reportRun } from "../../src/orchestrate/report-run.js";
+import { runOnTarget } from "../../src/orchestrate/target-run.js";
+import { parseTargetUrl } from "../../src/target/url.js";
 import {
   describeShard,
   loadDurationsFile,
@@ -141,6 +143,61 @@ async function runAndReport(
   );
 }
 
+interface RunCommandOptions {
+  scenario?: string;
+  chain?: number;
+  target?: string;
+  identity?: string;
+  knownHosts?: string;
+  consoleCmd?: string;
+  powerCycleCmd?: string;
+  nextInitrd?: string;
+  kexecDeadline?: number;
+}
+
+/** `kho run --target`: the scenarios on a real machine, one at a time (each kexecs it). */
+function runOnMachineAndReport(
+  scenarios: readonly Scenario[],
+  opts: BootOptions & RunCommandOptions,
+  url: string,
+): Promise<number> {
+  const address = parseTargetUrl(url);
+  const guestOnly = (
+    [
+      ["--kernel", opts.kernel],
+      ["--variant", opts.variant],
+      ["--append", opts.append],
+      ["--shard", opts.shard],
+      ["--repeat", opts.repeat],
+      ["--jobs", opts.jobs],
+      ["--isolate", opts.isolate],
+    ] as const
+  ).filter(([, v]) => v !== undefined && v !== false);
+  if (guestOnly.length > 0)
+    throw new HarnessError(
+      `${guestOnly.map(([n]) => n).join(", ")} shape the guests the harness starts: a machine target (--target) runs the kernel and command line it was booted with, one scenario at a time`,
+      [],
+      2,
+    );
+  return reportRun(scenarios.length, opts, (outDir, onResult) =>
+    runOnTarget({
+      address,
+      scenarios,
+      outDir,
+      log: stderrLogger,
+      onResult,
+      ...(opts.identity ? { identity: resolve(opts.identity) } : {}),
+      ...(opts.knownHosts ? { knownHosts: resolve(opts.knownHosts) } : {}),
+      ...(opts.consoleCmd ? { consoleCmd: opts.consoleCmd } : {}),
+      ...(opts.powerCycleCmd ? { powerCycleCmd: opts.powerCycleCmd } : {}),
+      ...(opts.nextKernel ? { nextKernel: resolve(opts.nextKernel) } : {}),
+      ...(opts.nextInitrd ? { nextInitrd: resolve(opts.nextInitrd) } : {}),
+      ...(opts.kexecDeadline ? { kexecDeadlineMs: opts.kexecDeadline * 1000 } : {}),
+      ...(opts.base ? { base: parseBase(opts.base) } : {}),
+    }),
+  );
+}
+
 export function registerRun(program: Command): void {
   bootOptions(
     program
@@ -149,13 +206,36 @@ export function registerRun(program: Command): void {
         "run scenarios on QEMU guests (default: all scenarios, both arches, the harness's kernels)",
       )
       .option("--scenario <ids>", "comma-separated scenario ids or globs (see 'kho list')")
-      .option("--chain <n>", `kexecs in a row for chain-memfd (default ${DEFAULT_CHAIN_HOPS})`, intOption),
+      .option("--chain <n>", `kexecs in a row for chain-memfd (default ${DEFAULT_CHAIN_HOPS})`, intOption)
+      .option(
+        "--target <url>",
+        'run on a real machine, ssh://[USER@]HOST[:PORT], that carries the marker file (README, "Real machines"): it is kexeced',
+      )
+      .option("--identity <file>", "with --target: the private key to log in with (default ~/.ssh/id_*)")
+      .option(
+        "--known-hosts <file>",
+        "with --target: where its host key is pinned (default ~/.ssh/known_hosts)",
+      )
+      .option("--console-cmd <cmd>", "with --target: a command whose output is the machine's console")
+      .option(
+        "--power-cycle-cmd <cmd>",
+        "with --target: a command that power-cycles the machine, run when a kexec does not come back",
+      )
+      .option(
+        "--next-initrd <file>",
+        "with --target: the next kernel's initrd (default the machine's retained one)",
+      )
+      .option(
+        "--kexec-deadline <s>",
+        "with --target: seconds a kexec may take before the machine counts as not back (default 300)",
+        intOption,
+      ),
   ).action(
-    action((opts: BootOptions & { scenario?: string; chain?: number }) => {
+    action((opts: BootOptions & RunCommandOptions) => {
       const chosen = selectScenarios(opts.scenario).map((s) =>
         s.id === "chain-memfd" && opts.chain ? withParams(s, { hops: opts.chain }) : s,
       );
-      return runAndReport(chosen, opts);
+      return opts.target ? runOnMachineAndReport(chosen, opts, opts.target) : runAndReport(chosen, opts);
     }),
   );
 

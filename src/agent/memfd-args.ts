@@ -2,13 +2,9 @@
 // scenarios declare, turned into the agent's arguments, and the contents the host expects of
 // each (its own model of the agent's fill, model.ts).
 import { randomInt } from "node:crypto";
-import { NEXT_KERNEL } from "../session/kexec.js";
 import { memfdPatternSha256, type MemfdLayout } from "./model.js";
 
 export const MiB = 1024 * 1024;
-
-/** The agent's preserve/restore options that load the next kernel (see session/kexec.ts). */
-export const LOAD_OPTIONS = `--kexec-kernel ${NEXT_KERNEL.kernel} --kexec-initrd ${NEXT_KERNEL.initrd} --reuse-cmdline`;
 
 /**
  * Above this size a `restore`-mode restore does not hash: the agent checks every byte against

@@ -24,7 +24,10 @@ export type NotDoneReason =
   | "handover-missed"
   /** Nothing was read at the kexec: the old kernel's memory came from a full dump, or its out/fdt
    *  gave no root FDT address. */
-  | "handover-not-read";
+  | "handover-not-read"
+  /** A machine target (kho run --target): the host cannot read or pause its memory there. It is
+   *  listed in the report as not possible on this target and never counted as passed. */
+  | "not-on-target";
 
 /** Not-done reasons that are the kernel's doing (a `fail`); the others are the harness's (`error`). */
 export const KERNEL_NOT_DONE: readonly NotDoneReason[] = ["handover-missed"];

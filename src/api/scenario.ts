@@ -72,7 +72,33 @@ export interface Scenario {
    * factor; default SCENARIO_DEADLINE_MS. A backstop: every wait inside has a deadline of its own.
    */
   readonly deadlineMs?: number;
+  /**
+   * Why the scenario needs a guest the harness starts (it reads or pauses guest memory through
+   * QEMU throughout): it is skipped on a machine target with this reason. Boots that only a
+   * harness-started guest gives (memory size, NUMA, KHO off, parameters) need no declaration:
+   * `machineTargetSkip` reads them from `boot`.
+   */
+  readonly needsQemu?: string;
+  /** Its checks read the kernel's console: on a machine target it needs --console-cmd. */
+  readonly needsConsole?: boolean;
   run(ctx: ScenarioContext): Promise<void>;
+}
+
+/** Why `scenario` cannot run on a machine target (kho run --target), or undefined if it can. */
+export function machineTargetSkip(scenario: Scenario, hasConsole: boolean): string | undefined {
+  const b = scenario.boot;
+  if (scenario.needsQemu) return `needs a guest the harness starts: ${scenario.needsQemu}`;
+  if (scenario.needsConsole && !hasConsole)
+    return "reads the kernel's console: give the machine's with --console-cmd";
+  if (!b.kho) return "boots with KHO off: a machine target runs the kernel it was booted with";
+  if (b.memoryMiB !== undefined) return `needs a guest of ${b.memoryMiB} MiB`;
+  if (b.numaNodes !== undefined) return `needs a guest with ${b.numaNodes} NUMA nodes`;
+  if (b.append)
+    return `boots with \`${b.append}\`: a machine target runs the command line it was booted with`;
+  if (b.earlyConsole) return "needs the early console of a guest the harness starts";
+  if (scenario.nextKernel)
+    return `kexecs into the harness's ${scenario.nextKernel} kernel variant, which a machine target does not get`;
+  return undefined;
 }
 
 /**

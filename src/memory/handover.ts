@@ -2,6 +2,7 @@
 // old kernel's out/fdt) decoded against the old kernel's memory read right before the kexec,
 // where the radix tree (whose pages are not preserved) is still intact. Then: is every frame
 // the guest preserved in the map, and what else is in it.
+import { requireHostMemory } from "./access.js";
 import { rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { ElfReader } from "../elf/reader.js";
@@ -77,7 +78,7 @@ export async function readMemoryBeforeKexec(
     };
   }
   const path = join(ctx.artifactsDir, "memory-before-kexec.elf");
-  const qmp = ctx.guest.machine.qmp;
+  const qmp = requireHostMemory(ctx.guest).qmp;
   await qmp.stop();
   try {
     await qmp.dumpGuestMemory(path);
@@ -262,7 +263,7 @@ async function decodeAgainst(
   before: PreKexecMemory,
 ): Promise<DecodedKho> {
   if (before.kind === "radix") {
-    const memory = new SnapshotMemory(before.snapshot, ctx.guest.machine, ctx.artifactsDir);
+    const memory = new SnapshotMemory(before.snapshot, requireHostMemory(ctx.guest), ctx.artifactsDir);
     return decodeKho(inFdt, { memory, isRam: inRam(before.snapshot.ram) });
   }
   const elf = await ElfReader.open(before.path);

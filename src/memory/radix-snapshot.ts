@@ -3,6 +3,7 @@
 // frees and reuses them), so they must be read in the old kernel, and nothing changes the tree
 // while the agent holds its sessions. A few dozen pages instead of dumping all of RAM (1 GiB,
 // ~2 s and a pause of the guest).
+import { requireHostMemory } from "./access.js";
 import { writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { DecodeError } from "../errors.js";
@@ -81,7 +82,7 @@ export async function snapshotRadixTree(
   const started = performance.now();
   try {
     const { abi, root } = outFdtRadixRoot(Buffer.from(b64, "base64"));
-    const live = new GuestPhysMemory(ctx.guest.machine, ctx.artifactsDir);
+    const live = new GuestPhysMemory(requireHostMemory(ctx.guest), ctx.artifactsDir);
     const pages = new Map<bigint, Uint8Array>();
     const chunks = await walkRadixTree({
       root,

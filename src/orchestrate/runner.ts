@@ -323,9 +323,9 @@ export function scheduleUnits(
 }
 
 /** The harness's kernel (built or cached) from Debian's source, or a variant of it. */
-async function harnessKernel(
+export async function harnessKernel(
   arch: ArchName,
-  opts: RunOptions,
+  opts: Pick<RunOptions, "series" | "base" | "log">,
   variant: KernelVariantName | undefined,
 ): Promise<CachedKernel> {
   const files = variant ? variantFiles(KERNEL_VARIANTS[variant]) : undefined;

@@ -13,6 +13,7 @@ import type { KernelVariantName } from "../kernel/variants.js";
 import {
   activeExpectation,
   CAPABILITIES,
+  machineTargetSkip,
   SCENARIO_DEADLINE_MS,
   type Expectation,
   type GuestBoot,
@@ -23,13 +24,15 @@ import type { Logger } from "../util/log.js";
 import { scaled, TIMEOUT_FACTOR_ENV } from "../util/deadline.js";
 import { diskFullMessage, isDiskFull } from "../host/disk-space.js";
 import { GuestFault } from "../vm/fault.js";
-import { DEFAULT_MEMORY_MIB } from "../vm/qemu.js";
+import { DEFAULT_MEMORY_MIB, type Accel } from "../vm/qemu.js";
 import type { generateKeys } from "../vm/keys.js";
 import { SshFailure } from "../vm/ssh.js";
 import { RunContext, type KernelUnderTest } from "./context.js";
 import { Guest } from "../session/guest.js";
+import type { BootTiming } from "../session/boot-timeline.js";
+import type { GuestSession, SessionConsole } from "../session/session.js";
 import { CheckFailed, Skipped } from "../api/outcome.js";
-import { LOAD_NEXT_KERNEL } from "../session/kexec.js";
+import { loadNextKernel } from "../session/kexec.js";
 import { takeTurns } from "../session/shared.js";
 import type { ArchSetup, ScenarioResult } from "../report/verdict.js";
 import { mayShare } from "./shard.js";
@@ -47,7 +50,8 @@ export interface NextVariant {
 }
 
 export interface PreparedArch {
-  readonly summary: ArchSetup;
+  /** A guest the harness starts: its accelerator is QEMU's. */
+  readonly summary: ArchSetup & { readonly accel: Accel };
   readonly report: KernelReport;
   readonly bootInitrd: string;
   readonly nextDisk: string;
@@ -286,6 +290,13 @@ function diskFullResult(
   };
 }
 
+/** What the verdict needs of a session: its console's last lines, its boots' timings, a stop. */
+export interface RunGuest {
+  readonly console: SessionConsole;
+  readonly timings: readonly BootTiming[];
+  stop(): Promise<void>;
+}
+
 /** The backstop deadline of a whole scenario run (or turn on a shared guest) ran out. */
 export class ScenarioDeadline extends HarnessError {}
 
@@ -293,7 +304,7 @@ export class ScenarioDeadline extends HarnessError {}
  * `work`, unless `ms` (already scaled) passes first: then the guest is stopped (every wait inside
  * ends) and the run is a ScenarioDeadline naming the deadline, with the console's last lines.
  */
-export async function within<T>(work: Promise<T>, ms: number, what: string, guest: Guest): Promise<T> {
+export async function within<T>(work: Promise<T>, ms: number, what: string, guest: RunGuest): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
@@ -301,7 +312,7 @@ export async function within<T>(work: Promise<T>, ms: number, what: string, gues
       reject(
         new ScenarioDeadline(
           `${what} did not finish within ${Math.round(ms / 1000)}s, its whole deadline (scaled by --timeout-factor / ${TIMEOUT_FACTOR_ENV}); the guest was stopped`,
-          guest.vm.console.lastLines(15),
+          guest.console.lastLines(15),
         ),
       );
       void guest.stop();
@@ -316,12 +327,12 @@ export async function within<T>(work: Promise<T>, ms: number, what: string, gues
   }
 }
 
-function classify(err: unknown, guest: Guest | undefined): Outcome {
+function classify(err: unknown, guest: RunGuest | undefined): Outcome {
   if (err instanceof Skipped) return ["skip", err.message, []];
   if (err instanceof CheckFailed) return ["fail", err.message, err.evidence];
   if (err instanceof GuestFault) return ["fail", err.message, err.excerpt];
   if (err instanceof SshFailure)
-    return ["fail", err.message, [...err.evidence, ...(guest?.vm.console.lastLines(15) ?? [])]];
+    return ["fail", err.message, [...err.evidence, ...(guest?.console.lastLines(15) ?? [])]];
   if (err instanceof HarnessError) return ["error", err.message, err.evidence];
   const e = err instanceof Error ? err : new Error(String(err));
   return ["error", `harness bug: ${e.message}`, (e.stack ?? "").split("\n").slice(0, 8)];
@@ -333,7 +344,7 @@ function finish(
   reason: string | undefined,
   evidence: readonly string[],
   ctx: RunContext | undefined,
-  guest: Guest | undefined,
+  guest: RunGuest | undefined,
   phaseMs: Record<string, number>,
   started: number,
   artifactsDir: string,
@@ -356,6 +367,83 @@ function finish(
     ...(ctx?.checks.length ? { checks: [...ctx.checks] } : {}),
     artifactsDir,
   };
+}
+
+/**
+ * Runs `scenario` on a machine target (target-run.ts): `open` connects a session to the machine
+ * as it runs now, with its artifacts folder; the verdict is made as for a guest. What the target
+ * cannot do at all is decided first (machineTargetSkip); checks it cannot do inside a scenario
+ * are recorded as not done there (memory/access.ts).
+ */
+export async function runOnMachine(
+  scenario: Scenario,
+  target: MachineTarget,
+  open: (logDir: string) => Promise<GuestSession & RunGuest>,
+  opts: RunWhere,
+): Promise<ScenarioResult> {
+  const { arch, kernel } = target;
+  const started = performance.now();
+  const base = resultBase(scenario, arch, undefined);
+  const missing = missingCapabilities(scenario, kernel);
+  const cannot =
+    machineTargetSkip(scenario, target.hasConsole) ??
+    (missing.length > 0 ? `the machine's kernel lacks ${missing.join(", ")}` : undefined);
+  if (cannot) return { ...base, verdict: "skip", reason: cannot, phaseMs: {}, totalMs: 0 };
+  const artifactsDir = runDir(opts, arch, scenario.id, undefined);
+  await mkdir(artifactsDir, { recursive: true });
+  announce(opts, scenario, arch, undefined);
+  const expectation = activeExpectation(scenario, target.features);
+  let guest: (GuestSession & RunGuest) | undefined;
+  let ctx: RunContext | undefined;
+  const phaseMs: Record<string, number> = {};
+  try {
+    const connectStart = performance.now();
+    guest = await open(artifactsDir);
+    phaseMs.connect = Math.round(performance.now() - connectStart);
+    if (expectation) guest.console.allow(expectation.consoleLines);
+    ctx = new RunContext(scenario, arch, guest, kernel, artifactsDir, opts.log, target.memoryMiB);
+    await within(
+      scenario.run(ctx),
+      scaled(scenario.deadlineMs ?? SCENARIO_DEADLINE_MS),
+      `${scenario.id} on ${target.name}`,
+      guest,
+    );
+    await ctx.artifact(`dmesg-boot${guest.boot}.txt`, await guest.run("dmesg"));
+    return finish(
+      base,
+      ...expect(expectation, ["pass", undefined, []]),
+      ctx,
+      guest,
+      phaseMs,
+      started,
+      artifactsDir,
+    );
+  } catch (err) {
+    if (isDiskFull(err))
+      return diskFullResult(base, await diskFullMessage(err), phaseMs, started, artifactsDir);
+    return finish(
+      base,
+      ...expect(expectation, classify(err, guest)),
+      ctx,
+      guest,
+      phaseMs,
+      started,
+      artifactsDir,
+    );
+  } finally {
+    await guest?.stop();
+  }
+}
+
+/** A machine target as the scenarios see it (target-run.ts). */
+export interface MachineTarget {
+  /** `root@host:port`. */
+  readonly name: string;
+  readonly arch: ArchName;
+  readonly kernel: KernelUnderTest;
+  readonly features: ReadonlySet<KernelFeature>;
+  readonly memoryMiB: number;
+  readonly hasConsole: boolean;
 }
 
 /** Shareable scenarios the runner may group: all capabilities there, no expected failure. */
@@ -427,7 +515,7 @@ export async function runShared(
   const bootMs = Math.round(performance.now() - bootStart);
   const shared = guest;
   const sharedDeadline = scaled(members.reduce((sum, m) => sum + (m.deadlineMs ?? SCENARIO_DEADLINE_MS), 0));
-  const load = async () => void (await shared.run(`kho-agent ${LOAD_NEXT_KERNEL}`));
+  const load = async () => void (await shared.run(`kho-agent ${loadNextKernel(shared.nextKernel)}`));
   try {
     return await takeTurns(shared, members.length, load, async (index, member): Promise<ScenarioResult> => {
       const m = members[index];

@@ -382,9 +382,11 @@ function environmentOf(arch: string, doc: RunReportDoc): KcidbTest["environment"
   const kvm = (h.kvm as Readonly<Record<string, unknown>>)[arch];
   return {
     comment: noNul(
-      a
-        ? `QEMU ${a.qemu.version ?? "(version unknown)"} ${a.accel} on ${h.hostname}`
-        : `${h.hostname} (no guest: the ${arch} setup failed)`,
+      a?.accel === "machine"
+        ? `the machine ${a.accelReason ?? "?"}`
+        : a
+          ? `QEMU ${a.qemu.version ?? "(version unknown)"} ${a.accel} on ${h.hostname}`
+          : `${h.hostname} (no guest: the ${arch} setup failed)`,
     ),
     misc: compact({
       host: h.hostname,

@@ -67,7 +67,8 @@ export interface KernelIdentity {
 
 export interface ArchEntry {
   readonly arch: ArchName;
-  readonly accel: "kvm" | "tcg";
+  /** "machine": a machine target (kho run --target), no QEMU; accelReason names it. */
+  readonly accel: "kvm" | "tcg" | "machine";
   /** Why this accelerator ("KVM probe passed", "KVM unusable: ...", "KHO_ACCEL"). */
   readonly accelReason: string | null;
   readonly qemu: QemuInfo;
@@ -271,7 +272,7 @@ const count = z.int().nonnegative();
 const timings = z.record(z.string(), ms);
 const lines = z.array(z.string());
 const archName = z.enum(ARCH_NAMES);
-const accel = z.enum(["kvm", "tcg"]);
+const accel = z.enum(["kvm", "tcg", "machine"]);
 
 export const VerdictSchema = z.enum(VERDICTS);
 
@@ -372,6 +373,7 @@ export const NotDoneReasonSchema = z.enum([
   "handover-pause-late",
   "handover-missed",
   "handover-not-read",
+  "not-on-target",
 ]);
 
 export const CheckRecordSchema = z.object({

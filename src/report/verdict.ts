@@ -93,7 +93,8 @@ export function findFlakes(results: readonly ScenarioResult[]): Flake[] {
 export interface ArchSetup {
   readonly arch: ArchName;
   readonly kernel: KernelUnderTest;
-  readonly accel: "kvm" | "tcg";
+  /** "machine" on a machine target (kho run --target), which has no QEMU. */
+  readonly accel: "kvm" | "tcg" | "machine";
   /** Why that accelerator (the KVM probe's verdict). */
   readonly accelReason: string;
   readonly phaseMs: Record<string, number>;

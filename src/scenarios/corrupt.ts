@@ -10,6 +10,7 @@
 //   oops / panic / hang  as the console watchdog saw it
 // A panic, oops, hang or silently used corrupt value is a kernel weakness: the case fails, unless
 // its expectation (keyed by a capability read from the kernel's source) marks it expected.
+import { requireHostMemory } from "../memory/access.js";
 import {
   isAgentError,
   AgentPreserveResultSchema,
@@ -60,7 +61,7 @@ async function mutate(
   const map = await locateHandover(live, fdtPhys, fdt, pages, ram, scratch);
   const planned = c.plan(map, seededRandom(seed));
   if (typeof planned === "string") return { skip: planned };
-  const writer = await directReader(ctx.guest.machine);
+  const writer = await directReader(requireHostMemory(ctx.guest));
   if (!writer) return { error: "this host cannot write QEMU's memory (/proc/<qemu pid>/mem)" };
   const writes: Written["writes"] = [];
   for (const w of planned) {
@@ -90,7 +91,7 @@ export function corruptScenario(c: CorruptCase, expectation?: Expectation): Scen
     async run(ctx) {
       const seed = Number(ctx.params.seed ?? CORRUPT_DEFAULT_SEED);
       const sessions = seeded([{ name: "kho-corrupt", memfds: [{ token: 1, size: 4 * MiB }] }]);
-      void directReader(ctx.guest.machine);
+      void directReader(requireHostMemory(ctx.guest));
       const held = await ctx.phase("preserve", () =>
         holdSessions(ctx, `preserve ${sessionArgs(sessions, "hash")} --kho-state`, "agent-preserve.json"),
       );

@@ -6,14 +6,14 @@
 import { AgentOkSchema } from "../agent/protocol.js";
 import type { ScenarioContext } from "../api/context.js";
 import { formatTimeline, type BootTiming } from "../session/boot-timeline.js";
-import { LOAD_NEXT_KERNEL, REBOOT_MARK } from "../session/kexec.js";
+import { loadNextKernel, REBOOT_MARK } from "../session/kexec.js";
 
 const REBOOT = "kho-agent kexec --loaded";
 
 /** Returns the blackout (the trigger to SSH in the new kernel), as noted. */
 export async function kexecWithAgent(ctx: ScenarioContext, step = "kexec"): Promise<BootTiming> {
   if (!ctx.guest.kexecLoadsNextKernel)
-    await ctx.phase(`${step} load`, () => ctx.agent(LOAD_NEXT_KERNEL, AgentOkSchema));
+    await ctx.phase(`${step} load`, () => ctx.agent(loadNextKernel(ctx.guest.nextKernel), AgentOkSchema));
   const blackout = await ctx.phase(step, () => {
     const since = ctx.guest.console.mark();
     let refuse: (err: unknown) => void = () => undefined;

@@ -11,7 +11,7 @@ import { createServer, type Server, type Socket } from "node:net";
 import type { ScenarioContext } from "../api/context.js";
 import type { Scenario } from "../api/scenario.js";
 import { HarnessError } from "../errors.js";
-import { LOAD_NEXT_KERNEL } from "../session/kexec.js";
+import { loadNextKernel } from "../session/kexec.js";
 import { AgentOkSchema } from "../agent/protocol.js";
 import { kexecWithAgent } from "./kexec-step.js";
 
@@ -98,11 +98,12 @@ export const kexecTraffic: Scenario = {
     "kexec with TCP streams running both ways through virtio-net: the old kernel shuts the NIC down and the new one comes up (7.2.13 without 0d0eff39ceb3 can spin in virtnet_poll_cleantx)",
   needs: ["kho"],
   boot: { kho: true },
+  needsQemu: "its TCP streams run between the host and QEMU's user network",
   async run(ctx) {
     const up = await Stream.listen("guest to host", "sink");
     const down = await Stream.listen("host to guest", "source");
     try {
-      await ctx.phase("kexec load", () => ctx.agent(LOAD_NEXT_KERNEL, AgentOkSchema));
+      await ctx.phase("kexec load", () => ctx.agent(loadNextKernel(ctx.guest.nextKernel), AgentOkSchema));
       // Y: TX completions reaped in NAPI, where 7.2.13 can loop (the harness boots with N)
       const napiTx = (await ctx.guest.run("cat /sys/module/virtio_net/parameters/napi_tx")).trim();
       await ctx.phase("streams", async () => {

@@ -13,7 +13,6 @@ import { parseWith } from "../util/zod-issue.js";
 
 const PAGE_SHIFT = 12n;
 
-const REMOTE = "/root/kho_harness.ko";
 export const DEBUGFS = "/sys/kernel/debug/kho_harness";
 
 /**
@@ -25,8 +24,9 @@ export async function loadModule(ctx: ScenarioContext): Promise<void> {
   if (!kernel)
     ctx.skip("the test module is built against the kernel's own build: boot a kernel the harness built");
   const ko = await ctx.phase("build", () => buildKmod(kernel));
-  await ctx.guest.upload(ko, REMOTE, 0o644);
-  await ctx.guest.run(`test -d /sys/module/kho_harness || insmod ${REMOTE}`);
+  const remote = `${ctx.guest.workDir}/kho_harness.ko`;
+  await ctx.guest.upload(ko, remote, 0o644);
+  await ctx.guest.run(`test -d /sys/module/kho_harness || insmod ${remote}`);
 }
 
 /** A debugfs file of the module, checked against its schema (a mismatch fails the scenario). */

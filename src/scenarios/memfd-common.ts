@@ -13,7 +13,6 @@ import { agentErrorText } from "../agent/client.js";
 import {
   eachMemfd,
   formatBytes,
-  LOAD_OPTIONS,
   seeded,
   sessionArgs,
   type SeededSession,
@@ -32,11 +31,14 @@ import {
   restoredFindings,
   type RestoredTotals,
 } from "../checks/memfd.js";
+import { NO_HOST_MEMORY, requireHostMemory } from "../memory/access.js";
+import type { GuestMachine } from "../session/session.js";
 import { directReader, GuestPhysMemory } from "../memory/guest-memory.js";
 import { dropPreKexecMemory, readMemoryBeforeKexec, type PreKexecMemory } from "../memory/handover.js";
 import { checkDecodedHandover } from "./handover-step.js";
 import { firstFrameMismatch, modelKey, prepareModels, type ModelsAhead } from "../memory/memfd-frames.js";
 import { formatTimeline, type BootTiming } from "../session/boot-timeline.js";
+import { loadOptions } from "../session/kexec.js";
 import type { ExecStream } from "../vm/ssh.js";
 
 // ------------------------------------------------------------------------------------------------
@@ -58,7 +60,7 @@ export async function startHolding(
   artifact: string,
   deadlineMs = 120_000,
 ): Promise<HeldAgent<AgentPreserveResult | AgentError>> {
-  const load = ctx.guest.kexecLoadsNextKernel ? "" : ` ${LOAD_OPTIONS}`;
+  const load = ctx.guest.kexecLoadsNextKernel ? "" : ` ${loadOptions(ctx.guest.nextKernel)}`;
   const stream = await ctx.guest.stream(`kho-agent ${args}${load} --wait`);
   const line = await stream.readLine(deadlineMs);
   await ctx.artifact(artifact, `${line}\n`);
@@ -177,7 +179,7 @@ export async function checkPreserved(
     const key = memfdKey(s.name, spec.token);
     const m = findMemfd(r, s.name, spec.token);
     if (!m || !hostReads.has(key)) continue;
-    memory ??= new GuestPhysMemory(ctx.guest.machine, ctx.artifactsDir);
+    memory ??= new GuestPhysMemory(requireHostMemory(ctx.guest), ctx.artifactsDir);
     mismatches.set(key, await firstFrameMismatch(memory, spec, m, models.get(modelKey(spec))));
   }
   ctx.expect(preservedFindings(sessions, r, mismatches));
@@ -247,6 +249,16 @@ export async function checkFramesInMap(
 }
 
 /**
+ * The QEMU process whose memory the host reads, or, on a machine target, undefined after recording
+ * each of `checks` as not done there (never skipped in silence, never counted as passed).
+ */
+export function hostMemory(ctx: ScenarioContext, checks: readonly string[]): GuestMachine | undefined {
+  const machine = ctx.guest.machine;
+  if (!machine) for (const check of checks) ctx.notDone(check, "not-on-target", NO_HOST_MEMORY);
+  return machine;
+}
+
+/**
  * Boot 1 of most memfd scenarios: the agent preserves the sessions and holds them, the host checks
  * what it wrote, optionally keeps the old kernel's radix tree (for the decoded-map check), and the
  * guest kexecs.
@@ -261,10 +273,16 @@ export async function preserveAndKexec(
     readonly afterPreserve?: (ctx: ScenarioContext, before: AgentPreserveResult) => void;
   } = {},
 ): Promise<{ before: AgentPreserveResult; dump: PreKexecMemory | undefined }> {
+  // On a machine target the agent hashes what it wrote (no host read of the frames), and the
+  // decoded-map checks are not possible there.
+  const machine = hostMemory(ctx, [
+    "memfd.frames-by-host",
+    ...(opts.dump ? ["kho.decoded-map", "luo.handover"] : []),
+  ]);
   // --kho-state: the radix root and RAM map come with the result, not over SSH of their own
-  const args = `preserve ${sessionArgs(sessions, "host-reads")}${opts.dump ? " --kho-state" : ""}`;
+  const args = `preserve ${sessionArgs(sessions, machine ? "host-reads" : "hash")}${opts.dump && machine ? " --kho-state" : ""}`;
   // The host reads guest RAM right after: find where QEMU keeps it while the agent works.
-  void directReader(ctx.guest.machine);
+  if (machine) void directReader(machine);
   const holding = ctx.phase("preserve", () =>
     holdSessions(ctx, args, "agent-preserve.json", opts.deadlineMs),
   );
@@ -273,9 +291,10 @@ export async function preserveAndKexec(
     await checkPreserved(ctx, sessions, held.result, models);
     opts.afterPreserve?.(ctx, held.result);
   });
-  const kept = opts.dump
-    ? await ctx.phase("dump", () => readMemoryBeforeKexec(ctx, held.result.kho))
-    : undefined;
+  const kept =
+    opts.dump && machine
+      ? await ctx.phase("dump", () => readMemoryBeforeKexec(ctx, held.result.kho))
+      : undefined;
   if (kept) ctx.note(kept.note);
   const dump = kept?.memory;
   await kexecHeldNoted(ctx, held.stream);

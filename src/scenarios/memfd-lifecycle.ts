@@ -216,6 +216,7 @@ const holderDied: Scenario = {
     "the process holding a session with a 4 MiB memfd is SIGKILLed before kexec: its memory is freed at once, and the next kernel has no such session (ENOENT) and none of its frames in the decoded KHO map",
   needs: [...NEEDS, "kho-debugfs"],
   boot: { kho: true },
+  needsQemu: "its frames are looked for in the KHO map the host decodes from the old kernel's memory",
   async run(ctx) {
     const sessions = seeded([{ name: DIED, memfds: [{ token: 1, size: SIZE }] }]);
     const held = await ctx.phase("preserve", () =>

@@ -3,6 +3,7 @@
 // every block must come back whole, shaped as before, on the node it was allocated on, and the
 // host's decoding of the handover must find every frame, on the node whose QEMU memory backend
 // holds it.
+import { requireHostMemory } from "../memory/access.js";
 import type { ScenarioContext } from "../api/context.js";
 import type { NumaBlock } from "../api/facts.js";
 import type { Scenario } from "../api/scenario.js";
@@ -95,7 +96,7 @@ async function preserveKexecCheck(
   afterKexec?: () => Promise<void>,
 ): Promise<NumaBlock[]> {
   const preserved = await preserveGroups(ctx, groups);
-  const windows = await qemuRamWindows(ctx.guest.machine.qmp);
+  const windows = await qemuRamWindows(requireHostMemory(ctx.guest).qmp);
   await ctx.artifact("qemu-ram-windows.json", ramWindowsJson(windows));
   const asked = new Map<string, NumaGroup>();
   for (const b of preserved) {
@@ -261,7 +262,7 @@ export const numaDeferred: Scenario = {
         );
     };
     await deferredIn(1);
-    const spans = nodeSpans(await qemuRamWindows(ctx.guest.machine.qmp));
+    const spans = nodeSpans(await qemuRamWindows(requireHostMemory(ctx.guest).qmp));
     const plan: NumaGroup[] = [];
     for (let node = 0; node < NODES; node++) {
       const span = spans.get(node);
@@ -295,7 +296,7 @@ export const numaMemfd: Scenario = memfdScenario({
     await recordTopology(ctx);
   },
   async verify(ctx, before, after) {
-    const windows = await qemuRamWindows(ctx.guest.machine.qmp);
+    const windows = await qemuRamWindows(requireHostMemory(ctx.guest).qmp);
     for (const [when, result] of [
       ["before the kexec", before],
       ["after it", after],

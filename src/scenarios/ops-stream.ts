@@ -4,7 +4,7 @@
 import { AgentOkSchema } from "../agent/protocol.js";
 import type { ScenarioContext } from "../api/context.js";
 import { CheckFailed } from "../api/outcome.js";
-import { LOAD_NEXT_KERNEL } from "../session/kexec.js";
+import { loadNextKernel } from "../session/kexec.js";
 import { OpResultSchema, type OpResult } from "../uapi/ops.js";
 import { scaled } from "../util/deadline.js";
 import type { ExecStream } from "../vm/ssh.js";
@@ -55,7 +55,8 @@ export class OpsStream {
   /** Loads the next kernel and kexecs through this stream: `trigger` is the line that reboots. */
   async kexec(trigger = "kexec"): Promise<void> {
     const stream = this.stream ?? (await this.ctx.guest.stream("kho-agent ops"));
-    if (!this.ctx.guest.kexecLoadsNextKernel) await this.ctx.agent(LOAD_NEXT_KERNEL, AgentOkSchema);
+    if (!this.ctx.guest.kexecLoadsNextKernel)
+      await this.ctx.agent(loadNextKernel(this.ctx.guest.nextKernel), AgentOkSchema);
     this.stream = undefined;
     await kexecHeld(this.ctx, stream, "kexec", trigger);
   }

@@ -9,6 +9,7 @@
 // Boot 2 must map it at the same address and show boot 1's markers; the host finds the marker
 // bytes at the same offsets in guest memory before and after, the region in the decoded
 // memblock subtree, and every page of it in the preserved-memory map.
+import { requireHostMemory } from "../memory/access.js";
 import { randomBytes } from "node:crypto";
 import { GuestPhysMemory } from "../memory/guest-memory.js";
 import type { ScenarioContext } from "../api/context.js";
@@ -89,7 +90,7 @@ export const reserveMem: Scenario = {
 
     const { memory: dump, note: kept } = await ctx.phase("dump", () => readMemoryBeforeKexec(ctx));
     ctx.note(kept);
-    const mem = new GuestPhysMemory(ctx.guest.machine, ctx.artifactsDir);
+    const mem = new GuestPhysMemory(requireHostMemory(ctx.guest), ctx.artifactsDir);
     const at1 = offsetsOf(await mem.readPhys(before.map.start, SIZE), tag);
     ctx.check(
       at1.length >= MARKERS,

@@ -10,6 +10,7 @@ export const testKho: Scenario = {
   needs: ["kho", "test-kho"],
   boot: { kho: true },
   shareable: true,
+  needsConsole: true,
   async run(ctx) {
     const since = ctx.guest.console.mark();
     await kexecWithAgent(ctx);

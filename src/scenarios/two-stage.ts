@@ -12,11 +12,11 @@ export function twoStageScenario(stages: readonly string[], uploads: readonly st
     needs: ["kho"],
     boot: { kho: true },
     async run(ctx) {
-      for (const file of uploads) await ctx.guest.upload(file, `/root/${basename(file)}`);
+      for (const file of uploads) await ctx.guest.upload(file, `${ctx.guest.workDir}/${basename(file)}`);
       for (const [i, command] of stages.entries()) {
         if (i > 0) await kexecWithAgent(ctx, `kexec ${i}`);
         const r = await ctx.phase(`stage${i + 1}`, () =>
-          ctx.guest.exec(`cd /root && (${command}) 2>&1`, 600_000),
+          ctx.guest.exec(`cd ${ctx.guest.workDir} && (${command}) 2>&1`, 600_000),
         );
         await ctx.artifact(`stage${i + 1}.txt`, r.stdout);
         const tail = r.stdout.trimEnd().split("\n").slice(-20);

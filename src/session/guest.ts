@@ -23,6 +23,7 @@ import {
 import { bootTimeline, type BootTiming } from "./boot-timeline.js";
 import { HandoverPause, type AtHandover, type HandoverWork, type KexecBreakpoint } from "./handover-pause.js";
 import { kexecHangEvidence, runtimeText } from "./hang-evidence.js";
+import { GUEST_WORK_DIR, NEXT_KERNEL } from "./kexec.js";
 import type { GuestBoot, GuestMachine, GuestSession, SessionConsole } from "./session.js";
 
 /** Deadlines under TCG, generous enough for a loaded 2-core host. */
@@ -69,6 +70,8 @@ export const PAUSE_ENV = "KHO_KEXEC_PAUSE";
 /** A guest of its own: one QEMU, one scenario (or a shared guest's members, through shared.ts). */
 export class Guest implements GuestSession {
   readonly kexecLoadsNextKernel = false;
+  readonly nextKernel = NEXT_KERNEL;
+  readonly workDir = GUEST_WORK_DIR;
   /** Where each boot's time went, in boot order. */
   readonly timings: BootTiming[] = [];
   private readonly handover = new HandoverPause();

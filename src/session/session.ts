@@ -1,6 +1,7 @@
 // What a scenario sees of its guest: commands over SSH, uploads, the console (marks and waits),
-// the kexec step, work at the next handover, and the machine whose memory the host reads. Two
-// implementations: a guest of its own (guest.ts) and a member of a shared guest (shared.ts).
+// the kexec step, work at the next handover, and the machine whose memory the host reads. Three
+// implementations: a guest of its own (guest.ts), a member of a shared guest (shared.ts) and a
+// real machine reached over SSH only (machine.ts), which has no QEMU for the host to read.
 import type { ConsoleMatch, ConsoleLine, WaitOptions } from "../vm/console.js";
 import type { Vm } from "../vm/qemu.js";
 import type { ExecResult, ExecStream } from "../vm/ssh.js";
@@ -33,6 +34,12 @@ export interface SessionConsole {
 /** The QEMU process whose guest-physical memory the host reads (src/memory). */
 export type GuestMachine = Pick<Vm, "pid" | "qmp">;
 
+/** Where the next kernel and its initrd are on the guest, for the agent's kexec_file_load. */
+export interface NextKernelFiles {
+  readonly kernel: string;
+  readonly initrd: string;
+}
+
 export interface GuestSession {
   /** 1 for the first kernel, 2 after one kexec... */
   readonly boot: number;
@@ -45,7 +52,18 @@ export interface GuestSession {
    */
   readonly kexecLoadsNextKernel: boolean;
   readonly console: SessionConsole;
-  readonly machine: GuestMachine;
+  /**
+   * The QEMU process whose memory the host reads and pauses; absent on a machine target, where
+   * checks that need it are recorded as not done (`not-on-target`, see memory/access.ts).
+   */
+  readonly machine: GuestMachine | undefined;
+  /** The next kernel's files on the guest (session/kexec.ts). */
+  readonly nextKernel: NextKernelFiles;
+  /**
+   * Where scenarios put what they upload (the test module, a user's files): /root on a guest,
+   * the harness's private directory on a machine target (it writes nowhere else there).
+   */
+  readonly workDir: string;
   /** Runs a shell command in the guest, watched by the console (a panic fails it at once). */
   exec(command: string, deadlineMs?: number): Promise<ExecResult>;
   /** Runs a command that must succeed; returns its stdout. */

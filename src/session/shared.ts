@@ -7,6 +7,7 @@
 import type { ExecResult, ExecStream } from "../vm/ssh.js";
 import type { BootTiming } from "./boot-timeline.js";
 import type { Guest } from "./guest.js";
+import { GUEST_WORK_DIR, NEXT_KERNEL } from "./kexec.js";
 import type { AtHandover, HandoverWork } from "./handover-pause.js";
 import type { GuestMachine, GuestSession, SessionConsole } from "./session.js";
 
@@ -94,6 +95,8 @@ export interface MemberTurn {
  */
 export class SharedGuestMember implements GuestSession {
   readonly kexecLoadsNextKernel = true;
+  readonly nextKernel = NEXT_KERNEL;
+  readonly workDir = GUEST_WORK_DIR;
 
   constructor(
     private readonly guest: Guest,

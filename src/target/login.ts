@@ -7,7 +7,7 @@ import { join } from "node:path";
 import ssh2 from "ssh2";
 import { HarnessError } from "../errors.js";
 import { scaled } from "../util/deadline.js";
-import { connectSsh, SshFailure, type SshLink } from "../vm/ssh.js";
+import { connectSsh, SshFailure, type SshLink, type SshLogin, type SshTarget } from "../vm/ssh.js";
 import { knownHostKeys, knownHostsName } from "./known-hosts.js";
 import type { TargetAddress } from "./url.js";
 
@@ -69,24 +69,32 @@ export async function pinnedHostKeys(address: TargetAddress, knownHosts?: string
   );
 }
 
-/** Connects to the target as the user asked: their key, their pinned host key. */
-export async function connectTarget(opts: TargetLoginOptions): Promise<SshLink> {
+/** How to log in to the target as the user asked: their key, their pinned host keys. */
+export async function targetLogin(
+  opts: TargetLoginOptions,
+): Promise<SshTarget & SshLogin & { readonly identityPath: string }> {
   const identity = await loadIdentity(opts.identity);
   const hostKeys = await pinnedHostKeys(opts.address, opts.knownHosts);
+  return {
+    host: opts.address.host,
+    port: opts.address.port,
+    username: opts.address.user,
+    privateKey: identity.key,
+    hostKey: hostKeys,
+    identityPath: identity.path,
+  };
+}
+
+/** Connects to the target as the user asked: their key, their pinned host key. */
+export async function connectTarget(opts: TargetLoginOptions): Promise<SshLink> {
+  const { identityPath, ...login } = await targetLogin(opts);
   try {
-    return await connectSsh({
-      host: opts.address.host,
-      port: opts.address.port,
-      username: opts.address.user,
-      privateKey: identity.key,
-      hostKey: hostKeys,
-      deadlineMs: scaled(opts.deadlineMs ?? 30_000),
-    });
+    return await connectSsh({ ...login, deadlineMs: scaled(opts.deadlineMs ?? 30_000) });
   } catch (err) {
     // Another host key or a refused key is the setup's to fix, as a missing pin is: exit 2.
     if (err instanceof SshFailure && (err.kind === "host-key" || err.kind === "auth"))
       throw new HarnessError(
-        err.kind === "auth" ? `${err.message} (--identity ${identity.path})` : err.message,
+        err.kind === "auth" ? `${err.message} (--identity ${identityPath})` : err.message,
         err.evidence,
         2,
       );

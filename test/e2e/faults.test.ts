@@ -389,7 +389,7 @@ describe("a guest that hangs (x86_64)", () => {
             (e: unknown) => e,
           );
           await sleep(1_000);
-          await ctx.guest.machine.qmp.stop();
+          await (ctx.guest as Guest).vm.qmp.stop();
           const started = performance.now();
           seen.fault = await outcome;
           seen.faultMs = performance.now() - started;
