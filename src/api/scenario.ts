@@ -91,8 +91,8 @@ export function machineTargetSkip(scenario: Scenario, hasConsole: boolean): stri
   if (scenario.needsConsole && !hasConsole)
     return "reads the kernel's console: give the machine's with --console-cmd";
   if (!b.kho) return "boots with KHO off: a machine target runs the kernel it was booted with";
-  if (b.memoryMiB !== undefined) return `needs a guest of ${b.memoryMiB} MiB`;
   if (b.numaNodes !== undefined) return `needs a guest with ${b.numaNodes} NUMA nodes`;
+  if (b.memoryMiB !== undefined) return `needs a guest of ${b.memoryMiB} MiB`;
   if (b.append)
     return `boots with \`${b.append}\`: a machine target runs the command line it was booted with`;
   if (b.earlyConsole) return "needs the early console of a guest the harness starts";

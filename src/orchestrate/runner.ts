@@ -79,6 +79,8 @@ export interface RunOptions {
   readonly onResult: (r: ScenarioResult) => void;
   /** Called once per failed arch setup, before the results it leaves not run. */
   readonly onSetupFailure?: (f: SetupFailure) => void;
+  /** The guests' SSH keys (default: a fresh pair per run); a test that logs in as a user gives its own. */
+  readonly keys?: ReturnType<typeof generateKeys>;
   /** Run only this shard's part of the selection (`--shard K/N`, planned by shard.ts). */
   readonly shard?: ShardPlan;
 }
@@ -89,7 +91,7 @@ export async function runScenarios(opts: RunOptions): Promise<RunReport> {
   const results: ScenarioResult[] = [];
   const setups: ArchSetup[] = [];
   const setupFailures: SetupFailure[] = [];
-  const keys = generateKeys();
+  const keys = opts.keys ?? generateKeys();
   const scratchDirs: string[] = [];
   const repeat = opts.repeat ?? 1;
   await requireFreeSpace(

@@ -60,9 +60,18 @@ export class GuestBoots {
         deadlineMs: Math.max(remaining, 0),
         ...(signal ? { signal } : {}),
       });
-      const id = await link.bootId();
-      if (id !== previous) return this.record(link, id);
-      await link.close();
+      // Without the new boot's ready line (a machine target has no console to read it from), the
+      // old kernel's sshd may accept and then die under the question: ask again.
+      const id = await link.bootId().catch((err: unknown) => {
+        if (err instanceof SshFailure && err.kind === "lost" && Date.now() + 500 < end) return undefined;
+        throw err;
+      });
+      if (id !== undefined && id !== previous) return this.record(link, id);
+      await link.close().catch(() => undefined);
+      if (id === undefined) {
+        await sleep(500, undefined, signal ? { signal } : {});
+        continue;
+      }
       if (Date.now() + 500 >= end) {
         throw new SshFailure(
           "timeout",

@@ -7,7 +7,9 @@ import { AgentOutputError, parseAgentLine } from "../../src/agent/client.js";
 import { AgentInfoSchema } from "../../src/agent/protocol.js";
 import { bad, ok } from "../../src/api/findings.js";
 import { CheckFailed } from "../../src/api/outcome.js";
-import { activeExpectation, withParams, type Scenario } from "../../src/api/scenario.js";
+import { activeExpectation, machineTargetSkip, withParams, type Scenario } from "../../src/api/scenario.js";
+import { hostMemory } from "../../src/scenarios/memfd-common.js";
+import { corruptScenarios } from "../../src/scenarios/corrupt.js";
 import { HarnessError } from "../../src/errors.js";
 import { RunContext } from "../../src/orchestrate/context.js";
 import { withUndoneChecks } from "../../src/orchestrate/scenario-run.js";
@@ -92,6 +94,68 @@ describe("findings and planned checks", () => {
       ["luo.handover", true],
       ["handover.fdt-at-kexec", false],
     ]);
+  });
+
+  it("on a machine target, checks that need host memory are not done there: listed, accepted, never passed", () => {
+    const ctx = context(); // its guest has no `machine`: a machine target's
+    expect(hostMemory(ctx, ["memfd.frames-by-host", "luo.handover"])).toBeUndefined();
+    expect(ctx.checks).toEqual([
+      expect.objectContaining({
+        check: "memfd.frames-by-host",
+        status: "not-done",
+        notDone: "not-on-target",
+        accepted: true,
+      }),
+      expect.objectContaining({
+        check: "luo.handover",
+        status: "not-done",
+        notDone: "not-on-target",
+        accepted: true,
+      }),
+    ]);
+    expect(withUndoneChecks(["pass", undefined, []], ctx.checks)[0]).toBe("pass");
+    // a guest the harness started: its QEMU process, nothing recorded
+    const qemu = { pid: 1, qmp: {} };
+    const own = new RunContext(
+      scenario,
+      "x86_64",
+      { machine: qemu } as unknown as GuestSession,
+      {} as never,
+      "/x",
+      () => undefined,
+      1024,
+    );
+    expect(hostMemory(own, ["luo.handover"])).toBe(qemu);
+    expect(own.checks).toEqual([]);
+  });
+
+  it("a machine target skips what only a guest the harness starts gives, each with its reason", () => {
+    const base = { ...scenario, expectation: undefined };
+    expect(machineTargetSkip(base, false)).toBeUndefined();
+    expect(machineTargetSkip({ ...base, boot: { kho: false } }, true)).toMatch(/^boots with KHO off/);
+    expect(machineTargetSkip({ ...base, boot: { kho: true, memoryMiB: 6144 } }, true)).toBe(
+      "needs a guest of 6144 MiB",
+    );
+    expect(machineTargetSkip({ ...base, boot: { kho: true, numaNodes: 2, memoryMiB: 2048 } }, true)).toBe(
+      "needs a guest with 2 NUMA nodes",
+    );
+    expect(machineTargetSkip({ ...base, boot: { kho: true, append: "hugepages=4" } }, true)).toMatch(
+      /^boots with `hugepages=4`/,
+    );
+    expect(machineTargetSkip({ ...base, nextKernel: "max-order-9" }, true)).toMatch(
+      /max-order-9 kernel variant/,
+    );
+    expect(machineTargetSkip({ ...base, needsQemu: "it reads frames" }, true)).toBe(
+      "needs a guest the harness starts: it reads frames",
+    );
+    expect(machineTargetSkip({ ...base, needsConsole: true }, false)).toMatch(/--console-cmd/);
+    expect(machineTargetSkip({ ...base, needsConsole: true }, true)).toBeUndefined();
+    // every scenario that reads guest memory through QEMU outside memfd-common says so
+    const suite = [
+      ...selectScenarios("memfd-holder-died,kexec-traffic,numa-*,reserve-mem,pages-next-max-order"),
+      ...corruptScenarios(),
+    ];
+    for (const s of suite) expect(machineTargetSkip(s, true), s.id).toBeDefined();
   });
 
   it("an unaccepted check not done turns a pass into a failure naming it; accepted ones do not", () => {

@@ -17,6 +17,8 @@ const keys = generateKeys("test");
 let dir: string;
 let bootId = "11111111-1111-1111-1111-111111111111";
 const connections = new Set<Connection>();
+/** boot_id questions the server answers by dropping the connection (an sshd dying with its kernel). */
+let dropBootIdQuestions = 0;
 
 function startServer(listen: (s: SshServer) => void): SshServer {
   const client = ssh2.utils.parseKey(keys.client.public);
@@ -40,6 +42,10 @@ function startServer(listen: (s: SshServer) => void): SshServer {
         acceptSession().on("exec", (accept, _reject, info) => {
           const ch = accept();
           if (info.command === "__drop__") return conn.end(); // the guest vanishes (kexec)
+          if (info.command.includes("boot_id") && dropBootIdQuestions > 0) {
+            dropBootIdQuestions--;
+            return conn.end();
+          }
           const command = info.command.replace("/proc/sys/kernel/random/boot_id", "boot_id");
           writeFileSync(join(dir, "boot_id"), `${bootId}\n`);
           const child = spawn("sh", ["-c", command], { cwd: dir });
@@ -278,6 +284,18 @@ describe("GuestBoots", () => {
     const err: unknown = await boots.reconnect(1_200).catch((e: unknown) => e);
     expect(err).toMatchObject({ kind: "timeout" });
     expect(boots.bootIds).toHaveLength(2);
+  });
+
+  it("looks past an old kernel whose sshd dies under the boot id question (no console to tell)", async () => {
+    const boots = new GuestBoots({ host: "127.0.0.1", port, ...login() });
+    const first = await boots.connect(5_000);
+    await first.link.close();
+    dropBootIdQuestions = 2;
+    setTimeout(() => (bootId = "55555555-5555-5555-5555-555555555555"), 300);
+    const second = await boots.reconnect(5_000);
+    expect(dropBootIdQuestions).toBe(0);
+    expect(second).toMatchObject({ boot: 2, bootId: "55555555-5555-5555-5555-555555555555" });
+    await second.link.close();
   });
 
   it("takes a boot id the console already told, and asks when it is not new", async () => {
