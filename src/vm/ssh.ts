@@ -103,6 +103,8 @@ const KEEPALIVE_COUNT_MAX = 3;
 export const KEEPALIVE_SILENCE_MS = KEEPALIVE_MS * KEEPALIVE_COUNT_MAX;
 /** ssh2's words for a link dropped that way. */
 export const KEEPALIVE_TIMEOUT = "Keepalive timeout";
+/** How long close() waits for the peer's goodbye before it drops the socket. */
+const CLOSE_MS = 2_000;
 /**
  * Per attempt. slirp accepts the host side at once and only then tries the guest, so a guest
  * whose sshd is not up yet shows as a handshake that never comes: retry fresh rather than wait
@@ -124,6 +126,8 @@ export class SshLink {
   constructor(
     private readonly client: Client,
     readonly target: string,
+    /** The connection's socket (ssh2's destroy() does nothing once it has sent its goodbye). */
+    private readonly socket?: Socket,
   ) {
     client.on("error", (err: Error) => this.lost(err.message));
     client.on("close", () => this.lost("connection closed"));
@@ -233,10 +237,18 @@ export class SshLink {
     return id;
   }
 
+  /**
+   * Ends the connection. A peer that no longer runs (a machine stopped at its kexec, a kernel
+   * gone) never answers the goodbye: after CLOSE_MS the socket is destroyed, so this always ends.
+   */
   close(): Promise<void> {
     if (this.lostReason) return Promise.resolve();
     return new Promise<void>((resolve) => {
-      this.lostWaiters.add(() => resolve());
+      const timer = setTimeout(() => (this.socket ? this.socket.destroy() : this.client.destroy()), CLOSE_MS);
+      this.lostWaiters.add(() => {
+        clearTimeout(timer);
+        resolve();
+      });
       this.client.end();
     });
   }
@@ -465,7 +477,7 @@ async function attempt(
     client.once("close", () => fail(new Error("connection closed before ready")));
     client.once("ready", () => {
       client.removeAllListeners();
-      resolve(new SshLink(client, describe(opts)));
+      resolve(new SshLink(client, describe(opts), sock));
     });
     client.connect({
       sock,

@@ -3,7 +3,7 @@
 // generated keys.
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer, type AddressInfo } from "node:net";
+import { connect as connectTcp, createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import ssh2 from "ssh2";
@@ -256,6 +256,35 @@ describe("connecting", () => {
     expect((await l.exec("echo unix", { deadlineMs: 5_000 })).stdout).toBe("unix\n");
     await l.close();
     await new Promise((r) => s.close(r));
+  });
+
+  it("closes a link whose peer went silent (a machine stopped at its kexec) within seconds", async () => {
+    // A TCP proxy that stops forwarding and never closes: what a stopped guest behind slirp is.
+    let silent = false;
+    const sockets = new Set<import("node:net").Socket>();
+    // allowHalfOpen: the client's goodbye (FIN) gets no FIN back, as with slirp and a stopped guest
+    const proxy = createServer({ allowHalfOpen: true }, (inbound) => {
+      const outbound = connectTcp(port, "127.0.0.1");
+      sockets.add(inbound).add(outbound);
+      inbound.on("data", (d) => silent || outbound.write(d));
+      outbound.on("data", (d) => silent || inbound.write(d));
+      inbound.on("error", () => undefined);
+      outbound.on("error", () => undefined);
+    }).listen(0, "127.0.0.1");
+    await new Promise((r) => proxy.once("listening", r));
+    const l = await connectSsh({
+      host: "127.0.0.1",
+      port: (proxy.address() as AddressInfo).port,
+      ...login(),
+      deadlineMs: 5_000,
+    });
+    expect((await l.exec("echo up", { deadlineMs: 5_000 })).stdout).toBe("up\n");
+    silent = true;
+    const started = performance.now();
+    await l.close();
+    expect(performance.now() - started).toBeLessThan(5_000);
+    for (const s of sockets) s.destroy();
+    await new Promise((r) => proxy.close(r));
   });
 
   it("notices a lost connection in exec and in a stream", async () => {
