@@ -175,7 +175,7 @@ function runOnMachineAndReport(
   ).filter(([, v]) => v !== undefined && v !== false);
   if (guestOnly.length > 0)
     throw new HarnessError(
-      `${guestOnly.map(([n]) => n).join(", ")} shape the guests the harness starts: a machine target (--target) runs the kernel and command line it was booted with, one scenario at a time`,
+      `${guestOnly.map(([n]) => n).join(", ")} ${guestOnly.length === 1 ? "applies" : "apply"} to guests the harness starts: a machine target (--target) runs the kernel and command line it was booted with, one scenario at a time`,
       [],
       2,
     );

@@ -174,39 +174,68 @@ export async function runOne(
   const artifactsDir = runDir(opts, arch, scenario.id, attempt);
   await mkdir(artifactsDir, { recursive: true });
   announce(opts, scenario, arch, attempt);
-  const expectation = activeExpectation(scenario, prepared.features);
-  let guest: Guest | undefined;
+  return runSession({
+    scenario,
+    arch,
+    base,
+    started,
+    artifactsDir,
+    opts,
+    expectation: activeExpectation(scenario, prepared.features),
+    // the variant kernel's build or cache lookup, when the scenario has one
+    phaseMs: variant ? { "next kernel": variantMs } : {},
+    open: [
+      "boot",
+      () => startGuest(prepared, scenario.boot, artifactsDir, scenario.id, attempt, opts, variant),
+    ],
+    kernel: variant
+      ? { ...kernel, nextImage: variant.image, nextConfig: new Map(variant.config), nextBuilt: variant.built }
+      : kernel,
+    memoryMiB: scenario.boot.memoryMiB ?? DEFAULT_MEMORY_MIB,
+    what: `${scenario.id} on ${arch}`,
+    logError: (guest) => guest.vm.console.logError,
+  });
+}
+
+/** What runSession needs: the scenario, where its result goes, and how to get its session. */
+interface SessionRun<G extends GuestSession & RunGuest> {
+  readonly scenario: Scenario;
+  readonly arch: ArchName;
+  readonly base: ReturnType<typeof resultBase>;
+  readonly started: number;
+  readonly artifactsDir: string;
+  readonly opts: RunWhere;
+  readonly expectation: Expectation | undefined;
+  readonly phaseMs: Record<string, number>;
+  /** The phase that gives the session (a guest's boot, a machine's connection), and how. */
+  readonly open: readonly [string, () => Promise<G>];
+  readonly kernel: KernelUnderTest;
+  readonly memoryMiB: number;
+  /** Named in the backstop deadline's message. */
+  readonly what: string;
+  /** A failure of the session's own logs, to report after the run. */
+  readonly logError?: (guest: G) => Error | undefined;
+}
+
+/**
+ * One scenario on one session (a guest of its own, a machine target): the session, the scenario
+ * under its backstop deadline, the last dmesg under the watchdog, and the verdict; the session is
+ * stopped whatever happens.
+ */
+async function runSession<G extends GuestSession & RunGuest>(r: SessionRun<G>): Promise<ScenarioResult> {
+  const { scenario, base, started, artifactsDir, expectation, phaseMs } = r;
+  let guest: G | undefined;
   let ctx: RunContext | undefined;
-  // the variant kernel's build or cache lookup, when the scenario has one
-  const phaseMs: Record<string, number> = variant ? { "next kernel": variantMs } : {};
   try {
-    const bootStart = performance.now();
-    guest = await startGuest(prepared, scenario.boot, artifactsDir, scenario.id, attempt, opts, variant);
-    phaseMs.boot = Math.round(performance.now() - bootStart);
-    if (expectation) guest.vm.console.allow(expectation.consoleLines);
-    ctx = new RunContext(
-      scenario,
-      arch,
-      guest,
-      variant
-        ? {
-            ...kernel,
-            nextImage: variant.image,
-            nextConfig: new Map(variant.config),
-            nextBuilt: variant.built,
-          }
-        : kernel,
-      artifactsDir,
-      opts.log,
-      scenario.boot.memoryMiB ?? DEFAULT_MEMORY_MIB,
-    );
-    await within(
-      scenario.run(ctx),
-      scaled(scenario.deadlineMs ?? SCENARIO_DEADLINE_MS),
-      `${scenario.id} on ${arch}`,
-      guest,
-    );
-    if (guest.vm.console.logError) throw guest.vm.console.logError;
+    const [phase, open] = r.open;
+    const openStart = performance.now();
+    guest = await open();
+    phaseMs[phase] = Math.round(performance.now() - openStart);
+    if (expectation) guest.console.allow(expectation.consoleLines);
+    ctx = new RunContext(scenario, r.arch, guest, r.kernel, artifactsDir, r.opts.log, r.memoryMiB);
+    await within(scenario.run(ctx), scaled(scenario.deadlineMs ?? SCENARIO_DEADLINE_MS), r.what, guest);
+    const logError = r.logError?.(guest);
+    if (logError) throw logError;
     // Ends the scenario under the watchdog: a fault printed after the last step fails it too.
     await ctx.artifact(`dmesg-boot${guest.boot}.txt`, await guest.run("dmesg"));
     return finish(
@@ -392,47 +421,20 @@ export async function runOnMachine(
   const artifactsDir = runDir(opts, arch, scenario.id, undefined);
   await mkdir(artifactsDir, { recursive: true });
   announce(opts, scenario, arch, undefined);
-  const expectation = activeExpectation(scenario, target.features);
-  let guest: (GuestSession & RunGuest) | undefined;
-  let ctx: RunContext | undefined;
-  const phaseMs: Record<string, number> = {};
-  try {
-    const connectStart = performance.now();
-    guest = await open(artifactsDir);
-    phaseMs.connect = Math.round(performance.now() - connectStart);
-    if (expectation) guest.console.allow(expectation.consoleLines);
-    ctx = new RunContext(scenario, arch, guest, kernel, artifactsDir, opts.log, target.memoryMiB);
-    await within(
-      scenario.run(ctx),
-      scaled(scenario.deadlineMs ?? SCENARIO_DEADLINE_MS),
-      `${scenario.id} on ${target.name}`,
-      guest,
-    );
-    await ctx.artifact(`dmesg-boot${guest.boot}.txt`, await guest.run("dmesg"));
-    return finish(
-      base,
-      ...expect(expectation, ["pass", undefined, []]),
-      ctx,
-      guest,
-      phaseMs,
-      started,
-      artifactsDir,
-    );
-  } catch (err) {
-    if (isDiskFull(err))
-      return diskFullResult(base, await diskFullMessage(err), phaseMs, started, artifactsDir);
-    return finish(
-      base,
-      ...expect(expectation, classify(err, guest)),
-      ctx,
-      guest,
-      phaseMs,
-      started,
-      artifactsDir,
-    );
-  } finally {
-    await guest?.stop();
-  }
+  return runSession({
+    scenario,
+    arch,
+    base,
+    started,
+    artifactsDir,
+    opts,
+    expectation: activeExpectation(scenario, target.features),
+    phaseMs: {},
+    open: ["connect", () => open(artifactsDir)],
+    kernel,
+    memoryMiB: target.memoryMiB,
+    what: `${scenario.id} on ${target.name}`,
+  });
 }
 
 /** A machine target as the scenarios see it (target-run.ts). */

@@ -219,6 +219,7 @@ export class MachineSession implements GuestSession {
    * a lab machine dead), waits for a new boot, and returns the step's failure with all of it.
    */
   private async notBack(err: unknown, step: string, started: number, deadline: number): Promise<GuestFault> {
+    const from = this.bootNo;
     const seconds = Math.round((performance.now() - started) / 1000);
     const why = err instanceof Error ? err.message : String(err);
     const evidence = [why, ...this.consoleLines.lastLines(15).map((l) => `console: ${l}`)];
@@ -254,7 +255,7 @@ export class MachineSession implements GuestSession {
     return new GuestFault({
       kind: "timeout",
       step,
-      boot: this.bootNo,
+      boot: from,
       detail: `${this.opts.target} did not come back on SSH within ${seconds}s of the kexec; ${ran} ${back}`,
       excerpt: [
         ...evidence,

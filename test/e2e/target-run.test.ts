@@ -137,6 +137,8 @@ describe.each(ARCH_NAMES as readonly ArchName[])("kho run --target on %s", (arch
           });
           const resetter = (async () => {
             while (!(await stat(request).catch(() => undefined))) await sleep(200);
+            // the guest runs with -no-reboot, which makes a reset a shutdown: a power cycle resets
+            await vm.qmp.execute("set-action", { reboot: "reset" });
             await vm.qmp.systemReset();
             await vm.qmp.cont();
             reset = true;

@@ -2,6 +2,7 @@
 // OpenSSH's own `ssh-keygen -H`, and what each host should get is what `ssh-keygen -F HOST -f
 // test/fixtures/target/known_hosts` printed for it (OpenSSH 9.2).
 import { readFileSync } from "node:fs";
+import { execa } from "execa";
 import { describe, expect, it } from "vitest";
 import { lockdownMode } from "../../src/target/check.js";
 import { loadIdentity, pinnedHostKeys } from "../../src/target/login.js";
@@ -144,5 +145,24 @@ describe("the user's key and the machine's pinned key", () => {
     expect(
       await pinnedHostKeys({ user: "root", host: "server1", port: 22 }, `${fixtures}known_hosts`),
     ).toEqual([ECDSA]);
+  });
+});
+
+describe("kho run --target on the command line", () => {
+  const kho = (...args: string[]) => execa("node", ["bin/kho", "run", ...args], { reject: false });
+
+  it("refuses the options that shape guests the harness starts, before reaching the machine", async () => {
+    const r = await kho("--target", "ssh://root@127.0.0.1:1", "--jobs", "2", "--repeat", "3");
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toBe(
+      "kho: --repeat, --jobs apply to guests the harness starts: a machine target (--target) runs the kernel and command line it was booted with, one scenario at a time",
+    );
+    expect(r.stdout).toBe("");
+  });
+
+  it("refuses an address that is not ssh:// in one sentence", async () => {
+    const r = await kho("--target", "root@host", "--scenario", "memfd-basic");
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toMatch(/^kho: "root@host" is not a machine target \(ssh:\/\/\[USER@\]HOST\[:PORT\]\)/);
   });
 });
