@@ -15,6 +15,7 @@ import { kernelFeatures, type KernelFeature } from "../kernel/features.js";
 import { assertBootableKernel } from "../kernel/inspect.js";
 import { cacheRoot } from "../paths.js";
 import type { RunReport, ScenarioResult } from "../report/verdict.js";
+import { loadNextKernel, REBOOT_LOADED } from "../session/kexec.js";
 import { MachineSession, type MachineFile } from "../session/machine.js";
 import { checkTarget, type TargetReport } from "../target/check.js";
 import { connectTarget, targetLogin, type TargetLoginOptions } from "../target/login.js";
@@ -37,6 +38,40 @@ export interface TargetRunOptions extends TargetLoginOptions {
   readonly outDir: string;
   readonly log: Logger;
   readonly onResult: (r: ScenarioResult) => void;
+}
+
+/**
+ * Kexecs the machine into the next kernel with nothing preserved, after a scenario that did not
+ * pass; the console command is not attached (the old kernel may still print its damage). A
+ * failure is logged: the next scenario's connection then says what the machine does.
+ */
+async function freshBoot(
+  open: (logDir: string, withConsole?: boolean) => Promise<MachineSession>,
+  after: ScenarioResult,
+  log: Logger,
+): Promise<void> {
+  const started = performance.now();
+  const logDir = join(after.artifactsDir ?? ".", "fresh-boot");
+  try {
+    const session = await open(logDir, false);
+    try {
+      await session.run(`kho-agent ${loadNextKernel(session.nextKernel)}`);
+      await session.kexec(() => {
+        // the channel dies with the old kernel: its end is not waited for
+        void session.stream(REBOOT_LOADED).catch(() => undefined);
+        return Promise.resolve();
+      }, "fresh boot");
+    } finally {
+      await session.stop();
+    }
+    log(
+      `# ${after.id}.${after.arch} did not pass: the machine kexeced into a fresh kernel (${formatDuration(performance.now() - started)})`,
+    );
+  } catch (err) {
+    log(
+      `# ${after.id}.${after.arch} did not pass, and the fresh boot after it failed: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
 }
 
 /** The initrd a kernel keeps when booted with retain_initrd (the harness's guests are). */
@@ -133,27 +168,26 @@ export async function runOnTarget(opts: TargetRunOptions): Promise<RunReport> {
     `# ${target}: ${arch}, kernel ${machine.release}${ownBuild ? " (the harness's build)" : ""}, kexecs into ${nextImage}; files in ${workDir}; setup ${formatDuration(Object.values(phaseMs).reduce((a, b) => a + b, 0))}`,
   );
   const results: ScenarioResult[] = [];
+  const open = (logDir: string, withConsole = true) =>
+    MachineSession.open({
+      target,
+      ssh,
+      workDir,
+      files,
+      nextKernel: { kernel: `${workDir}/next-kernel`, initrd },
+      logDir,
+      ...(opts.consoleCmd && withConsole ? { consoleCmd: opts.consoleCmd } : {}),
+      ...(opts.powerCycleCmd ? { powerCycleCmd: opts.powerCycleCmd } : {}),
+      ...(opts.kexecDeadlineMs ? { kexecDeadlineMs: opts.kexecDeadlineMs } : {}),
+    });
   try {
     for (const scenario of opts.scenarios) {
-      const r = await runOnMachine(
-        scenario,
-        where,
-        async (logDir) =>
-          MachineSession.open({
-            target,
-            ssh,
-            workDir,
-            files,
-            nextKernel: { kernel: `${workDir}/next-kernel`, initrd },
-            logDir,
-            ...(opts.consoleCmd ? { consoleCmd: opts.consoleCmd } : {}),
-            ...(opts.powerCycleCmd ? { powerCycleCmd: opts.powerCycleCmd } : {}),
-            ...(opts.kexecDeadlineMs ? { kexecDeadlineMs: opts.kexecDeadlineMs } : {}),
-          }),
-        opts,
-      );
+      const r = await runOnMachine(scenario, where, open, opts);
       results.push(r);
       opts.onResult(r);
+      // What went wrong may have left the kernel damaged (an expected failure's bad pages keep
+      // printing): the next scenario starts in a kernel of its own, as on a guest of its own.
+      if (!["pass", "skip", "notrun"].includes(r.verdict)) await freshBoot(open, r, opts.log);
     }
   } finally {
     // The last thing done there: the private directory goes (a machine that is gone keeps it).

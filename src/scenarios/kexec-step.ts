@@ -6,9 +6,7 @@
 import { AgentOkSchema } from "../agent/protocol.js";
 import type { ScenarioContext } from "../api/context.js";
 import { formatTimeline, type BootTiming } from "../session/boot-timeline.js";
-import { loadNextKernel, REBOOT_MARK } from "../session/kexec.js";
-
-const REBOOT = "kho-agent kexec --loaded";
+import { loadNextKernel, REBOOT_LOADED, REBOOT_MARK } from "../session/kexec.js";
 
 /** Returns the blackout (the trigger to SSH in the new kernel), as noted. */
 export async function kexecWithAgent(ctx: ScenarioContext, step = "kexec"): Promise<BootTiming> {
@@ -26,7 +24,7 @@ export async function kexecWithAgent(ctx: ScenarioContext, step = "kexec"): Prom
         // traffic the reboot can come before dropbear's reply leaves, and ssh2 then says "Unable
         // to exec" when the link times out, although the command ran (kexec-traffic, about 1 run
         // in 100). So the command did not start only if the agent never printed its reboot mark.
-        ctx.guest.stream(REBOOT).catch((err: unknown) => {
+        ctx.guest.stream(REBOOT_LOADED).catch((err: unknown) => {
           if (!ctx.guest.console.entriesSince(since).some((l) => REBOOT_MARK.test(l.text))) refuse(err);
         });
         return Promise.resolve();

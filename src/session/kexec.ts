@@ -18,5 +18,7 @@ export function loadNextKernel(files: NextKernelFiles): string {
 export function loadOptions(files: NextKernelFiles): string {
   return `--kexec-kernel ${files.kernel} --kexec-initrd ${files.initrd} --reuse-cmdline`;
 }
+/** The agent command that reboots into the kernel loaded before (no second load). */
+export const REBOOT_LOADED = "kho-agent kexec --loaded";
 /** The agent's console mark just before reboot(LINUX_REBOOT_CMD_KEXEC) (guest/agent/kexec.c). */
 export const REBOOT_MARK = /kho-agent: reboot\(KEXEC\)/;
