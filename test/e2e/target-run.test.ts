@@ -142,8 +142,12 @@ describe.each(ARCH_NAMES as readonly ArchName[])("kho run --target on %s", (arch
           // command asks the test to reset the guest.
           const request = join(dir, "power-cycle-requested");
           let reset = false;
+          // only the scenario's kexec: the fresh boot after its failure must go through
+          let stopped = false;
           const stopAtReboot = vm.console.onLine((line) => {
-            if (REBOOT_MARK.test(line.text)) void vm.qmp.stop();
+            if (stopped || !REBOOT_MARK.test(line.text)) return;
+            stopped = true;
+            void vm.qmp.stop();
           });
           const resetter = (async () => {
             while (!(await stat(request).catch(() => undefined))) await sleep(200);
