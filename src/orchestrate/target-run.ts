@@ -18,8 +18,10 @@ import type { RunReport, ScenarioResult } from "../report/verdict.js";
 import { loadNextKernel, REBOOT_LOADED } from "../session/kexec.js";
 import { MachineSession, type MachineFile } from "../session/machine.js";
 import { checkTarget, type TargetReport } from "../target/check.js";
-import { connectTarget, targetLogin, type TargetLoginOptions } from "../target/login.js";
+import { targetLogin, type TargetLoginOptions } from "../target/login.js";
+import { scaled } from "../util/deadline.js";
 import { formatDuration, type Logger } from "../util/log.js";
+import { connectSsh } from "../vm/ssh.js";
 import { harnessKernel } from "./runner.js";
 import { runOnMachine, type MachineTarget } from "./scenario-run.js";
 
@@ -120,7 +122,10 @@ export async function runOnTarget(opts: TargetRunOptions): Promise<RunReport> {
   const features = ownBuild ? await kernelFeatures(ownBuild.manifest.sourceTree) : new Set<KernelFeature>();
 
   const workDir = `/var/tmp/kho-harness.${randomBytes(6).toString("hex")}`;
-  const setup = await connectTarget(opts);
+  // The key and the pins were accepted by the check: every later connection uses them as read.
+  const ssh = await targetLogin(opts);
+  const connect = () => connectSsh({ ...ssh, deadlineMs: scaled(30_000) });
+  const setup = await connect();
   let memoryMiB: number;
   let initrd: string;
   try {
@@ -163,7 +168,6 @@ export async function runOnTarget(opts: TargetRunOptions): Promise<RunReport> {
     memoryMiB,
     hasConsole: opts.consoleCmd !== undefined,
   };
-  const ssh = await targetLogin(opts);
   opts.log(
     `# ${target}: ${arch}, kernel ${machine.release}${ownBuild ? " (the harness's build)" : ""}, kexecs into ${nextImage}; files in ${workDir}; setup ${formatDuration(Object.values(phaseMs).reduce((a, b) => a + b, 0))}`,
   );
@@ -191,7 +195,7 @@ export async function runOnTarget(opts: TargetRunOptions): Promise<RunReport> {
     }
   } finally {
     // The last thing done there: the private directory goes (a machine that is gone keeps it).
-    const link = await connectTarget(opts).catch(() => undefined);
+    const link = await connect().catch(() => undefined);
     await link?.exec(`rm -rf ${workDir}`, { deadlineMs: 30_000 }).catch(() => undefined);
     await link?.close().catch(() => undefined);
   }

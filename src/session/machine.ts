@@ -5,14 +5,12 @@
 // after every boot that lost it. There is no QEMU: the host neither reads nor pauses its memory
 // (`machine` is absent), and a kexec ends when SSH answers with a new boot id; a machine that
 // does not come back by the deadline gets the power-cycle command, and the step fails with it.
-import { spawn } from "node:child_process";
 import { execa } from "execa";
 import { HarnessError } from "../errors.js";
-import { endProcessGroup } from "../util/process-group.js";
 import { GuestConsole } from "../vm/console.js";
+import { startConsoleCommand } from "../vm/console-command.js";
 import { GuestFault } from "../vm/fault.js";
 import { GuestBoots } from "../vm/guest-boots.js";
-import { trackProcess } from "../vm/reaper.js";
 import type { ExecResult, ExecStream, SshLink, SshLogin, SshTarget } from "../vm/ssh.js";
 import { bootTimeline, type BootTiming } from "./boot-timeline.js";
 import type { AtHandover } from "./handover-pause.js";
@@ -51,19 +49,13 @@ export interface MachineOptions {
   readonly kexecDeadlineMs?: number;
 }
 
-/** Runs `cmd` in a shell whose output feeds `console`; returns how to end it. */
+/** Runs `cmd` with its output feeding `console`; returns how to end it. */
 function startConsole(cmd: string, console: GuestConsole): () => Promise<void> {
-  const child = spawn("bash", ["-c", cmd], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
+  const { child, end } = startConsoleCommand(cmd);
   child.stdout.on("data", (d: Buffer) => console.feed(d));
   child.stderr.on("data", () => undefined);
   child.on("error", () => undefined);
-  const pid = child.pid;
-  if (pid === undefined) return () => Promise.resolve();
-  const untrack = trackProcess(-pid, "console command", "SIGTERM");
-  return async () => {
-    await endProcessGroup(pid, 1_000);
-    untrack();
-  };
+  return end;
 }
 
 export class MachineSession implements GuestSession {

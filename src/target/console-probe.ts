@@ -1,11 +1,9 @@
 // Whether a console command shows the machine's console: a line with a fresh nonce written to
 // its /dev/kmsg over SSH must come out of the command.
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { setTimeout as sleep } from "node:timers/promises";
 import { scaled } from "../util/deadline.js";
-import { endProcessGroup } from "../util/process-group.js";
-import { trackProcess } from "../vm/reaper.js";
+import { startConsoleCommand } from "../vm/console-command.js";
 import type { SshLink } from "../vm/ssh.js";
 
 /** The console command's test: did a line written to the machine's /dev/kmsg come out of it? */
@@ -32,9 +30,7 @@ const PROBE_EVERY_MS = 2_000;
  */
 export async function probeConsole(link: SshLink, command: string): Promise<ConsoleProbe> {
   const nonce = randomUUID();
-  const child = spawn("bash", ["-c", command], { detached: true, stdio: ["ignore", "pipe", "pipe"] });
-  const untrack =
-    child.pid !== undefined ? trackProcess(-child.pid, "console command", "SIGTERM") : () => false;
+  const { child, end } = startConsoleCommand(command);
   let text = "";
   const started = performance.now();
   const deadline = started + scaled(PROBE_DEADLINE_MS);
@@ -67,7 +63,6 @@ export async function probeConsole(link: SshLink, command: string): Promise<Cons
       tail: text.trimEnd().split("\n").slice(-5),
     };
   } finally {
-    if (child.pid !== undefined) await endProcessGroup(child.pid, 1_000);
-    untrack();
+    await end();
   }
 }
