@@ -166,8 +166,8 @@ static void ensure_network(void)
 }
 
 /*
- * The harness's next-kernel disk (virtio-blk, serial kho-next): an ext4 image mounted
- * read-only at /boot, or a tar unpacked there when the kernel has no ext4 built in.
+ * The harness's next-kernel disk (virtio-blk, serial kho-next): a romfs or ext4 image
+ * mounted read-only at /boot, or a tar unpacked there when the kernel has neither built in.
  */
 static void mount_next_kernel(void)
 {
@@ -188,16 +188,24 @@ static void mount_next_kernel(void)
 				say("%s: %s", path, strerror(errno));
 			close(ra);
 		}
-		if (!mount(dev, "/boot", "ext4", MS_RDONLY | MS_NOATIME, NULL)) {
-			say("next kernel on /boot");
+		static const char *const types[] = { "romfs", "ext4" };
+		const char *mounted = NULL;
+		int why = 0;
+		for (size_t t = 0; !mounted && t < sizeof(types) / sizeof(types[0]); t++) {
+			if (!mount(dev, "/boot", types[t], MS_RDONLY | MS_NOATIME, NULL))
+				mounted = types[t];
+			else if (!why || errno != EINVAL)
+				why = errno; /* EINVAL: not this filesystem; ENODEV: not built in */
+		}
+		if (mounted) {
+			say("next kernel on /boot (%s)", mounted);
 		} else {
-			int why = errno;
 			char *const tar[] = { "/bin/busybox", "tar", "-xf", dev, "-C", "/boot", NULL };
 			if (run(NULL, tar) == 0)
 				say("next kernel in /boot");
 			else
-				say("the next-kernel disk %s neither mounts as ext4 (%s) nor unpacks", dev,
-				    strerror(why));
+				say("the next-kernel disk %s neither mounts as romfs or ext4 (%s) nor unpacks",
+				    dev, strerror(why));
 		}
 	}
 	if (d)

@@ -26,6 +26,7 @@ import { cacheRoot } from "../paths.js";
 import { fileSha256 } from "../util/hash.js";
 import { dropbearHostKey, type SshKeys } from "../vm/keys.js";
 import { CpioWriter } from "./cpio.js";
+import { writeRomfs } from "./romfs.js";
 import type { UserspacePlacement } from "./initramfs.js";
 import { buildOnce } from "../util/entry-lock.js";
 import { stderrLogger } from "../util/log.js";
@@ -47,33 +48,43 @@ export async function writeBootInitrd(baseImage: string, overlay: Uint8Array, de
 }
 
 /**
- * How the next kernel reaches the guest: an ext4 disk the guest's init mounts read-only at
- * /boot (no copy; the kernel reads the files only when a kexec loads them), or, for a kernel
- * without ext4 built in, a tar the init unpacks into /boot at every boot (~0.2-0.4 s under TCG).
+ * How the next kernel reaches the guest: a romfs or ext4 disk the guest's init mounts
+ * read-only at /boot (no copy; the kernel reads the files only when a kexec loads them), or,
+ * for a kernel with neither built in, a tar the init unpacks into /boot at every boot
+ * (~0.2-0.4 s under TCG). The harness's own kernels have romfs (two objects to compile, where
+ * ext4 and its journal are forty); a defconfig or distribution kernel has ext4.
  */
-export type NextDiskFormat = "ext4" | "tar";
+export type NextDiskFormat = "romfs" | "ext4" | "tar";
 
-/** ext4 when the booted kernel can mount it without modules; its config decides. */
+/** The config option that mounts each disk format without modules. */
+const FS_OPTION: Readonly<Record<Exclude<NextDiskFormat, "tar">, string>> = {
+  romfs: "ROMFS_FS",
+  ext4: "EXT4_FS",
+};
+
+/** romfs, else ext4, when the booted kernel can mount it without modules; its config decides. */
 export function nextDiskFormat(config: ReadonlyMap<string, string>): NextDiskFormat {
-  return config.get("EXT4_FS") === "y" ? "ext4" : "tar";
+  if (config.get(FS_OPTION.romfs) === "y" && config.get("ROMFS_BACKED_BY_BLOCK") === "y") return "romfs";
+  return config.get(FS_OPTION.ext4) === "y" ? "ext4" : "tar";
 }
 
 /**
  * Userspace goes on the disk when every kernel that boots from it (the booted one and, with
- * --next-kernel, the next) mounts the disk without modules: virtio-blk and ext4 built in.
- * Otherwise it stays in the initrd, where a kernel needs nothing to reach it.
+ * --next-kernel, the next) mounts the disk without modules: virtio-blk and the disk's
+ * filesystem built in. Otherwise it stays in the initrd, where a kernel needs nothing to reach it.
  */
 export function userspacePlacement(
   format: NextDiskFormat,
   configs: readonly (ReadonlyMap<string, string> | undefined)[],
 ): UserspacePlacement {
+  if (format === "tar") return "initrd";
   const mounts = (c: ReadonlyMap<string, string> | undefined) =>
-    c?.get("EXT4_FS") === "y" && c.get("VIRTIO_BLK") === "y";
-  return format === "ext4" && configs.every(mounts) ? "disk" : "initrd";
+    c !== undefined && c.get("VIRTIO_BLK") === "y" && nextDiskFormat(c) === format;
+  return configs.every(mounts) ? "disk" : "initrd";
 }
 
 /** Bumped when the disk's contents change shape, so older cached disks are not reused. */
-const NEXT_DISK_LAYOUT = 3;
+const NEXT_DISK_LAYOUT = 4;
 
 /** The guest's usr/ tree when the disk also carries userspace (GuestImage.userspace). */
 export interface DiskUserspace {
@@ -92,8 +103,8 @@ export async function cachedNextKernelDisk(
   format: NextDiskFormat,
   userspace?: DiskUserspace,
 ): Promise<string> {
-  if (userspace && format !== "ext4")
-    throw new HarnessError("userspace goes only on an ext4 next-kernel disk");
+  if (userspace && format === "tar")
+    throw new HarnessError("userspace goes only on a mountable next-kernel disk");
   const dir = join(cacheRoot(), "next-disks");
   const name = [(await fileSha256(kernel)).slice(0, 16), userspace?.key.slice(0, 16), `v${NEXT_DISK_LAYOUT}`];
   const dest = join(dir, `${name.filter(Boolean).join("-")}.${format}`);
@@ -127,51 +138,63 @@ export async function writeNextKernelDisk(
   format: NextDiskFormat,
   userspace?: DiskUserspace,
 ): Promise<void> {
-  if (format === "ext4") await writeExt4Disk(kernel, dest, userspace);
-  else await writeTarDisk(kernel, dest);
+  if (format === "tar") await writeTarDisk(kernel, dest);
+  else await writeImageDisk(kernel, dest, format, userspace);
 }
 
 /** The file's name on the disk: the guest sees it as /boot/next-kernel. */
 const NEXT_KERNEL_NAME = "next-kernel";
+
+/** The disk's volume label (its virtio serial, which the init looks for, is the same). */
+const DISK_LABEL = "kho-next";
 
 /**
  * 4 KiB blocks, no reserved blocks; no journal (the guest mounts it read-only) and no metadata
  * checksums (half of mke2fs's time).
  */
 const MKE2FS_OPTIONS: readonly string[] = [
-  ...["-q", "-F", "-t", "ext4", "-L", "kho-next", "-b", "4096", "-m", "0"],
+  ...["-q", "-F", "-t", "ext4", "-L", DISK_LABEL, "-b", "4096", "-m", "0"],
   ...["-O", "^has_journal,^metadata_csum"],
 ];
 
-async function writeExt4Disk(kernel: string, dest: string, userspace?: DiskUserspace): Promise<void> {
-  await requireTools(["mke2fs"], "the next kernel's disk");
+async function writeImageDisk(
+  kernel: string,
+  dest: string,
+  format: "romfs" | "ext4",
+  userspace?: DiskUserspace,
+): Promise<void> {
+  if (format === "ext4") await requireTools(["mke2fs"], "the next kernel's disk");
   const staging = await mkdtemp(join(dirname(dest), "next-disk-"));
   try {
-    // mke2fs -d copies regular files and keeps symlinks as symlinks: link the kernel when on
+    // Both writers copy regular files and keep symlinks as symlinks: link the kernel when on
     // the same filesystem, copy otherwise.
     await link(kernel, join(staging, NEXT_KERNEL_NAME)).catch(() =>
       copyFile(kernel, join(staging, NEXT_KERNEL_NAME)),
     );
     if (userspace)
       await cp(join(userspace.dir, "usr"), join(staging, "usr"), { recursive: true, verbatimSymlinks: true });
-    const { bytes, entries } = await treeSize(staging);
-    // Data plus room for ext4's own blocks (bitmaps, inode table, extent trees): 1/16 + 1 MiB
-    // and a block per entry (directories, fast symlinks need none but cost little).
-    const blocks = Math.ceil((bytes + bytes / 16 + 1048576) / 4096) + entries;
-    const inodes = String(16 + entries);
-    const r = await execa("mke2fs", [...MKE2FS_OPTIONS, "-N", inodes, "-d", staging, dest, String(blocks)], {
-      reject: false,
-      all: true,
-    });
-    if (r.exitCode !== 0) {
-      throw new HarnessError(
-        `mke2fs could not write the next kernel's disk ${dest}`,
-        (r.all ?? "").split("\n"),
-      );
-    }
+    if (format === "romfs") await writeRomfs(staging, dest, DISK_LABEL);
+    else await mke2fs(staging, dest);
   } finally {
     await rm(staging, { recursive: true, force: true });
   }
+}
+
+async function mke2fs(staging: string, dest: string): Promise<void> {
+  const { bytes, entries } = await treeSize(staging);
+  // Data plus room for ext4's own blocks (bitmaps, inode table, extent trees): 1/16 + 1 MiB
+  // and a block per entry (directories, fast symlinks need none but cost little).
+  const blocks = Math.ceil((bytes + bytes / 16 + 1048576) / 4096) + entries;
+  const inodes = String(16 + entries);
+  const r = await execa("mke2fs", [...MKE2FS_OPTIONS, "-N", inodes, "-d", staging, dest, String(blocks)], {
+    reject: false,
+    all: true,
+  });
+  if (r.exitCode !== 0)
+    throw new HarnessError(
+      `mke2fs could not write the next kernel's disk ${dest}`,
+      (r.all ?? "").split("\n"),
+    );
 }
 
 /** Bytes of the regular files under `dir` and how many entries it holds. */

@@ -55,7 +55,8 @@ describe("fragments", () => {
     // what defconfig gave for free and the guest needs: the userspace disk, ip=, NUMA, MSI,
     // the console timestamps, tracepoints, ACPI for q35
     expectAllY(required, [
-      "EXT4_FS",
+      "ROMFS_FS",
+      "ROMFS_BACKED_BY_BLOCK",
       "IP_PNP",
       "NUMA",
       "PCI_MSI",

@@ -36,10 +36,43 @@ async function ext4File(disk: string, name: string): Promise<Buffer> {
 }
 
 describe("the next kernel's disk", () => {
-  it("is ext4 only when the booted kernel has ext4 built in", () => {
+  it("is romfs, else ext4, only when the booted kernel mounts it without modules", () => {
+    const romfs: [string, string][] = [
+      ["ROMFS_FS", "y"],
+      ["ROMFS_BACKED_BY_BLOCK", "y"],
+    ];
+    expect(nextDiskFormat(new Map([...romfs, ["EXT4_FS", "y"]]))).toBe("romfs");
+    expect(nextDiskFormat(new Map([["ROMFS_FS", "y"]]))).toBe("tar"); // romfs on MTD only
+    expect(
+      nextDiskFormat(
+        new Map([
+          ["ROMFS_FS", "m"],
+          ["ROMFS_BACKED_BY_BLOCK", "y"],
+          ["EXT4_FS", "y"],
+        ]),
+      ),
+    ).toBe("ext4");
     expect(nextDiskFormat(new Map([["EXT4_FS", "y"]]))).toBe("ext4");
     expect(nextDiskFormat(new Map([["EXT4_FS", "m"]]))).toBe("tar");
     expect(nextDiskFormat(new Map())).toBe("tar");
+  });
+
+  it("romfs: the kernel and the guest's usr tree, as the kernel's romfs reads them", async () => {
+    const tree = join(dir, "userspace-romfs");
+    mkdirSync(join(tree, "usr/bin"), { recursive: true });
+    writeFileSync(join(tree, "usr/bin/busybox"), "busybox bytes", { mode: 0o755 });
+    const disk = join(dir, "next.romfs");
+    await writeNextKernelDisk(kernel, disk, "romfs", { dir: tree, key: "r".repeat(16) });
+    const img = readFileSync(disk);
+    expect(img.subarray(0, 8).toString("latin1")).toBe("-rom1fs-");
+    // The kernel's bytes follow its header: 16 bytes and the padded name "next-kernel".
+    const at = img.indexOf(Buffer.from("next-kernel\0"));
+    expect(at).toBeGreaterThan(0);
+    expect(img.readUInt32BE(at - 8)).toBe(readFileSync(kernel).length);
+    expect(img.subarray(at + 16, at + 16 + readFileSync(kernel).length).equals(readFileSync(kernel))).toBe(
+      true,
+    );
+    expect(img.indexOf(Buffer.from("busybox bytes"))).toBeGreaterThan(at);
   });
 
   it("ext4: the kernel byte for byte, as e2fsprogs' debugfs reads it back", async () => {
@@ -62,6 +95,14 @@ describe("the next kernel's disk", () => {
     // --next-kernel: the next kernel must reach its userspace too
     expect(userspacePlacement("ext4", [builtIn, moduleBlk])).toBe("initrd");
     expect(userspacePlacement("ext4", [builtIn, undefined])).toBe("initrd");
+    // the booted kernel picked romfs: a next kernel with only ext4 cannot reach usr on it
+    const romfs = new Map([
+      ["ROMFS_FS", "y"],
+      ["ROMFS_BACKED_BY_BLOCK", "y"],
+      ["VIRTIO_BLK", "y"],
+    ]);
+    expect(userspacePlacement("romfs", [romfs, romfs])).toBe("disk");
+    expect(userspacePlacement("romfs", [romfs, builtIn])).toBe("initrd");
   });
 
   it("ext4 with userspace: the guest's usr tree beside the kernel, symlinks kept as symlinks", async () => {
@@ -81,7 +122,7 @@ describe("the next kernel's disk", () => {
     const cached = await cachedNextKernelDisk(kernel, "ext4", { dir: tree, key: "k".repeat(16) });
     expect(cached).not.toBe(await cachedNextKernelDisk(kernel, "ext4"));
     await expect(cachedNextKernelDisk(kernel, "tar", { dir: tree, key: "k".repeat(16) })).rejects.toThrow(
-      /ext4/,
+      /only on a mountable next-kernel disk/,
     );
   });
 
