@@ -166,6 +166,26 @@ static void ensure_network(void)
 }
 
 /*
+ * romfs reads its disk 1 KiB at a time, each read waited for (sb_bread): under TCG starting
+ * dropbear took 0.7 s more than from ext4, and the kexec's read of the next kernel 0.8 s more
+ * (5,000 requests). Reading the whole disk once, in 1 MiB requests (0.15 s for 11 MiB),
+ * leaves it in the block device's page cache, where romfs then finds every block.
+ */
+static void read_whole_disk(const char *dev)
+{
+	int fd = open(dev, O_RDONLY | O_CLOEXEC);
+	char *buf = malloc(1 << 20);
+	ssize_t n = 0;
+	while (fd >= 0 && buf && (n = read(fd, buf, 1 << 20)) > 0)
+		;
+	if (fd < 0 || !buf || n < 0)
+		say("%s: reading the disk ahead: %s", dev, strerror(errno));
+	free(buf);
+	if (fd >= 0)
+		close(fd);
+}
+
+/*
  * The harness's next-kernel disk (virtio-blk, serial kho-next): a romfs or ext4 image
  * mounted read-only at /boot, or a tar unpacked there when the kernel has neither built in.
  */
@@ -197,6 +217,8 @@ static void mount_next_kernel(void)
 			else if (!why || errno != EINVAL)
 				why = errno; /* EINVAL: not this filesystem; ENODEV: not built in */
 		}
+		if (mounted && !strcmp(mounted, "romfs"))
+			read_whole_disk(dev);
 		if (mounted) {
 			say("next kernel on /boot (%s)", mounted);
 		} else {
