@@ -56,16 +56,10 @@ export async function writeBootInitrd(baseImage: string, overlay: Uint8Array, de
  */
 export type NextDiskFormat = "romfs" | "ext4" | "tar";
 
-/** The config option that mounts each disk format without modules. */
-const FS_OPTION: Readonly<Record<Exclude<NextDiskFormat, "tar">, string>> = {
-  romfs: "ROMFS_FS",
-  ext4: "EXT4_FS",
-};
-
 /** romfs, else ext4, when the booted kernel can mount it without modules; its config decides. */
 export function nextDiskFormat(config: ReadonlyMap<string, string>): NextDiskFormat {
-  if (config.get(FS_OPTION.romfs) === "y" && config.get("ROMFS_BACKED_BY_BLOCK") === "y") return "romfs";
-  return config.get(FS_OPTION.ext4) === "y" ? "ext4" : "tar";
+  if (config.get("ROMFS_FS") === "y" && config.get("ROMFS_BACKED_BY_BLOCK") === "y") return "romfs";
+  return config.get("EXT4_FS") === "y" ? "ext4" : "tar";
 }
 
 /**
