@@ -121,7 +121,7 @@ export async function writeRomfs(dir: string, dest: string, volume: string): Pro
       if (e.kind === "symlink") await write(e.target, data);
       else if (e.kind === "file") await copyInto(e.path, data, e.size, write);
     }
-    // The checksum covers min(size, 512) bytes, read back from what was written.
+    // The checksum covers min(size, 512) bytes: the copy of them kept while writing.
     const sum = balance(first.subarray(0, Math.min(size, 512)));
     const word = Buffer.alloc(4);
     word.writeUInt32BE(sum, 0);
