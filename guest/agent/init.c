@@ -217,9 +217,9 @@ static void mount_next_kernel(void)
 			else if (!why || errno != EINVAL)
 				why = errno; /* EINVAL: not this filesystem; ENODEV: not built in */
 		}
-		if (mounted && !strcmp(mounted, "romfs"))
-			read_whole_disk(dev);
 		if (mounted) {
+			if (!strcmp(mounted, "romfs"))
+				read_whole_disk(dev);
 			say("next kernel on /boot (%s)", mounted);
 		} else {
 			char *const tar[] = { "/bin/busybox", "tar", "-xf", dev, "-C", "/boot", NULL };

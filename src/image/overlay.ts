@@ -157,7 +157,6 @@ async function writeImageDisk(
   format: "romfs" | "ext4",
   userspace?: DiskUserspace,
 ): Promise<void> {
-  if (format === "ext4") await requireTools(["mke2fs"], "the next kernel's disk");
   const staging = await mkdtemp(join(dirname(dest), "next-disk-"));
   try {
     // Both writers copy regular files and keep symlinks as symlinks: link the kernel when on
@@ -175,6 +174,7 @@ async function writeImageDisk(
 }
 
 async function mke2fs(staging: string, dest: string): Promise<void> {
+  await requireTools(["mke2fs"], "the next kernel's disk");
   const { bytes, entries } = await treeSize(staging);
   // Data plus room for ext4's own blocks (bitmaps, inode table, extent trees): 1/16 + 1 MiB
   // and a block per entry (directories, fast symlinks need none but cost little).

@@ -19,10 +19,12 @@ const TYPE_REG = 2;
 const TYPE_SYM = 3;
 const EXEC = 8;
 
-type Entry =
-  | { kind: "dir"; name: string; children: Entry[]; offset: number }
-  | { kind: "file"; name: string; path: string; size: number; exec: boolean; offset: number }
-  | { kind: "symlink"; name: string; target: Buffer; offset: number };
+/** `offset` is where the entry's header goes, `next` its following sibling's (0: the last). */
+type Entry = { name: string; offset: number; next: number } & (
+  | { kind: "dir"; children: Entry[] }
+  | { kind: "file"; path: string; size: number; exec: boolean }
+  | { kind: "symlink"; target: Buffer }
+);
 
 const pad16 = (n: number) => (n + 15) & ~15;
 const nameBytes = (name: string) => pad16(Buffer.byteLength(name) + 1);
@@ -37,7 +39,13 @@ async function scan(dir: string, name: string): Promise<Entry> {
       throw new HarnessError(`romfs: the name ${path} is longer than ${MAX_NAME - 1} bytes`);
     if (d.isDirectory()) children.push(await scan(path, d.name));
     else if (d.isSymbolicLink())
-      children.push({ kind: "symlink", name: d.name, target: Buffer.from(await readlink(path)), offset: 0 });
+      children.push({
+        kind: "symlink",
+        name: d.name,
+        target: Buffer.from(await readlink(path)),
+        offset: 0,
+        next: 0,
+      });
     else if (d.isFile()) {
       const s = await stat(path);
       children.push({
@@ -47,19 +55,24 @@ async function scan(dir: string, name: string): Promise<Entry> {
         size: s.size,
         exec: (s.mode & 0o111) !== 0,
         offset: 0,
+        next: 0,
       });
     } else throw new HarnessError(`romfs: ${path} is not a file, directory or symlink`);
   }
-  return { kind: "dir", name, children, offset: 0 };
+  return { kind: "dir", name, children, offset: 0, next: 0 };
 }
 
-/** Offsets in writing order: each entry, then (for a directory) its entries. */
+/** Offsets in writing order: each entry, then (for a directory) its entries; each entry's
+ *  `next` is its following sibling's offset. */
 function place(e: Entry, at: number, order: Entry[]): number {
   e.offset = at;
   order.push(e);
-  let next = at + HEADER + nameBytes(e.name) + pad16(dataSize(e));
-  if (e.kind === "dir") for (const c of e.children) next = place(c, next, order);
-  return next;
+  let end = at + HEADER + nameBytes(e.name) + pad16(dataSize(e));
+  if (e.kind === "dir") {
+    for (const c of e.children) end = place(c, end, order);
+    e.children.forEach((c, i) => (c.next = e.children[i + 1]?.offset ?? 0));
+  }
+  return end;
 }
 
 /** The value that makes the big-endian 32-bit words of `buf` sum to zero (mod 2^32). */
@@ -69,11 +82,11 @@ function balance(buf: Buffer): number {
   return (0x1_0000_0000 - sum) >>> 0;
 }
 
-function header(e: Entry, next: number): Buffer {
+function header(e: Entry): Buffer {
   const buf = Buffer.alloc(HEADER + nameBytes(e.name));
   const type =
     e.kind === "dir" ? TYPE_DIR | EXEC : e.kind === "file" ? TYPE_REG | (e.exec ? EXEC : 0) : TYPE_SYM;
-  buf.writeUInt32BE((next | type) >>> 0, 0);
+  buf.writeUInt32BE((e.next | type) >>> 0, 0);
   buf.writeUInt32BE(e.kind === "dir" ? (e.children[0]?.offset ?? 0) : 0, 4);
   buf.writeUInt32BE(dataSize(e), 8);
   buf.write(e.name, HEADER);
@@ -96,10 +109,6 @@ export async function writeRomfs(dir: string, dest: string, volume: string): Pro
   const size = pad16(end);
   if (size >= 0x1_0000_0000)
     throw new HarnessError(`romfs: the tree under ${dir} is ${size} bytes, over 4 GiB`);
-  // Every entry's `next` is its following sibling's offset.
-  const next = new Map<Entry, number>();
-  for (const e of order)
-    if (e.kind === "dir") e.children.forEach((c, i) => next.set(c, e.children[i + 1]?.offset ?? 0));
   const image = Math.ceil(size / IMAGE_ALIGN) * IMAGE_ALIGN;
   const fh = await open(dest, "w");
   try {
@@ -115,7 +124,7 @@ export async function writeRomfs(dir: string, dest: string, volume: string): Pro
     sb.write(volume, HEADER);
     await write(sb, 0);
     for (const e of order) {
-      const h = header(e, next.get(e) ?? 0);
+      const h = header(e);
       await write(h, e.offset);
       const data = e.offset + h.length;
       if (e.kind === "symlink") await write(e.target, data);
